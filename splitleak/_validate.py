@@ -1,0 +1,24 @@
+"""Argument checks shared by configs: clear ValueErrors instead of deep tracebacks."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def finite_number(name: str, value: Any, *, minimum: float | None = None) -> float:
+    """`value` as a float, or a ValueError naming `name` if it is not a finite number >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return float(value)
+
+
+def positive_int(name: str, value: Any, *, allow_none: bool = False) -> int | None:
+    """`value` as an int >= 1 (or None when allowed), else a ValueError naming `name`."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    return value

@@ -1,0 +1,87 @@
+"""What an attacker has (Access), what an attack needs (ThreatModel), and the Attack protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from torch import Tensor, nn
+
+from splitleak.data import ArraySplit, InputSpec
+
+
+class ThreatModelError(ValueError):
+    """The evaluation cannot give an attack what its threat model requires."""
+
+
+@dataclass(frozen=True)
+class Access:
+    """Everything an evaluation can hand an attacker; None means "not available"."""
+
+    spec: InputSpec
+    activation_shape: tuple[int, ...]
+    query: Callable[[Tensor], Tensor] | None = None
+    encoder: nn.Module | None = None
+    head: nn.Module | None = None
+    aux: ArraySplit | None = None
+    device: str = "cpu"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """What an attack needs: encoder weights, query access, the server head, auxiliary data."""
+
+    summary: str
+    encoder_weights: bool = False
+    query_access: bool = False
+    server_head: bool = False
+    aux_data: bool = False
+    min_aux: int = 0
+
+    def missing(self, access: Access) -> list[str]:
+        """Human-readable list of requirements `access` does not meet."""
+        needs = [
+            (self.encoder_weights, access.encoder is not None, "the client encoder's weights"),
+            (self.query_access, access.query is not None, "query access to the client encoder"),
+            (self.server_head, access.head is not None, "the server head"),
+            (self.aux_data, access.aux is not None and len(access.aux) > 0, "auxiliary data"),
+        ]
+        gaps = [what for needed, have, what in needs if needed and not have]
+        if self.aux_data and access.aux is not None and 0 < len(access.aux) < self.min_aux:
+            gaps.append(f"at least {self.min_aux} auxiliary images (got {len(access.aux)})")
+        return gaps
+
+    def check(self, attack: str, access: Access) -> None:
+        """Raise ThreatModelError naming what is missing for `attack`."""
+        gaps = self.missing(access)
+        if gaps:
+            raise ThreatModelError(f"attack {attack!r} ({self.summary}) needs {', '.join(gaps)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary,
+            "encoder_weights": self.encoder_weights,
+            "query_access": self.query_access,
+            "server_head": self.server_head,
+            "aux_data": self.aux_data,
+            "min_aux": self.min_aux,
+        }
+
+
+class Attack(Protocol):
+    """Fit on what the attacker has, then map observed activations back to inputs."""
+
+    name: ClassVar[str]
+    threat_model: ClassVar[ThreatModel]
+
+    def fit(self, access: Access) -> "Attack": ...
+
+    def reconstruct(self, z: Tensor) -> Tensor:
+        """Inputs [B, C, H, W] in the spec's value range for activations z [B, ...]."""
+        ...
+
+    def budget(self) -> dict[str, Any]:
+        """JSON-able configuration: the attack's budget and hyper-parameters."""
+        ...

@@ -1,0 +1,142 @@
+"""Black-box decoder inversion (He, Zhang, Lee, ACSAC 2019: the "inverse network").
+
+The attacker queries the client with its own auxiliary images, collects (activation, image)
+pairs and trains a convolutional decoder z -> x with an l2 loss; the decoder's shape is
+derived from the activation shape. It then decodes the activations it observes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from splitleak._config import from_mapping
+from splitleak._validate import finite_number, positive_int
+from splitleak.attacks.base import Access, ThreatModel
+from splitleak.data import InputSpec
+from splitleak.progress import ProgressFactory, silent
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Budget and hyper-parameters of the decoder attack."""
+
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    width: int = 64
+
+    def __post_init__(self) -> None:
+        positive_int("decoder epochs", self.epochs)
+        positive_int("decoder batch_size", self.batch_size)
+        positive_int("decoder width", self.width)
+        finite_number("decoder lr", self.lr, minimum=0.0)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "DecoderConfig":
+        return from_mapping(cls, values, "decoder")
+
+
+def _conv_block(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+
+class Decoder(nn.Module):
+    """Maps activations of `z_shape` to images of `spec.shape` in `spec.value_range`."""
+
+    def __init__(self, z_shape: tuple[int, ...], spec: InputSpec, width: int = 64) -> None:
+        super().__init__()
+        c_out, height, width_px = spec.shape
+        self.out_size = (height, width_px)
+        self.low, self.high = spec.value_range
+        layers: list[nn.Module] = []
+        if len(z_shape) == 1:  # a vector: project onto a quarter-resolution feature map
+            h0, w0 = math.ceil(height / 4), math.ceil(width_px / 4)
+            layers += [nn.Linear(z_shape[0], width * h0 * w0), nn.ReLU(), nn.Unflatten(1, (width, h0, w0))]
+            channels, h = width, h0
+        elif len(z_shape) == 3:
+            channels, h = z_shape[0], z_shape[1]
+        else:
+            raise ValueError(f"decoder takes vector or [C, H, W] activations, got shape {z_shape}")
+        layers += _conv_block(channels, width)
+        for _ in range(max(0, round(math.log2(height / h)))):  # x2 upsampling stages
+            layers += [nn.ConvTranspose2d(width, width, 4, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
+        layers += _conv_block(width, width // 2)
+        layers += [nn.Conv2d(width // 2, c_out, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        x = self.net(z)
+        if tuple(x.shape[-2:]) != self.out_size:
+            x = F.interpolate(x, size=self.out_size, mode="bilinear", align_corners=False)
+        return self.low + (self.high - self.low) * torch.sigmoid(x)
+
+
+class DecoderAttack:
+    """He et al.'s black-box inverse network."""
+
+    name: ClassVar[str] = "decoder"
+    threat_model: ClassVar[ThreatModel] = ThreatModel(
+        summary="black-box: queries the client with its own auxiliary data",
+        query_access=True,
+        aux_data=True,
+        min_aux=16,
+    )
+
+    def __init__(self, config: DecoderConfig | None = None, *, progress: ProgressFactory = silent) -> None:
+        self.config = config or DecoderConfig()
+        self.progress = progress
+        self.decoder: Decoder | None = None
+        self.device = "cpu"
+        self.history: list[float] = []
+
+    def fit(self, access: Access) -> "DecoderAttack":
+        self.threat_model.check(self.name, access)
+        assert access.query is not None and access.aux is not None
+        cfg = self.config
+        self.device = access.device
+        generator = torch.Generator().manual_seed(access.seed)
+        torch.manual_seed(access.seed)
+        x_aux = access.aux.x
+        with torch.no_grad():
+            z_aux = torch.cat([access.query(x_aux[i : i + 1024].to(self.device)).cpu() for i in range(0, len(x_aux), 1024)])
+        decoder = Decoder(tuple(z_aux.shape[1:]), access.spec, cfg.width).to(self.device)
+        optimiser = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
+        n = len(x_aux)
+        decoder.train()
+        with self.progress(total=cfg.epochs * n, desc="decoder attack: fit") as bar:
+            for _ in range(cfg.epochs):
+                perm = torch.randperm(n, generator=generator)
+                total = 0.0
+                for i in range(0, n, cfg.batch_size):
+                    idx = perm[i : i + cfg.batch_size]
+                    if len(idx) < 2:  # BatchNorm needs two samples
+                        continue
+                    z, x = z_aux[idx].to(self.device), x_aux[idx].to(self.device)
+                    loss = F.mse_loss(decoder(z), x)
+                    optimiser.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimiser.step()
+                    total += loss.item() * len(idx)
+                    bar.update(len(idx))
+                self.history.append(total / n)
+                bar.set_postfix(mse=f"{self.history[-1]:.4f}")
+        decoder.eval()
+        self.decoder = decoder
+        return self
+
+    @torch.no_grad()
+    def reconstruct(self, z: Tensor) -> Tensor:
+        if self.decoder is None:
+            raise RuntimeError("call fit() before reconstruct()")
+        return torch.cat([self.decoder(z[i : i + 1024].to(self.device)).cpu() for i in range(0, len(z), 1024)])
+
+    def budget(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self.config), "final_train_mse": self.history[-1] if self.history else None}

@@ -1,0 +1,151 @@
+"""Command line: parse arguments, build the config dataclasses, call the library.
+
+Bad input ends with one line `splitleak: error: ...` on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from splitleak import __version__
+
+log = logging.getLogger("splitleak")
+EXIT_BAD_INPUT = 2
+
+
+def _progress(quiet: bool) -> Callable:
+    from tqdm import tqdm
+
+    return functools.partial(tqdm, leave=False, disable=quiet, unit="img", unit_scale=True, dynamic_ncols=True)
+
+
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", help="where datasets live (default: $SPLITLEAK_DATA_DIR, ~/.cache/splitleak/data, Debian's dataset packages)")
+    parser.add_argument("--download", action="store_true", help="download the dataset with torchvision when it is not found")
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from splitleak.attacks import ATTACKS
+    from splitleak.data import DATASETS
+    from splitleak.defenses import DEFENSES
+    from splitleak.models import ARCHITECTURES
+
+    parser = argparse.ArgumentParser(prog="splitleak", description="How much raw data can a split-learning server rebuild from cut-layer activations?")
+    parser.add_argument("--version", action="version", version=f"splitleak {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a split model under a defense and save a checkpoint", description="Train a split model (client encoder + server head) under a defense; write one safetensors checkpoint.")
+    train.add_argument("--dataset", default="fashion-mnist", choices=sorted(DATASETS))
+    train.add_argument("--arch", default="small-cnn", choices=sorted(ARCHITECTURES))
+    train.add_argument("--cut", type=int, help="cut after this block (deeper = larger); default: the architecture's default")
+    train.add_argument("--defense", default="none", choices=sorted(DEFENSES))
+    train.add_argument("--alpha", type=float, help="nopeek: weight of the dCor(x, z) penalty (default 1.0)")
+    train.add_argument("--noise-scale", type=float, help="noise: std (gaussian) or b (laplace) of the activation noise (default 1.0)")
+    train.add_argument("--noise-distribution", choices=("gaussian", "laplace"), help="noise: distribution (default gaussian)")
+    train.add_argument("--epochs", type=int, default=3)
+    train.add_argument("--batch-size", type=int, default=256)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--seed", type=int, default=0, help="training seed (weights init, batch order)")
+    train.add_argument("--split-seed", type=int, default=0, help="seed of the train/aux split, kept in the checkpoint")
+    train.add_argument("--aux-pool", type=int, help="training images reserved for the attacker (default: per dataset)")
+    train.add_argument("--limit-train", type=int, help="train on at most this many images")
+    train.add_argument("--limit-test", type=int, help="measure accuracy on at most this many test images")
+    train.add_argument("--out", required=True, help="checkpoint file to write (.safetensors)")
+    _data_options(train)
+    _common_options(train)
+    train.set_defaults(run=_cmd_train)
+
+    ev = commands.add_parser("evaluate", help="attack a checkpoint and write a tidy results folder", description="Run attacks against a checkpoint's activations and score the reconstructions.")
+    ev.add_argument("checkpoint", help="a splitleak checkpoint (.safetensors)")
+    ev.add_argument("--attacks", default="decoder", help=f"comma-separated attacks from {sorted(ATTACKS)} (default: decoder)")
+    ev.add_argument("--out", required=True, help="results folder to write (replaced atomically)")
+    ev.add_argument("--aux-size", type=int, help="auxiliary images the attacker gets (default: the whole reserved pool)")
+    ev.add_argument("--limit", type=int, default=1000, help="attack and score this many test images (default 1000)")
+    ev.add_argument("--dcor-samples", type=int, default=1000, help="test images used for dCor(x, z) (default 1000)")
+    ev.add_argument("--decoder-epochs", type=int, help="decoder attack: training epochs (default 20)")
+    ev.add_argument("--gallery", type=int, default=16, help="test images whose reconstructions are kept (default 16)")
+    ev.add_argument("--seed", type=int, default=0, help="evaluation seed (attack init, noise draws)")
+    _data_options(ev)
+    _common_options(ev)
+    ev.set_defaults(run=_cmd_evaluate)
+    return parser
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from splitleak.data import DataConfig, load_splits
+    from splitleak.models import save_checkpoint
+    from splitleak.training import TrainConfig, train
+
+    params = {"alpha": args.alpha, "scale": args.noise_scale, "distribution": args.noise_distribution}
+    given = {k: v for k, v in params.items() if v is not None}
+    config = TrainConfig(
+        arch=args.arch, cut=args.cut, defense=args.defense, defense_params=given,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
+    )
+    data = DataConfig(
+        dataset=args.dataset, data_dir=args.data_dir, split_seed=args.split_seed, aux_pool=args.aux_pool,
+        limit_train=args.limit_train, limit_test=args.limit_test, download=args.download,
+    )
+    splits = load_splits(data)
+    trained = train(config, splits, progress=_progress(args.quiet))
+    path = save_checkpoint(args.out, trained.model, trained.meta)
+    last = trained.meta["log"][-1]
+    print(
+        f"{path}: {config.arch} cut {config.cut}, defense {config.defense} {trained.meta['defense']['params']}, "
+        f"test accuracy {trained.meta['test_accuracy']:.4f} on {trained.meta['test_size']} images, "
+        f"final train loss {last['loss']:.4f} (penalty {last['penalty']:.4f}), {last['images_per_second']:.0f} img/s"
+    )
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from splitleak.data import load_splits
+    from splitleak.evaluation import EvalConfig, data_config_for, evaluate
+    from splitleak.models import load_checkpoint
+
+    attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
+    params = {"decoder": {"epochs": args.decoder_epochs}} if args.decoder_epochs is not None else {}
+    config = EvalConfig(
+        attacks=attacks, attack_params=params, limit=args.limit, dcor_samples=args.dcor_samples,
+        gallery=args.gallery, seed=args.seed, device=args.device,
+    )
+    checkpoint = load_checkpoint(args.checkpoint)
+    data = data_config_for(checkpoint, data_dir=args.data_dir, aux_size=args.aux_size, limit_test=args.limit, download=args.download or None)
+    results = evaluate(checkpoint, config, load_splits(data), progress=_progress(args.quiet))
+    out = results.save(args.out)
+    summary = results.summary()[["defense", "attack", "metric", "mean", "std", "median", "count"]]
+    summary["attack"] = summary["attack"].replace("", "(model)")
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"results: {out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `splitleak` command; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args)
+    except (ValueError, FloatingPointError, OSError) as err:
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"splitleak: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("splitleak: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

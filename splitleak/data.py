@@ -1,0 +1,729 @@
+"""Datasets and the train / aux (attacker) / test splits.
+
+A dataset is a :class:`DatasetSource` in the :data:`DATASETS` registry: it knows its input
+shape and how to load its raw training and test parts (numpy arrays). :func:`load_splits` turns
+a :class:`DataConfig` into three disjoint, deterministic :class:`ArraySplit` parts:
+
+* ``aux``   -- images the attacker owns (drawn from the source's training part),
+* ``train`` -- the rest of the source's training part, used to train the split model,
+* ``test``  -- the source's test part, the images whose activations are attacked.
+
+Files are looked for in the roots returned by :func:`resolve_roots` (explicit ``data_dir``,
+``$SPLITLEAK_DATA_DIR``, ``~/.cache/splitleak/data``; Fashion-MNIST also Debian's
+``/usr/share/datasets/fashion-mnist``). Nothing is downloaded unless ``download=True``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+ENV_DATA_DIR = "SPLITLEAK_DATA_DIR"
+"""Environment variable naming an extra data root (searched after an explicit ``data_dir``)."""
+
+DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+"""Where Debian's ``dataset-fashion-mnist`` package installs the four IDX ``.gz`` files."""
+
+DIGITS_TEST_SIZE = 360
+DIGITS_TEST_SEED = 20_200_817
+"""Fixed seed for carving digits' test part: the same test images for every ``split_seed``."""
+
+IDX_FILES = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
+
+
+
+class DataError(ValueError):
+    """A dataset cannot be found, parsed, or split as configured."""
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration and containers
+# --------------------------------------------------------------------------------------------
+
+
+def _check_keys(cls: type, d: Mapping[str, Any]) -> None:
+    if not isinstance(d, Mapping):
+        raise DataError(f"{cls.__name__}.from_dict expects a mapping, got {type(d).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise DataError(
+            f"unknown {cls.__name__} key(s) {unknown}; valid keys: {sorted(known)}"
+        )
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _check_optional_int(name: str, v: object, minimum: int) -> None:
+    if v is None:
+        return
+    if not _is_int(v):
+        raise DataError(f"{name} must be an int or None, got {v!r}")
+    if v < minimum:
+        raise DataError(f"{name} must be >= {minimum} (or None), got {v}")
+
+
+def _as_tuple(name: str, v: object) -> tuple[Any, ...]:
+    if isinstance(v, (list, tuple)):
+        return tuple(v)
+    raise DataError(f"{name} must be a list or tuple, got {v!r}")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the model's input looks like.
+
+    ``shape`` is (C, H, W); ``value_range`` the range pixel values live in; ``mean`` / ``std``
+    the per-channel normalisation the model applies internally (None for the built-in
+    datasets, whose models see [0, 1] images directly).
+    """
+
+    shape: tuple[int, int, int]
+    value_range: tuple[float, float] = (0.0, 1.0)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.shape) != 3 or not all(_is_int(s) and s > 0 for s in self.shape):
+            raise DataError(f"InputSpec.shape must be three positive ints (C, H, W), got {self.shape!r}")
+        if len(self.value_range) != 2 or not self.value_range[0] < self.value_range[1]:
+            raise DataError(f"InputSpec.value_range must be (low, high) with low < high, got {self.value_range!r}")
+        channels = self.shape[0]
+        for name in ("mean", "std"):
+            v = getattr(self, name)
+            if v is not None and len(v) != channels:
+                raise DataError(f"InputSpec.{name} needs {channels} values (one per channel), got {v!r}")
+        if (self.mean is None) != (self.std is None):
+            raise DataError("InputSpec.mean and InputSpec.std must be given together")
+        if self.std is not None and not all(s > 0 for s in self.std):
+            raise DataError(f"InputSpec.std must be positive, got {self.std!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        return {
+            "shape": list(self.shape),
+            "value_range": list(self.value_range),
+            "mean": None if self.mean is None else list(self.mean),
+            "std": None if self.std is None else list(self.std),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> InputSpec:
+        """Inverse of :meth:`to_dict`; rejects unknown keys, accepts lists for tuples."""
+        _check_keys(cls, d)
+        if "shape" not in d:
+            raise DataError("InputSpec.from_dict needs 'shape'")
+        kw: dict[str, Any] = {"shape": _as_tuple("shape", d["shape"])}
+        if "value_range" in d:
+            kw["value_range"] = tuple(float(v) for v in _as_tuple("value_range", d["value_range"]))
+        for name in ("mean", "std"):
+            if d.get(name) is not None:
+                kw[name] = tuple(float(v) for v in _as_tuple(name, d[name]))
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset and how to split it. All fields are JSON-serialisable.
+
+    ``aux_pool``: images of the source's training part reserved for the attacker (None = the
+    dataset's default); ``aux_size``: how many of that pool the attacker gets (None = all).
+    ``limit_train`` / ``limit_test`` keep only the first N of train / test.
+    """
+
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    split_seed: int = 0
+    aux_pool: int | None = None
+    aux_size: int | None = None
+    limit_train: int | None = None
+    limit_test: int | None = None
+    download: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise DataError(f"DataConfig.dataset must be a non-empty string, got {self.dataset!r}")
+        if isinstance(self.data_dir, os.PathLike):
+            object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            raise DataError(f"DataConfig.data_dir must be a path string or None, got {self.data_dir!r}")
+        if not _is_int(self.split_seed):
+            raise DataError(f"DataConfig.split_seed must be an int, got {self.split_seed!r}")
+        _check_optional_int("DataConfig.aux_pool", self.aux_pool, 0)
+        _check_optional_int("DataConfig.aux_size", self.aux_size, 0)
+        _check_optional_int("DataConfig.limit_train", self.limit_train, 1)
+        _check_optional_int("DataConfig.limit_test", self.limit_test, 1)
+        if self.aux_pool is not None and self.aux_size is not None and self.aux_size > self.aux_pool:
+            raise DataError(
+                f"DataConfig.aux_size ({self.aux_size}) cannot exceed aux_pool ({self.aux_pool})"
+            )
+        if not isinstance(self.download, bool):
+            raise DataError(f"DataConfig.download must be a bool, got {self.download!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DataConfig:
+        """Build from a dict; unknown keys raise :class:`DataError`, missing keys take defaults."""
+        _check_keys(cls, d)
+        return cls(**d)
+
+
+@dataclass(frozen=True, eq=False)
+class ArraySplit:
+    """One part of a dataset: images ``x`` float32 [N, C, H, W] in [0, 1], labels ``y`` int64
+    [N], and ``indices`` int64 [N], the rows of the source part each image came from."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    indices: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.x.dtype != torch.float32 or self.x.ndim != 4:
+            raise DataError(f"ArraySplit.x must be float32 [N, C, H, W], got {self.x.dtype} {tuple(self.x.shape)}")
+        for name in ("y", "indices"):
+            t = getattr(self, name)
+            if t.dtype != torch.int64 or t.ndim != 1:
+                raise DataError(f"ArraySplit.{name} must be int64 [N], got {t.dtype} {tuple(t.shape)}")
+            if len(t) != len(self.x):
+                raise DataError(f"ArraySplit.{name} has {len(t)} rows but x has {len(self.x)}")
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def head(self, n: int) -> ArraySplit:
+        """The first ``n`` samples (views sharing storage). Raises ValueError if n > len."""
+        if not _is_int(n) or n < 0:
+            raise ValueError(f"head(n) needs a non-negative int, got {n!r}")
+        if n > len(self):
+            raise ValueError(f"head({n}) asked for more samples than the split holds ({len(self)})")
+        return ArraySplit(self.x[:n], self.y[:n], self.indices[:n])
+
+
+@dataclass(frozen=True)
+class RawData:
+    """A dataset's source parts as numpy arrays: images [N, C, H, W] (uint8 0..255 or float32
+    in [0, 1]) and integer labels [N]. ``origin`` says where they were read from."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    origin: str = ""
+
+    def __post_init__(self) -> None:
+        for part in ("train", "test"):
+            x, y = getattr(self, f"{part}_x"), getattr(self, f"{part}_y")
+            if x.ndim != 4:
+                raise DataError(f"RawData.{part}_x must be [N, C, H, W], got shape {x.shape}")
+            if x.dtype != np.uint8 and x.dtype != np.float32:
+                raise DataError(f"RawData.{part}_x must be uint8 or float32, got {x.dtype}")
+            if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+                raise DataError(f"RawData.{part}_y must be integer [N], got {y.dtype} {y.shape}")
+            if len(x) != len(y):
+                raise DataError(f"RawData {part} part: {len(x)} images but {len(y)} labels")
+        if self.train_x.shape[1:] != self.test_x.shape[1:]:
+            raise DataError(f"train and test image shapes differ: {self.train_x.shape[1:]} vs {self.test_x.shape[1:]}")
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """A registry entry: static facts about a dataset and a ``load(root, download)`` callable.
+
+    ``root`` is the user's explicit data directory (or None); the loader searches it and the
+    default roots itself. ``how_to_get`` is shown when the files cannot be found.
+    """
+
+    name: str
+    shape: tuple[int, int, int]
+    num_classes: int
+    default_aux_pool: int
+    description: str
+    load: Callable[[Path | None, bool], RawData] = field(repr=False)
+    how_to_get: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class Splits:
+    """The three disjoint parts plus what a model needs to know about the input.
+
+    ``config`` is the resolved config (dataset defaults for ``aux_pool`` / ``aux_size`` filled
+    in), so ``load_splits(splits.config)`` reproduces the same splits.
+    """
+
+    train: ArraySplit
+    aux: ArraySplit
+    test: ArraySplit
+    spec: InputSpec
+    num_classes: int
+    dataset: str
+    config: DataConfig
+    origin: str = ""
+
+    def sizes(self) -> dict[str, int]:
+        """Number of samples per part, e.g. for provenance."""
+        return {"train": len(self.train), "aux": len(self.aux), "test": len(self.test)}
+
+
+# --------------------------------------------------------------------------------------------
+# Where to look
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_roots(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Data roots in search order: ``data_dir`` (if given), ``$SPLITLEAK_DATA_DIR`` (if set),
+    ``~/.cache/splitleak/data``. Duplicates are dropped; paths need not exist."""
+    candidates: list[Path] = []
+    if data_dir is not None and os.fspath(data_dir) != "":
+        candidates.append(Path(data_dir).expanduser())
+    env = os.environ.get(ENV_DATA_DIR, "")
+    if env:
+        candidates.append(Path(env).expanduser())
+    candidates.append(Path.home() / ".cache" / "splitleak" / "data")
+    roots: list[Path] = []
+    for p in candidates:
+        p = p.absolute()
+        if p not in roots:
+            roots.append(p)
+    return roots
+
+
+def _first_writable_root(roots: Sequence[Path]) -> Path:
+    """The first root that exists (or can be created) and is writable, for downloads."""
+    problems = []
+    for root in roots:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            problems.append(f"{root}: {err}")
+            continue
+        if os.access(root, os.W_OK):
+            return root
+        problems.append(f"{root}: not writable")
+    raise DataError("no writable data root to download into:\n  " + "\n  ".join(problems))
+
+
+# --------------------------------------------------------------------------------------------
+# IDX files (MNIST, Fashion-MNIST)
+# --------------------------------------------------------------------------------------------
+
+_IDX_DTYPES: dict[int, np.dtype] = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+    """Parse an IDX file (``.gz`` or plain) into a read-only numpy array.
+
+    Raises :class:`DataError` naming the file if it is unreadable, corrupt or truncated.
+    Results are cached per (path, mtime, size), so a changed file is read again.
+    """
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError as err:
+        raise DataError(f"cannot read IDX file {p}: {err}") from err
+    return _read_idx_cached(str(p), st.st_mtime_ns, st.st_size)
+
+
+def _gunzip(blob: bytes) -> bytes:
+    """Decompress (possibly multi-member) gzip data; zlib directly is ~2x faster than gzip."""
+    members = []
+    while blob:
+        d = zlib.decompressobj(wbits=31)
+        members.append(d.decompress(blob))
+        if not d.eof:
+            raise EOFError("compressed stream ends early (truncated download?)")
+        blob = d.unused_data.lstrip(b"\x00")  # tolerate zero padding between members
+    return b"".join(members)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_idx_cached(path: str, mtime_ns: int, size: int) -> np.ndarray:
+    del mtime_ns, size  # cache key only
+    try:
+        with open(path, "rb") as fh:
+            blob = fh.read()
+        if path.endswith(".gz"):
+            blob = _gunzip(blob)
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"corrupt or truncated IDX file {path}: {err}") from err
+    if len(blob) < 4:
+        raise DataError(f"corrupt IDX file {path}: only {len(blob)} bytes")
+    zero, code, ndim = blob[0:2], blob[2], blob[3]
+    if zero != b"\x00\x00" or code not in _IDX_DTYPES or ndim == 0:
+        raise DataError(
+            f"corrupt IDX file {path}: bad magic number 0x{blob[:4].hex()} "
+            "(expected 0x0000 + a type code + the number of dimensions)"
+        )
+    header = 4 + 4 * ndim
+    if len(blob) < header:
+        raise DataError(f"truncated IDX file {path}: header needs {header} bytes, file has {len(blob)}")
+    dims = tuple(int(d) for d in np.frombuffer(blob, dtype=">u4", count=ndim, offset=4))
+    dtype = _IDX_DTYPES[code]
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if len(blob) - header != expected:
+        raise DataError(
+            f"truncated or corrupt IDX file {path}: dims {dims} need {expected} data bytes, "
+            f"found {len(blob) - header}"
+        )
+    arr = np.frombuffer(blob, dtype=dtype, offset=header).reshape(dims)
+    if not dtype.isnative and dtype.itemsize > 1:
+        arr = arr.astype(dtype.newbyteorder("="))
+    arr.setflags(write=False)
+    return arr
+
+
+def _find_file(directory: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        p = directory / name
+        if p.is_file():
+            return p
+    return None
+
+
+def _idx_candidate_dirs(roots: Sequence[Path], folder: str) -> list[Path]:
+    dirs: list[Path] = []
+    for root in roots:
+        for d in (root / folder / "raw", root):
+            if d not in dirs:
+                dirs.append(d)
+    return dirs
+
+
+def _find_idx_dir(dirs: Sequence[Path]) -> tuple[dict[str, Path] | None, list[str]]:
+    """First directory holding all four IDX files, plus notes on the ones that did not."""
+    notes = []
+    for d in dirs:
+        found = {key: _find_file(d, stem) for key, stem in IDX_FILES.items()}
+        if all(found.values()):
+            return {k: v for k, v in found.items() if v is not None}, notes
+        have = [k for k, v in found.items() if v is not None]
+        if not d.is_dir():
+            notes.append(f"{d} (no such directory)")
+        elif have:
+            missing = [IDX_FILES[k] for k, v in found.items() if v is None]
+            notes.append(f"{d} (incomplete: missing {', '.join(missing)}[.gz])")
+        else:
+            notes.append(f"{d} (no IDX files)")
+    return None, notes
+
+
+def _parse_idx_set(files: Mapping[str, Path], shape: tuple[int, int, int], num_classes: int) -> RawData:
+    arrays = {key: read_idx(path) for key, path in files.items()}
+    parts: dict[str, np.ndarray] = {}
+    for part in ("train", "test"):
+        x, y = arrays[f"{part}_x"], arrays[f"{part}_y"]
+        xf, yf = files[f"{part}_x"], files[f"{part}_y"]
+        if x.ndim != 3 or x.shape[1:] != shape[1:] or x.dtype != np.uint8:
+            raise DataError(f"{xf}: expected uint8 images [N, {shape[1]}, {shape[2]}], got {x.dtype} {x.shape}")
+        if y.ndim != 1:
+            raise DataError(f"{yf}: expected a 1-d label file, got shape {y.shape}")
+        if len(x) != len(y):
+            raise DataError(f"{xf} holds {len(x)} images but {yf} holds {len(y)} labels")
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+            raise DataError(f"{yf}: labels must lie in [0, {num_classes}), got [{y.min()}, {y.max()}]")
+        parts[f"{part}_x"] = x[:, None]  # -> [N, 1, H, W], still a read-only view
+        parts[f"{part}_y"] = y
+    return RawData(**parts, origin=str(files["train_x"].parent))
+
+
+def _load_idx_dataset(
+    root: Path | None,
+    download: bool,
+    *,
+    name: str,
+    folder: str,
+    tv_class: str,
+    shape: tuple[int, int, int],
+    num_classes: int,
+    extra_roots: Sequence[Path],
+    how_to_get: str,
+) -> RawData:
+    roots = resolve_roots(root)
+    dirs = _idx_candidate_dirs(roots, folder) + [d for d in extra_roots if d not in roots]
+    files, notes = _find_idx_dir(dirs)
+    if files is None and download:
+        target = _first_writable_root(roots)
+        log.info("%s not found locally; downloading with torchvision into %s", name, target)
+        from splitleak._compat import import_torchvision
+
+        tv = import_torchvision()
+        dataset_cls = getattr(tv.datasets, tv_class)
+        for train in (True, False):
+            dataset_cls(root=str(target), train=train, download=True)
+        files, more = _find_idx_dir([target / folder / "raw"])
+        notes += more
+    if files is None:
+        raise DataError(
+            f"dataset {name!r} not found. Looked in:\n  "
+            + "\n  ".join(notes)
+            + f"\nfor the files {', '.join(IDX_FILES.values())} (plain or .gz).\n{how_to_get}"
+        )
+    t0 = time.perf_counter()
+    raw = _parse_idx_set(files, shape, num_classes)
+    log.info("loaded %s from %s in %.2f s", name, raw.origin, time.perf_counter() - t0)
+    return raw
+
+
+def _load_fashion_mnist(root: Path | None, download: bool) -> RawData:
+    """Fashion-MNIST from IDX files; Debian's directory is looked up at call time."""
+    return _load_idx_dataset(
+        root, download, name="fashion-mnist", folder="FashionMNIST", tv_class="FashionMNIST",
+        shape=(1, 28, 28), num_classes=10, extra_roots=(DEBIAN_FASHION_MNIST_DIR,),
+        how_to_get=_HOW_TO_GET_FASHION,
+    )
+
+
+def _load_mnist(root: Path | None, download: bool) -> RawData:
+    """MNIST from IDX files (no Debian package: get it with --download or --data-dir)."""
+    return _load_idx_dataset(
+        root, download, name="mnist", folder="MNIST", tv_class="MNIST",
+        shape=(1, 28, 28), num_classes=10, extra_roots=(), how_to_get=_HOW_TO_GET_MNIST,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# CIFAR-10 (through torchvision) and digits (bundled with scikit-learn)
+# --------------------------------------------------------------------------------------------
+
+_CIFAR_FOLDER = "cifar-10-batches-py"
+
+
+def _load_cifar10(root: Path | None, download: bool) -> RawData:
+    """CIFAR-10 via torchvision's ``CIFAR10`` from ``root/cifar-10-batches-py``; HWC -> CHW."""
+    roots = resolve_roots(root)
+    present = [r for r in roots if (r / _CIFAR_FOLDER).is_dir()]
+    notes = [f"{r / _CIFAR_FOLDER} (no such directory)" for r in roots if r not in present]
+    targets: list[tuple[Path, bool]] = [(r, False) for r in present]
+    if download:
+        targets.append((_first_writable_root(roots), True))
+    if targets:
+        from splitleak._compat import import_torchvision
+
+        tv = import_torchvision()
+        for r, dl in targets:
+            try:
+                train = tv.datasets.CIFAR10(root=str(r), train=True, download=dl)
+                test = tv.datasets.CIFAR10(root=str(r), train=False, download=dl)
+            except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
+                notes.append(f"{r / _CIFAR_FOLDER} ({err})")
+                continue
+            return RawData(
+                train_x=np.ascontiguousarray(train.data.transpose(0, 3, 1, 2)),
+                train_y=np.asarray(train.targets, dtype=np.int64),
+                test_x=np.ascontiguousarray(test.data.transpose(0, 3, 1, 2)),
+                test_y=np.asarray(test.targets, dtype=np.int64),
+                origin=str(r / _CIFAR_FOLDER),
+            )
+    raise DataError(
+        "dataset 'cifar10' not found. Looked in:\n  " + "\n  ".join(notes) + f"\n{_HOW_TO_GET_CIFAR}"
+    )
+
+
+def _load_digits(root: Path | None, download: bool) -> RawData:
+    """scikit-learn's 8x8 digits, scaled to [0, 1] and bilinearly resized to 1x28x28.
+
+    There is no official test split: a stratified test part of ``DIGITS_TEST_SIZE`` images is
+    carved with the fixed ``DIGITS_TEST_SEED`` (independent of ``split_seed``). Both parts keep
+    the original row order of ``load_digits``.
+    """
+    del root, download  # bundled with scikit-learn: nothing to find or fetch
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0)[:, None]  # -> [N, 1, 8, 8]
+    images = F.interpolate(images, size=(28, 28), mode="bilinear", align_corners=False)  # -> [N, 1, 28, 28]
+    x = images.clamp_(0.0, 1.0).numpy()
+    y = bunch.target.astype(np.int64)
+    train_idx, test_idx = train_test_split(
+        np.arange(len(y)), test_size=DIGITS_TEST_SIZE, stratify=y, random_state=DIGITS_TEST_SEED
+    )
+    train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
+    return RawData(
+        train_x=x[train_idx], train_y=y[train_idx], test_x=x[test_idx], test_y=y[test_idx],
+        origin="sklearn.datasets.load_digits",
+    )
+
+
+_WHERE = (
+    "Pass --data-dir DIR (or DataConfig.data_dir), set ${env}, or put the files under "
+    "~/.cache/splitleak/data."
+).format(env=ENV_DATA_DIR)
+
+_HOW_TO_GET_FASHION = (
+    "How to get it: offline on Debian/Ubuntu, `apt-get install dataset-fashion-mnist` (installs "
+    f"the four .gz files into {DEBIAN_FASHION_MNIST_DIR}); online, pass --download "
+    "(DataConfig.download=True) and torchvision fetches it into the first writable data root; "
+    "or copy the four IDX files (plain or .gz), directly or under FashionMNIST/raw/, into a "
+    "data root. " + _WHERE
+)
+_HOW_TO_GET_MNIST = (
+    "How to get it: there is no Debian package; online, pass --download (DataConfig.download=True) "
+    "and torchvision fetches it into the first writable data root; or copy the four IDX files "
+    "(plain or .gz), directly or under MNIST/raw/, into a data root. " + _WHERE
+)
+_HOW_TO_GET_CIFAR = (
+    "How to get it: online, pass --download (DataConfig.download=True) and torchvision fetches "
+    "it into the first writable data root; or unpack cifar-10-python.tar.gz so that a data root "
+    "holds cifar-10-batches-py/. " + _WHERE
+)
+
+DATASETS: dict[str, DatasetSource] = {
+    s.name: s
+    for s in (
+        DatasetSource(
+            name="fashion-mnist", shape=(1, 28, 28), num_classes=10, default_aux_pool=10_000,
+            description="Fashion-MNIST: 60k train / 10k test 28x28 grey clothing images, 10 classes",
+            load=_load_fashion_mnist, how_to_get=_HOW_TO_GET_FASHION,
+        ),
+        DatasetSource(
+            name="mnist", shape=(1, 28, 28), num_classes=10, default_aux_pool=10_000,
+            description="MNIST: 60k train / 10k test 28x28 grey handwritten digits, 10 classes",
+            load=_load_mnist, how_to_get=_HOW_TO_GET_MNIST,
+        ),
+        DatasetSource(
+            name="cifar10", shape=(3, 32, 32), num_classes=10, default_aux_pool=10_000,
+            description="CIFAR-10: 50k train / 10k test 32x32 colour images, 10 classes",
+            load=_load_cifar10, how_to_get=_HOW_TO_GET_CIFAR,
+        ),
+        DatasetSource(
+            name="digits", shape=(1, 28, 28), num_classes=10, default_aux_pool=500,
+            description=(
+                "scikit-learn digits: 1,797 8x8 images (0..16) resized bilinearly to 28x28; "
+                f"fixed {DIGITS_TEST_SIZE}-image test part; bundled, works offline"
+            ),
+            load=_load_digits, how_to_get="Bundled with scikit-learn; nothing to get.",
+        ),
+    )
+}
+"""Registry of known datasets, keyed by name."""
+
+
+def get_source(name: str) -> DatasetSource:
+    """The registry entry for ``name``; :class:`DataError` listing valid names otherwise."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise DataError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Splitting
+# --------------------------------------------------------------------------------------------
+
+
+def _to_split(x: np.ndarray, y: np.ndarray, idx: torch.Tensor) -> ArraySplit:
+    """Gather rows ``idx`` and convert to float32 in [0, 1] (vectorised, copies)."""
+    rows = idx.numpy()
+    xt = torch.from_numpy(np.ascontiguousarray(x[rows]))
+    if xt.dtype == torch.uint8:
+        xt = xt.to(torch.float32).div_(255.0)
+    else:
+        xt = xt.to(torch.float32)
+        if xt.numel() and (float(xt.min()) < 0.0 or float(xt.max()) > 1.0):
+            raise DataError(f"float images must lie in [0, 1], got [{float(xt.min())}, {float(xt.max())}]")
+    yt = torch.from_numpy(np.asarray(y[rows], dtype=np.int64))
+    return ArraySplit(x=xt, y=yt, indices=idx.clone())
+
+
+def _take(name: str, n: int | None, available: int) -> int:
+    if n is None:
+        return available
+    if n > available:
+        raise DataError(f"{name}={n} is larger than the {available} images available")
+    return n
+
+
+def load_splits(config: DataConfig) -> Splits:
+    """Load ``config.dataset`` and split it into disjoint train / aux / test parts.
+
+    The source's training part is permuted with ``torch.Generator().manual_seed(split_seed)``;
+    the first ``aux_pool`` rows form the attacker's pool (``aux`` = its first ``aux_size``),
+    the remaining rows form ``train`` (first ``limit_train``). ``test`` is the first
+    ``limit_test`` rows of the source's test part. Same config, same splits.
+    ``Splits.config`` is ``config`` with ``aux_pool`` / ``aux_size`` defaults resolved.
+    """
+    source = get_source(config.dataset)
+    raw = source.load(Path(config.data_dir) if config.data_dir else None, config.download)
+    if tuple(raw.train_x.shape[1:]) != source.shape:
+        raise DataError(f"{source.name}: loader returned images of shape {raw.train_x.shape[1:]}, expected {source.shape}")
+
+    n_source = len(raw.train_y)
+    pool = source.default_aux_pool if config.aux_pool is None else config.aux_pool
+    if pool >= n_source:
+        raise DataError(
+            f"aux_pool={pool} leaves no training images: {source.name}'s training part holds "
+            f"{n_source} images (aux_pool must be < {n_source})"
+        )
+    aux_n = _take("aux_size", config.aux_size, pool)
+    train_n = _take("limit_train", config.limit_train, n_source - pool)
+    test_n = _take("limit_test", config.limit_test, len(raw.test_y))
+
+    gen = torch.Generator().manual_seed(config.split_seed)
+    perm = torch.randperm(n_source, generator=gen)
+    aux_idx, train_idx = perm[:pool][:aux_n], perm[pool:][:train_n]
+    test_idx = torch.arange(test_n, dtype=torch.int64)
+    used = torch.bincount(torch.cat([aux_idx, train_idx]), minlength=n_source)
+    if len(used) and int(used.max()) > 1:  # cannot happen: disjoint slices of a permutation
+        raise RuntimeError("internal error: aux and train splits overlap")
+
+    splits = Splits(
+        train=_to_split(raw.train_x, raw.train_y, train_idx),
+        aux=_to_split(raw.train_x, raw.train_y, aux_idx),
+        test=_to_split(raw.test_x, raw.test_y, test_idx),
+        spec=InputSpec(shape=source.shape),
+        num_classes=source.num_classes,
+        dataset=source.name,
+        config=dataclasses.replace(config, aux_pool=pool, aux_size=aux_n),  # defaults resolved
+        origin=raw.origin,
+    )
+    log.info("%s splits (seed %d): %s", source.name, config.split_seed, splits.sizes())
+    return splits
+
+
+__all__ = [
+    "DATASETS",
+    "DEBIAN_FASHION_MNIST_DIR",
+    "ENV_DATA_DIR",
+    "ArraySplit",
+    "DataConfig",
+    "DataError",
+    "DatasetSource",
+    "InputSpec",
+    "RawData",
+    "Splits",
+    "get_source",
+    "load_splits",
+    "read_idx",
+    "resolve_roots",
+]

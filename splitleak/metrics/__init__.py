@@ -1,0 +1,115 @@
+"""Metrics: pure functions plus a registry of specs saying what each returns and which way leaks.
+
+Per-sample ("sample") metrics map two batches ``(x, x_hat)`` to one value per sample ``[B]``;
+set-level ("set") metrics map a whole set to one number. ``leakage_direction`` says which
+direction means MORE leakage (for ``accuracy``, more utility). Definitions: ``docs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from splitleak.metrics.dependence import distance_correlation, u_distance_correlation_sqr
+from splitleak.metrics.image import mse, psnr, ssim
+from splitleak.metrics.task import accuracy
+
+__all__ = [
+    "IMAGE_METRICS",
+    "METRICS",
+    "MetricSpec",
+    "accuracy",
+    "distance_correlation",
+    "get_metric",
+    "mse",
+    "psnr",
+    "ssim",
+    "u_distance_correlation_sqr",
+]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What a metric is: its name, level, which direction means more leakage, and the function."""
+
+    name: str
+    level: Literal["sample", "set"]
+    leakage_direction: Literal["higher", "lower"]
+    description: str
+    fn: Callable[..., Any]
+
+    def __post_init__(self) -> None:
+        if self.level not in ("sample", "set"):
+            raise ValueError(f"MetricSpec {self.name!r}: level must be 'sample' or 'set', got {self.level!r}")
+        if self.leakage_direction not in ("higher", "lower"):
+            raise ValueError(
+                f"MetricSpec {self.name!r}: leakage_direction must be 'higher' or 'lower', "
+                f"got {self.leakage_direction!r}"
+            )
+
+
+_SPECS = (
+    MetricSpec(
+        name="ssim",
+        level="sample",
+        leakage_direction="higher",
+        description="SSIM (Wang et al. 2004), Gaussian window 11, sigma 1.5, data_range 1; "
+        "per sample, mean over valid window positions and channels; in [-1, 1], 1 = identical.",
+        fn=ssim,
+    ),
+    MetricSpec(
+        name="psnr",
+        level="sample",
+        leakage_direction="higher",
+        description="PSNR in dB, 10 log10(data_range^2 / MSE), data_range 1; per sample; "
+        "+inf for identical images.",
+        fn=psnr,
+    ),
+    MetricSpec(
+        name="mse",
+        level="sample",
+        leakage_direction="lower",
+        description="Mean squared error per sample, over all channels and pixels; 0 = identical.",
+        fn=mse,
+    ),
+    MetricSpec(
+        name="dcor",
+        level="set",
+        leakage_direction="higher",
+        description="Distance correlation between flattened inputs and activations, biased "
+        "V-statistic (NoPeek's estimator); in [0, 1]; biased upward for small n, so always "
+        "report n and compare only at equal n.",
+        fn=distance_correlation,
+    ),
+    MetricSpec(
+        name="dcor_u2",
+        level="set",
+        leakage_direction="higher",
+        description="Bias-corrected (U-statistic) squared distance correlation between flattened "
+        "inputs and activations; ~0 under independence at any n, may be negative; needs n > 3.",
+        fn=u_distance_correlation_sqr,
+    ),
+    MetricSpec(
+        name="accuracy",
+        level="set",
+        leakage_direction="higher",
+        description="Task utility, not leakage: fraction of samples whose argmax logit equals "
+        "the label; higher means more utility.",
+        fn=accuracy,
+    ),
+)
+
+METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in _SPECS}
+"""Every metric spec by name. Treat as read-only."""
+
+IMAGE_METRICS: dict[str, MetricSpec] = {name: METRICS[name] for name in ("ssim", "psnr", "mse")}
+"""Per-sample image metrics, each ``fn(x, x_hat) -> Tensor[B]``. Treat as read-only."""
+
+
+def get_metric(name: str) -> MetricSpec:
+    """Return the spec registered under ``name``; unknown names raise ValueError listing valid ones."""
+    try:
+        return METRICS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown metric {name!r}; valid names: {', '.join(sorted(METRICS))}") from None

@@ -1,0 +1,119 @@
+"""Split architectures: a registry of small CNNs, each a stack of blocks cut after block K.
+
+Cut K means the client's encoder is blocks 1..K and the server's head is the rest, so a larger
+K is a deeper cut. Shapes in the comments are for the default input of each architecture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+def _conv(c_in: int, c_out: int, pool: bool) -> nn.Sequential:
+    """3x3 conv + ReLU, after a 2x2 max-pool when `pool` (pooling first keeps convs cheap)."""
+    layers: list[nn.Module] = [nn.MaxPool2d(2)] if pool else []
+    return nn.Sequential(*layers, nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU())
+
+
+def _dense(d_in: int, d_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Flatten(), nn.Linear(d_in, d_out), nn.ReLU())
+
+
+def small_cnn_blocks(shape: tuple[int, int, int], num_classes: int) -> list[nn.Module]:
+    """Four-block CNN for 28x28 grey images (C in {1, 3}, H and W divisible by 4)."""
+    c, h, w = shape
+    return [
+        _conv(c, 16, pool=False),  # -> [B, 16, 28, 28]
+        _conv(16, 32, pool=True),  # -> [B, 32, 14, 14]
+        _conv(32, 64, pool=True),  # -> [B, 64, 7, 7]
+        _dense(64 * (h // 4) * (w // 4), 128),  # -> [B, 128]
+        nn.Linear(128, num_classes),  # -> [B, classes]
+    ]
+
+
+def cifar_cnn_blocks(shape: tuple[int, int, int], num_classes: int) -> list[nn.Module]:
+    """Five-block VGG-style CNN for 32x32 colour images (H, W divisible by 8)."""
+    c, h, w = shape
+    return [
+        _conv(c, 32, pool=False),  # -> [B, 32, 32, 32]
+        _conv(32, 64, pool=True),  # -> [B, 64, 16, 16]
+        _conv(64, 128, pool=True),  # -> [B, 128, 8, 8]
+        _conv(128, 128, pool=True),  # -> [B, 128, 4, 4]
+        _dense(128 * (h // 8) * (w // 8), 256),  # -> [B, 256]
+        nn.Linear(256, num_classes),  # -> [B, classes]
+    ]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A registered split architecture: its blocks, the inputs it takes and its cut points."""
+
+    name: str
+    description: str
+    blocks: Callable[[tuple[int, int, int], int], list[nn.Module]]
+    cuts: tuple[int, ...]
+    default_cut: int
+    channels: tuple[int, ...]
+    spatial_multiple: int
+
+    def check(self, shape: tuple[int, int, int], cut: int) -> None:
+        """Raise ValueError if this architecture cannot take `shape` or be cut at `cut`."""
+        c, h, w = shape
+        if c not in self.channels:
+            raise ValueError(f"architecture {self.name!r} takes {self.channels} channel(s), got {c}")
+        if h % self.spatial_multiple or w % self.spatial_multiple or h < 8 or w < 8:
+            raise ValueError(
+                f"architecture {self.name!r} needs height and width divisible by "
+                f"{self.spatial_multiple}, got {h}x{w}"
+            )
+        if cut not in self.cuts:
+            raise ValueError(f"architecture {self.name!r} has cuts {list(self.cuts)}, got {cut}")
+
+    def build(self, shape: tuple[int, int, int], num_classes: int, cut: int) -> tuple[nn.Sequential, nn.Sequential]:
+        """Return freshly initialised (encoder, head) for a cut after block `cut`."""
+        self.check(shape, cut)
+        blocks = self.blocks(shape, num_classes)
+        return nn.Sequential(*blocks[:cut]), nn.Sequential(*blocks[cut:])
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    arch.name: arch
+    for arch in (
+        Architecture(
+            name="small-cnn",
+            description="4 blocks (conv16, pool+conv32, pool+conv64, fc128) for 28x28 images",
+            blocks=small_cnn_blocks,
+            cuts=(1, 2, 3, 4),
+            default_cut=2,
+            channels=(1, 3),
+            spatial_multiple=4,
+        ),
+        Architecture(
+            name="cifar-cnn",
+            description="5 blocks (conv32, pool+conv64, pool+conv128, pool+conv128, fc256) for 32x32 images",
+            blocks=cifar_cnn_blocks,
+            cuts=(1, 2, 3, 4, 5),
+            default_cut=2,
+            channels=(1, 3),
+            spatial_multiple=8,
+        ),
+    )
+}
+
+
+def get_architecture(name: str) -> Architecture:
+    """Look an architecture up by name, with a clear error listing the known ones."""
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise ValueError(f"unknown architecture {name!r}; choose from {sorted(ARCHITECTURES)}") from None
+
+
+def activation_shape(encoder: nn.Module, shape: tuple[int, int, int]) -> tuple[int, ...]:
+    """The shape of one sample's activation (without the batch axis)."""
+    with torch.no_grad():
+        return tuple(encoder(torch.zeros(1, *shape)).shape[1:])

@@ -1,0 +1,126 @@
+"""Checkpoints: one safetensors file with the weights and JSON metadata. Loading runs no code.
+
+safetensors stores raw tensors plus a string-to-string header, so reading one cannot execute
+anything. Pickle-based files (torch.save, .pt/.pth) are refused with an explanation rather
+than unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from splitleak._io import atomic_path, sha256_file
+from splitleak.data import InputSpec
+from splitleak.defenses import make_defense
+from splitleak.models.architectures import get_architecture
+from splitleak.models.split import SplitModel
+
+FORMAT = "splitleak-checkpoint"
+FORMAT_VERSION = 1
+_META_KEY = "splitleak"
+_REQUIRED = ("arch", "cut", "num_classes", "input_spec", "defense")
+_PICKLE_MAGIC = {b"\x80": "a Python pickle", b"PK\x03\x04": "a torch.save zip archive (pickle inside)"}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read safely or does not describe a valid model."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: the model, its metadata and the file's SHA-256."""
+
+    model: SplitModel
+    meta: dict[str, Any]
+    sha256: str
+    path: Path
+
+
+def build_model(meta: dict[str, Any]) -> SplitModel:
+    """A freshly initialised SplitModel described by checkpoint metadata."""
+    spec = InputSpec.from_dict(meta["input_spec"])
+    arch = get_architecture(meta["arch"])
+    encoder, head = arch.build(spec.shape, int(meta["num_classes"]), int(meta["cut"]))
+    defense = make_defense(meta["defense"]["name"], meta["defense"].get("params", {}))
+    return SplitModel(encoder, head, spec, transform=defense.transform(), arch=arch.name, cut=int(meta["cut"]))
+
+
+def save_checkpoint(path: str | os.PathLike[str], model: SplitModel, meta: dict[str, Any]) -> Path:
+    """Write weights + metadata atomically to `path` (a .safetensors file) and return the path."""
+    missing = [k for k in _REQUIRED if k not in meta]
+    if missing:
+        raise CheckpointError(f"checkpoint metadata lacks {missing}")
+    header = {_META_KEY: json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **meta}, sort_keys=True)}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
+    return path
+
+
+def _refuse_pickles(path: Path) -> None:
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    for magic, what in _PICKLE_MAGIC.items():
+        if head.startswith(magic):
+            raise CheckpointError(
+                f"{path} is {what}; splitleak never unpickles checkpoints because unpickling can run "
+                "arbitrary code. Save weights as safetensors (splitleak train does)."
+            )
+
+
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            header = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({err})") from None
+    if _META_KEY not in header:
+        raise CheckpointError(f"{path} is a safetensors file without splitleak metadata")
+    try:
+        meta = json.loads(header[_META_KEY])
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} has corrupt metadata JSON ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} metadata is not a {FORMAT}")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has format version {meta.get('format_version')}, this splitleak reads {FORMAT_VERSION}")
+    missing = [k for k in _REQUIRED if k not in meta]
+    if missing:
+        raise CheckpointError(f"{path} metadata lacks {missing}")
+    return tensors, meta
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Load a checkpoint written by `save_checkpoint`; the model is returned in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist or is not a file")
+    _refuse_pickles(path)
+    if path.stat().st_size < 8:
+        raise CheckpointError(f"{path} is empty or truncated")
+    tensors, meta = _read(path)
+    try:
+        model = build_model(meta)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path} describes an invalid model: {err}") from None
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path} has non-finite weights in {bad[:3]}")
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        raise CheckpointError(f"{path} weights do not fit {meta['arch']} cut {meta['cut']}: {' '.join(first[:3])}") from None
+    model.eval()
+    return Checkpoint(model=model, meta=meta, sha256=sha256_file(path), path=path)
+

@@ -1,0 +1,40 @@
+"""Progress reporting without printing from library code.
+
+Long-running functions take a `progress` factory with tqdm's signature
+(`factory(total=..., desc=...)` returning a context manager with `update(n)` and
+`set_postfix(**values)`). The CLI passes tqdm; library callers get `silent` by default.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Bar(Protocol):
+    def __enter__(self) -> "Bar": ...
+    def __exit__(self, *exc: object) -> None: ...
+    def update(self, n: int = 1) -> Any: ...
+    def set_postfix(self, *args: Any, **values: Any) -> Any: ...
+
+
+class ProgressFactory(Protocol):
+    def __call__(self, *, total: int, desc: str) -> Bar: ...
+
+
+class _SilentBar:
+    def __enter__(self) -> "_SilentBar":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: int = 1) -> None:
+        return None
+
+    def set_postfix(self, *args: Any, **values: Any) -> None:
+        return None
+
+
+def silent(*, total: int, desc: str) -> Bar:
+    """A progress factory that shows nothing."""
+    return _SilentBar()

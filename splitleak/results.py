@@ -1,0 +1,157 @@
+"""The tidy results table: one row per (run, attack, metric, sample), with provenance.
+
+A results folder holds `results.csv` (the table), `provenance.json` (versions, configs,
+checkpoint hash, timestamp) and `reconstructions.safetensors` (originals and each attack's
+reconstructions of a fixed set of test images, for reports). Folders are replaced atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+COLUMNS: tuple[str, ...] = (
+    "run",
+    "checkpoint",
+    "checkpoint_sha256",
+    "dataset",
+    "arch",
+    "cut",
+    "defense",
+    "defense_params",
+    "attack",
+    "metric",
+    "value",
+    "sample",
+    "n",
+    "seed",
+)
+_STRINGS = ("run", "checkpoint", "checkpoint_sha256", "dataset", "arch", "defense", "defense_params", "attack", "metric")
+_INTS = ("cut", "n", "seed")
+MODEL_LEVEL = ""  # the `attack` value of rows that describe the model itself (accuracy, dcor)
+
+TABLE_FILE = "results.csv"
+PROVENANCE_FILE = "provenance.json"
+RECONSTRUCTIONS_FILE = "reconstructions.safetensors"
+
+
+class ResultsError(ValueError):
+    """A results table or folder that does not follow the schema."""
+
+
+def validate(table: pd.DataFrame) -> pd.DataFrame:
+    """Check the schema and return a copy with canonical column order and dtypes."""
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise ResultsError(f"results table lacks column(s) {missing}")
+    out = table.loc[:, list(COLUMNS)].copy()
+    for col in _STRINGS:
+        out[col] = out[col].fillna("").astype(str)
+    for col in _INTS:
+        values = pd.to_numeric(out[col], errors="coerce")
+        if values.isna().any() or (values != values.round()).any():
+            raise ResultsError(f"results column {col!r} must hold whole numbers")
+        out[col] = values.astype("int64")
+    values = pd.to_numeric(out["value"], errors="coerce")
+    if values.isna().any():
+        bad = out.loc[values.isna(), "metric"].unique().tolist()
+        raise ResultsError(f"results column 'value' has missing or non-numeric entries (metrics {bad})")
+    out["value"] = values.astype("float64")
+    sample = pd.to_numeric(out["sample"], errors="coerce")
+    if (sample.dropna() < 0).any() or (sample.dropna() != sample.dropna().round()).any():
+        raise ResultsError("results column 'sample' must hold non-negative whole numbers or be empty")
+    out["sample"] = sample.astype("Int64")
+    if (out["metric"] == "").any():
+        raise ResultsError("results rows need a metric name")
+    return out.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Results:
+    """A validated results table, its provenance and optional reconstructions."""
+
+    table: pd.DataFrame
+    provenance: dict[str, Any] = field(default_factory=dict)
+    reconstructions: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "table", validate(self.table))
+
+    def summary(self) -> pd.DataFrame:
+        """Mean, std, median and count of every (run, defense, attack, metric)."""
+        finite = self.table.assign(value=self.table["value"].replace([np.inf, -np.inf], np.nan))
+        keys = ["run", "defense", "defense_params", "cut", "attack", "metric"]
+        grouped = finite.groupby(keys, sort=False)["value"]
+        out = grouped.agg(["mean", "std", "median", "count"]).reset_index()
+        out["infinite"] = self.table.groupby(keys, sort=False)["value"].apply(lambda v: int(np.isinf(v).sum())).values
+        return out
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write the folder atomically: readers see the old results or the new, never half."""
+        directory = Path(directory)
+        if directory.exists() and not directory.is_dir():
+            raise ResultsError(f"{directory} exists and is not a folder")
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        try:
+            self.table.to_csv(staging / TABLE_FILE, index=False, float_format="%.10g")
+            (staging / PROVENANCE_FILE).write_text(json.dumps(self.provenance, indent=2, sort_keys=True) + "\n")
+            if self.reconstructions:
+                tensors = {k: v.detach().cpu().contiguous() for k, v in self.reconstructions.items()}
+                save_file(tensors, str(staging / RECONSTRUCTIONS_FILE))
+            _swap_in(staging, directory)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> "Results":
+        """Read and validate a results folder written by `save`."""
+        directory = Path(directory)
+        table_path = directory / TABLE_FILE
+        if not table_path.is_file():
+            raise ResultsError(f"{directory} is not a results folder (no {TABLE_FILE})")
+        try:
+            table = pd.read_csv(table_path, dtype={c: str for c in _STRINGS}, keep_default_na=False, na_values={"sample": [""], "value": [""]})
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise ResultsError(f"{table_path} is not a readable CSV table ({err})") from None
+        provenance: dict[str, Any] = {}
+        if (directory / PROVENANCE_FILE).is_file():
+            try:
+                provenance = json.loads((directory / PROVENANCE_FILE).read_text())
+            except json.JSONDecodeError as err:
+                raise ResultsError(f"{directory / PROVENANCE_FILE} is not valid JSON ({err})") from None
+        reconstructions: dict[str, torch.Tensor] = {}
+        if (directory / RECONSTRUCTIONS_FILE).is_file():
+            try:
+                reconstructions = load_file(str(directory / RECONSTRUCTIONS_FILE))
+            except (SafetensorError, OSError) as err:
+                raise ResultsError(f"{directory / RECONSTRUCTIONS_FILE} is unreadable ({err})") from None
+        return cls(table=table, provenance=provenance, reconstructions=reconstructions)
+
+
+def _swap_in(staging: Path, directory: Path) -> None:
+    """Replace `directory` by `staging` with renames, keeping the old one until the new is in place."""
+    if not directory.exists():
+        os.replace(staging, directory)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
+    old.rmdir()
+    os.replace(directory, old)
+    try:
+        os.replace(staging, directory)
+    except OSError:
+        os.replace(old, directory)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,157 @@
+"""Train a split model under a defense: CE loss + the defense's penalty, seeded, logged per epoch."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from splitleak import __version__
+from splitleak._config import from_mapping
+from splitleak._validate import finite_number, positive_int
+from splitleak.data import Splits
+from splitleak.defenses import make_defense
+from splitleak.metrics.task import accuracy
+from splitleak.models.architectures import get_architecture
+from splitleak.models.split import SplitModel
+from splitleak.progress import ProgressFactory, silent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: architecture and cut, defense and its parameters, optimiser budget, seed."""
+
+    arch: str = "small-cnn"
+    cut: int | None = None
+    defense: str = "none"
+    defense_params: Mapping[str, Any] = field(default_factory=dict)
+    epochs: int = 3
+    batch_size: int = 256
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        arch = get_architecture(self.arch)
+        if self.cut is None:
+            object.__setattr__(self, "cut", arch.default_cut)
+        elif self.cut not in arch.cuts:
+            raise ValueError(f"architecture {self.arch!r} has cuts {list(arch.cuts)}, got {self.cut}")
+        object.__setattr__(self, "defense_params", dict(self.defense_params))
+        make_defense(self.defense, self.defense_params)  # validates name and parameters
+        positive_int("epochs", self.epochs)
+        positive_int("batch_size", self.batch_size)
+        finite_number("lr", self.lr, minimum=0.0)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed must be a whole number, got {self.seed!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
+        return from_mapping(cls, values, "training")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "defense_params": dict(self.defense_params)}
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained model and the metadata a checkpoint stores with it."""
+
+    model: SplitModel
+    meta: dict[str, Any]
+
+
+def build_split_model(config: TrainConfig, splits: Splits) -> SplitModel:
+    """A freshly initialised split model for `config` on `splits`' inputs."""
+    arch = get_architecture(config.arch)
+    encoder, head = arch.build(splits.spec.shape, splits.num_classes, int(config.cut))
+    defense = make_defense(config.defense, config.defense_params)
+    return SplitModel(encoder, head, splits.spec, transform=defense.transform(), arch=arch.name, cut=int(config.cut))
+
+
+def evaluate_accuracy(model: SplitModel, x: torch.Tensor, y: torch.Tensor, device: str, batch_size: int = 1024) -> float:
+    """Task accuracy of `model` (in eval mode, defense transform active) on (x, y)."""
+    was_training = model.training
+    model.eval()
+    logits = torch.cat([model.predict(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+    model.train(was_training)
+    return accuracy(logits, y)
+
+
+def train(config: TrainConfig, splits: Splits, *, progress: ProgressFactory = silent) -> TrainedModel:
+    """Train a split model on `splits.train` and report its accuracy on `splits.test`."""
+    torch.manual_seed(config.seed)
+    device = torch.device(config.device)
+    model = build_split_model(config, splits).to(device)
+    defense = make_defense(config.defense, config.defense_params)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    order = torch.Generator().manual_seed(config.seed)
+    x_all, y_all = splits.train.x, splits.train.y
+    n = len(x_all)
+    if n == 0:
+        raise ValueError("the training split is empty")
+    epochs_log: list[dict[str, float]] = []
+    model.train()
+    for epoch in range(1, config.epochs + 1):
+        perm = torch.randperm(n, generator=order)
+        sums = {"loss": 0.0, "ce": 0.0, "penalty": 0.0, "correct": 0.0}
+        start = time.perf_counter()
+        with progress(total=n, desc=f"train {config.defense} epoch {epoch}/{config.epochs}") as bar:
+            for i in range(0, n, config.batch_size):
+                idx = perm[i : i + config.batch_size]
+                x, y = x_all[idx].to(device), y_all[idx].to(device)
+                logits, z = model(x)
+                ce = F.cross_entropy(logits, y)
+                penalty = defense.penalty(x, z) if len(idx) > 3 else None
+                loss = ce if penalty is None else ce + penalty
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"training diverged at epoch {epoch}: loss is {loss.item()}")
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                b = len(idx)
+                sums["loss"] += loss.item() * b
+                sums["ce"] += ce.item() * b
+                sums["penalty"] += (penalty.item() if penalty is not None else 0.0) * b
+                sums["correct"] += (logits.argmax(1) == y).sum().item()
+                bar.update(b)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        seconds = time.perf_counter() - start
+        entry = {
+            "epoch": epoch,
+            "loss": sums["loss"] / n,
+            "ce": sums["ce"] / n,
+            "penalty": sums["penalty"] / n,
+            "train_accuracy": sums["correct"] / n,
+            "seconds": seconds,
+            "images_per_second": n / seconds,
+        }
+        epochs_log.append(entry)
+        log.info("epoch %d: %s", epoch, entry)
+    test_accuracy = evaluate_accuracy(model, splits.test.x, splits.test.y, config.device)
+    model.eval()
+    meta = {
+        "arch": config.arch,
+        "cut": int(config.cut),
+        "num_classes": splits.num_classes,
+        "input_spec": splits.spec.to_dict(),
+        "defense": {"name": config.defense, "params": defense.params()},
+        "data": splits.config.to_dict(),
+        "train": config.to_dict(),
+        "log": epochs_log,
+        "test_accuracy": test_accuracy,
+        "test_size": len(splits.test),
+        "train_size": n,
+        "seed": config.seed,
+        "splitleak_version": __version__,
+        "torch_version": torch.__version__,
+    }
+    return TrainedModel(model=model.cpu(), meta=meta)

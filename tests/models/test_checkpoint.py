@@ -1,0 +1,103 @@
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from splitleak.models import CheckpointError, load_checkpoint, save_checkpoint
+
+
+def test_round_trip_keeps_weights_and_metadata(tiny_checkpoint: Path, tiny_splits) -> None:
+    loaded = load_checkpoint(tiny_checkpoint)
+    meta = loaded.meta
+    assert meta["arch"] == "small-cnn" and meta["cut"] == 1 and meta["defense"]["name"] == "none"
+    assert meta["data"]["dataset"] == "digits" and len(meta["log"]) == 1
+    assert 0.0 <= meta["test_accuracy"] <= 1.0 and len(loaded.sha256) == 64
+    json.dumps(meta)  # JSON-able
+    again = save_checkpoint(tiny_checkpoint.parent / "copy.safetensors", loaded.model, meta)
+    reloaded = load_checkpoint(again)
+    x = tiny_splits.test.x[:8]
+    torch.testing.assert_close(reloaded.model(x)[0], loaded.model(x)[0])
+    assert reloaded.sha256 == loaded.sha256  # deterministic bytes for the same weights and metadata
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (Path.touch, (Path(_RunsCode.marker),))
+
+
+@pytest.mark.parametrize("writer", ["pickle", "torch.save"])
+def test_a_malicious_pickle_is_refused_and_runs_nothing(tmp_path: Path, writer: str) -> None:
+    _RunsCode.marker = str(tmp_path / "pwned")
+    path = tmp_path / "evil.safetensors"
+    if writer == "pickle":
+        path.write_bytes(pickle.dumps({"state_dict": _RunsCode()}))
+    else:
+        torch.save({"state_dict": _RunsCode()}, path)
+    with pytest.raises(CheckpointError, match="never unpickles"):
+        load_checkpoint(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_truncated_checkpoint_is_refused(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    data = tiny_checkpoint.read_bytes()
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        load_checkpoint(cut)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "empty"), (b"garbage bytes that are not a header", "not a readable"), (None, "does not exist")],
+)
+def test_junk_files_are_refused(tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = tmp_path / "junk.safetensors"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+
+
+def _rewrite(src: Path, dst: Path, *, meta=None, tensors=None) -> Path:
+    from safetensors import safe_open
+
+    with safe_open(str(src), framework="pt") as handle:
+        header = handle.metadata()
+        weights = {k: handle.get_tensor(k) for k in handle.keys()}
+    if meta is not None:
+        header = {"splitleak": meta(json.loads(header["splitleak"]))}
+    if tensors is not None:
+        weights = tensors(weights)
+    save_file(weights, str(dst), metadata=header)
+    return dst
+
+
+def test_foreign_safetensors_and_bad_metadata_are_refused(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    plain = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(plain))
+    with pytest.raises(CheckpointError, match="without splitleak metadata"):
+        load_checkpoint(plain)
+    broken = _rewrite(tiny_checkpoint, tmp_path / "b.safetensors", meta=lambda m: "{not json")
+    with pytest.raises(CheckpointError, match="corrupt metadata"):
+        load_checkpoint(broken)
+    wrong_cut = _rewrite(tiny_checkpoint, tmp_path / "c.safetensors", meta=lambda m: json.dumps({**m, "cut": 3}))
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_checkpoint(wrong_cut)
+    bad_arch = _rewrite(tiny_checkpoint, tmp_path / "d.safetensors", meta=lambda m: json.dumps({**m, "arch": "nope"}))
+    with pytest.raises(CheckpointError, match="unknown architecture"):
+        load_checkpoint(bad_arch)
+
+
+def test_non_finite_weights_are_refused(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    def poison(weights):
+        key = sorted(weights)[0]
+        weights[key] = weights[key].clone()
+        weights[key].view(-1)[0] = float("nan")
+        return weights
+
+    path = _rewrite(tiny_checkpoint, tmp_path / "nan.safetensors", tensors=poison)
+    with pytest.raises(CheckpointError, match="non-finite"):
+        load_checkpoint(path)

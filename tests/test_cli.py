@@ -1,0 +1,61 @@
+"""The CLI end to end on tiny digits data in a temp dir."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from splitleak.cli import main
+from splitleak.results import Results
+
+TINY = ["--dataset", "digits", "--limit-train", "300", "--aux-pool", "200", "--limit-test", "100", "--quiet"]
+
+
+def test_train_then_evaluate(tmp_path: Path, capsys) -> None:
+    ckpt = tmp_path / "m.safetensors"
+    assert main(["train", *TINY, "--cut", "1", "--defense", "nopeek", "--alpha", "2", "--epochs", "1", "--out", str(ckpt)]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    out = tmp_path / "res"
+    code = main(["evaluate", str(ckpt), "--out", str(out), "--limit", "40", "--decoder-epochs", "1", "--dcor-samples", "30", "--quiet", "--aux-size", "64"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "ssim" in printed and "(model)" in printed
+    results = Results.load(out)
+    assert set(results.table.defense) == {"nopeek"}
+    assert results.provenance["data"]["aux_size"] == 64
+    assert results.table.query("metric == 'ssim'").shape[0] == 40
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", *TINY, "--epochs", "0", "--out", "x.safetensors"],
+        ["train", *TINY, "--defense", "nopeek", "--alpha", "-3", "--out", "x.safetensors"],
+        ["train", *TINY, "--cut", "9", "--out", "x.safetensors"],
+        ["evaluate", "missing.safetensors", "--out", "r"],
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path: Path, capsys, monkeypatch, argv) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("splitleak: error:")
+    assert not (tmp_path / "x.safetensors").exists() and not (tmp_path / "r").exists()
+
+
+def test_unknown_attack_and_pickle_checkpoint(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
+    assert main(["evaluate", str(tiny_checkpoint), "--attacks", "decoder,mindreader", "--out", str(tmp_path / "r")]) == 2
+    assert "unknown attack 'mindreader'" in capsys.readouterr().err
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(b"\x80\x04K\x01.")
+    assert main(["evaluate", str(evil), "--out", str(tmp_path / "r")]) == 2
+    assert "never unpickles" in capsys.readouterr().err
+
+
+def test_console_script_help_for_every_command() -> None:
+    for args in ([], ["train"], ["evaluate"]):
+        out = subprocess.run([sys.executable, "-m", "splitleak.cli", *args, "--help"], capture_output=True, text=True, check=True)
+        assert "usage: splitleak" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "splitleak.cli", "train"], capture_output=True, text=True)
+    assert out.returncode == 2 and "--out" in out.stderr

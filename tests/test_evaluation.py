@@ -1,0 +1,74 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from splitleak.evaluation import EvalConfig, data_config_for, evaluate
+from splitleak.models import load_checkpoint
+from splitleak.results import COLUMNS
+
+FAST = EvalConfig(attack_params={"decoder": {"epochs": 2, "width": 16}}, limit=50, dcor_samples=40, gallery=4)
+
+
+def test_evaluate_returns_the_tidy_table(tiny_checkpoint, tiny_splits) -> None:
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    results = evaluate(checkpoint, FAST, tiny_splits)
+    table = results.table
+    assert list(table.columns) == list(COLUMNS)
+    per_sample = table[table.attack == "decoder"]
+    assert sorted(per_sample.metric.unique()) == ["mse", "psnr", "ssim"]
+    assert (per_sample.groupby("metric").size() == 50).all()
+    assert set(per_sample["sample"]) == set(tiny_splits.test.indices[:50].tolist())
+    model_rows = table[table.attack == ""].set_index("metric")
+    assert set(model_rows.index) == {"accuracy", "dcor", "dcor_u2"}
+    assert model_rows.loc["dcor", "n"] == 40 and 0 <= model_rows.loc["dcor", "value"] <= 1
+    assert model_rows["sample"].isna().all()
+    assert (table.run == checkpoint.sha256[:12]).all() and (table.defense == "none").all()
+    assert json.loads(table.defense_params.iloc[0]) == {}
+    assert results.reconstructions["original"].shape == (4, 1, 28, 28)
+    assert results.reconstructions["attack/decoder"].shape == (4, 1, 28, 28)
+    prov = results.provenance
+    assert prov["checkpoint"]["sha256"] == checkpoint.sha256
+    assert prov["attacks"]["decoder"]["budget"]["epochs"] == 2
+    assert prov["attacks"]["decoder"]["threat_model"]["query_access"] is True
+    assert prov["environment"]["packages"]["torch"]
+
+
+def test_same_seed_same_numbers(tiny_checkpoint, tiny_splits) -> None:
+    a = evaluate(load_checkpoint(tiny_checkpoint), FAST, tiny_splits).table
+    b = evaluate(load_checkpoint(tiny_checkpoint), FAST, tiny_splits).table
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_data_config_reuses_the_checkpoint_split(tiny_checkpoint) -> None:
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    config = data_config_for(checkpoint, aux_size=50, limit_test=10)
+    assert config.dataset == "digits" and config.aux_pool == 200 and config.aux_size == 50
+    assert config.split_seed == checkpoint.meta["data"]["split_seed"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"attacks": ("decoder", "psychic")}, "unknown attack"),
+        ({"attacks": ()}, "at least one"),
+        ({"metrics": ("ssim", "vibes")}, "unknown reconstruction metric"),
+        ({"limit": 0}, "limit"),
+        ({"gallery": -1}, "gallery"),
+        ({"colour": "red"}, "unknown evaluation option"),
+    ],
+)
+def test_bad_eval_configs(values, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        EvalConfig.from_dict(values)
+
+
+def test_shape_mismatch_between_model_and_data_is_refused(tiny_checkpoint, tiny_splits) -> None:
+    from dataclasses import replace
+
+    from splitleak.data import InputSpec
+
+    other = replace(tiny_splits, spec=InputSpec(shape=(3, 32, 32)))
+    with pytest.raises(ValueError, match="does not match"):
+        evaluate(load_checkpoint(tiny_checkpoint), FAST, other)

@@ -1,0 +1,82 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from splitleak.results import COLUMNS, Results, ResultsError, validate
+
+
+def _table() -> pd.DataFrame:
+    base = dict(run="abc", checkpoint="m.safetensors", checkpoint_sha256="f" * 64, dataset="digits", arch="small-cnn",
+                cut=1, defense="nopeek", defense_params='{"alpha": 1.0}', seed=0, n=3)
+    rows = [dict(base, attack="", metric="accuracy", value=0.9, sample=None)]
+    rows += [dict(base, attack="decoder", metric="ssim", value=v, sample=i) for i, v in enumerate([0.5, 0.7, 0.9])]
+    rows += [dict(base, attack="decoder", metric="psnr", value=v, sample=i) for i, v in enumerate([20.0, np.inf, 30.0])]
+    return pd.DataFrame(rows)
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    results = Results(_table(), {"k": 1}, {"original": torch.rand(2, 1, 4, 4)})
+    results.save(tmp_path / "r")
+    back = Results.load(tmp_path / "r")
+    pd.testing.assert_frame_equal(back.table, results.table)
+    assert back.provenance == {"k": 1}
+    torch.testing.assert_close(back.reconstructions["original"], results.reconstructions["original"])
+    assert back.table.loc[0, "attack"] == "" and pd.isna(back.table.loc[0, "sample"])
+    assert list(back.table.columns) == list(COLUMNS)
+
+
+def test_summary_counts_and_skips_infinite(tmp_path: Path) -> None:
+    summary = Results(_table()).summary().set_index("metric")
+    assert summary.loc["ssim", "mean"] == pytest.approx(0.7) and summary.loc["ssim", "median"] == pytest.approx(0.7)
+    assert summary.loc["psnr", "mean"] == pytest.approx(25.0) and summary.loc["psnr", "infinite"] == 1
+
+
+def test_save_replaces_the_whole_folder(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    Results(_table(), reconstructions={"original": torch.zeros(1)}).save(out)
+    Results(_table().head(2)).save(out)
+    assert len(Results.load(out).table) == 2
+    assert not (out / "reconstructions.safetensors").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # no staging leftovers
+
+
+def test_failed_save_keeps_the_old_results(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    Results(_table()).save(out)
+    bad = Results(_table(), provenance={"not json": object()})
+    with pytest.raises(TypeError):
+        bad.save(out)
+    assert len(Results.load(out).table) == len(_table())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda t: t.drop(columns=["metric"]), "lacks column"),
+        (lambda t: t.assign(value="high"), "non-numeric"),
+        (lambda t: t.assign(cut=1.5), "whole numbers"),
+        (lambda t: t.assign(sample=-1), "non-negative"),
+        (lambda t: t.assign(metric=""), "metric name"),
+    ],
+)
+def test_validate_rejects_bad_tables(mutate, message) -> None:
+    with pytest.raises(ResultsError, match=message):
+        validate(mutate(_table()))
+
+
+def test_load_rejects_bad_folders(tmp_path: Path) -> None:
+    with pytest.raises(ResultsError, match="not a results folder"):
+        Results.load(tmp_path)
+    Results(_table()).save(tmp_path / "r")
+    (tmp_path / "r" / "provenance.json").write_text("{oops")
+    with pytest.raises(ResultsError, match="not valid JSON"):
+        Results.load(tmp_path / "r")
+    (tmp_path / "r" / "provenance.json").write_text("{}")
+    (tmp_path / "r" / "results.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ResultsError, match="lacks column"):
+        Results.load(tmp_path / "r")
