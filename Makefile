@@ -26,7 +26,7 @@ data:
 # The main job: an undefended and a NoPeek model on Fashion-MNIST, each attacked with the decoder.
 demo: install data
 	$(BIN)/splitleak train --defense none --cut 2 --epochs 3 --out $(OUT)/none.safetensors
-	$(BIN)/splitleak train --defense nopeek --alpha 5 --cut 2 --epochs 3 --out $(OUT)/nopeek.safetensors
+	$(BIN)/splitleak train --defense nopeek --alpha 20 --cut 2 --epochs 3 --out $(OUT)/nopeek.safetensors
 	$(BIN)/splitleak evaluate $(OUT)/none.safetensors --out $(OUT)/none
 	$(BIN)/splitleak evaluate $(OUT)/nopeek.safetensors --out $(OUT)/nopeek
 

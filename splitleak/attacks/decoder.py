@@ -28,10 +28,10 @@ from splitleak.progress import ProgressFactory, silent
 class DecoderConfig:
     """Budget and hyper-parameters of the decoder attack."""
 
-    epochs: int = 20
+    epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
-    width: int = 64
+    width: int = 32
 
     def __post_init__(self) -> None:
         positive_int("decoder epochs", self.epochs)
@@ -51,7 +51,7 @@ def _conv_block(c_in: int, c_out: int) -> list[nn.Module]:
 class Decoder(nn.Module):
     """Maps activations of `z_shape` to images of `spec.shape` in `spec.value_range`."""
 
-    def __init__(self, z_shape: tuple[int, ...], spec: InputSpec, width: int = 64) -> None:
+    def __init__(self, z_shape: tuple[int, ...], spec: InputSpec, width: int = 32) -> None:
         super().__init__()
         c_out, height, width_px = spec.shape
         self.out_size = (height, width_px)
@@ -66,8 +66,10 @@ class Decoder(nn.Module):
         else:
             raise ValueError(f"decoder takes vector or [C, H, W] activations, got shape {z_shape}")
         layers += _conv_block(channels, width)
-        for _ in range(max(0, round(math.log2(height / h)))):  # x2 upsampling stages
-            layers += [nn.ConvTranspose2d(width, width, 4, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
+        for _ in range(max(0, round(math.log2(height / h)))):  # x2 upsampling stages, halving channels
+            narrower = max(16, width // 2)
+            layers += [nn.ConvTranspose2d(width, narrower, 4, stride=2, padding=1), nn.BatchNorm2d(narrower), nn.ReLU()]
+            width = narrower
         layers += _conv_block(width, width // 2)
         layers += [nn.Conv2d(width // 2, c_out, 3, padding=1)]
         self.net = nn.Sequential(*layers)

@@ -20,10 +20,11 @@ class AdditiveNoise(nn.Module):
         self.distribution = distribution
 
     def forward(self, z: Tensor) -> Tensor:
+        # contiguous draws: *_like on a channels-last activation takes a path ~7x slower on CPU
         if self.distribution == "gaussian":
-            noise = torch.randn_like(z)
+            noise = torch.randn(z.shape, dtype=z.dtype, device=z.device)
         else:  # Laplace(0, 1) by inverse CDF from a uniform on (-1/2, 1/2)
-            u = torch.rand_like(z) - 0.5
+            u = torch.rand(z.shape, dtype=z.dtype, device=z.device) - 0.5
             noise = -torch.sign(u) * torch.log1p(-2 * u.abs().clamp(max=0.5 - 1e-7))
         return z + self.scale * noise
 

@@ -17,7 +17,7 @@ TOL32 = 1e-4
 
 
 def flat(a: np.ndarray) -> np.ndarray:
-    return a.reshape(a.shape[0], -1)
+    return np.ascontiguousarray(a.reshape(a.shape[0], -1))
 
 
 def ref_v(x: np.ndarray, z: np.ndarray, method: str = "auto") -> float:
