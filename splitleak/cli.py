@@ -18,10 +18,18 @@ log = logging.getLogger("splitleak")
 EXIT_BAD_INPUT = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error message (exit code 2 as usual)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _progress(quiet: bool) -> Callable:
     from tqdm import tqdm
 
-    return functools.partial(tqdm, leave=False, disable=quiet, unit="img", unit_scale=True, dynamic_ncols=True)
+    # disable=None: tqdm shows bars only on a terminal, so logs and CI stay readable
+    return functools.partial(tqdm, leave=False, disable=True if quiet else None, unit="img", unit_scale=True, dynamic_ncols=True)
 
 
 def _data_options(parser: argparse.ArgumentParser) -> None:
@@ -41,9 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     from splitleak.defenses import DEFENSES
     from splitleak.models import ARCHITECTURES
 
-    parser = argparse.ArgumentParser(prog="splitleak", description="How much raw data can a split-learning server rebuild from cut-layer activations?")
+    parser = _Parser(prog="splitleak", description="How much raw data can a split-learning server rebuild from cut-layer activations?")
     parser.add_argument("--version", action="version", version=f"splitleak {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     train = commands.add_parser("train", help="train a split model under a defense and save a checkpoint", description="Train a split model (client encoder + server head) under a defense; write one safetensors checkpoint.")
     train.add_argument("--dataset", default="fashion-mnist", choices=sorted(DATASETS))

@@ -99,6 +99,14 @@ def _rows(base: dict[str, Any], attack: str, metric: str, values: np.ndarray, sa
     )
 
 
+def _score(metric: str, x: Tensor, x_hat: Tensor, value_range: tuple[float, float]) -> np.ndarray:
+    """Per-sample values of an image metric, with reconstructions clipped to the value range."""
+    spec = IMAGE_METRICS[metric]
+    low, high = value_range
+    extra = {"data_range": high - low} if spec.takes_data_range else {}
+    return spec.fn(x, x_hat.clamp(low, high), **extra).numpy()
+
+
 def evaluate(checkpoint: Checkpoint, config: EvalConfig, splits: Splits, *, progress: ProgressFactory = silent) -> Results:
     """Score the checkpoint's leakage under each attack in `config` on `splits.test`."""
     torch.manual_seed(config.seed)
@@ -151,9 +159,8 @@ def evaluate(checkpoint: Checkpoint, config: EvalConfig, splits: Splits, *, prog
         done = time.perf_counter()
         if x_hat.shape != test.x.shape or not torch.isfinite(x_hat).all():
             raise FloatingPointError(f"attack {name!r} returned {tuple(x_hat.shape)} or non-finite values")
-        low, high = model.spec.value_range
         for metric in config.metrics:
-            values = IMAGE_METRICS[metric].fn(test.x, x_hat.clamp(low, high)).numpy()
+            values = _score(metric, test.x, x_hat, model.spec.value_range)
             frames.append(_rows(base, name, metric, values, samples, len(test)))
         reconstructions[f"attack/{name}"] = x_hat[:shown].clone()
         attack_log[name] = {

@@ -57,5 +57,7 @@ def test_console_script_help_for_every_command() -> None:
     for args in ([], ["train"], ["evaluate"]):
         out = subprocess.run([sys.executable, "-m", "splitleak.cli", *args, "--help"], capture_output=True, text=True, check=True)
         assert "usage: splitleak" in out.stdout
-    out = subprocess.run([sys.executable, "-m", "splitleak.cli", "train"], capture_output=True, text=True)
-    assert out.returncode == 2 and "--out" in out.stderr
+    for args in (["train"], ["train", "--out", "m.safetensors", "--epochs", "x"], ["evaluate"], ["fly"]):
+        out = subprocess.run([sys.executable, "-m", "splitleak.cli", *args], capture_output=True, text=True)
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert out.stderr.startswith("splitleak") and "error:" in out.stderr

@@ -38,6 +38,7 @@ class MetricSpec:
     leakage_direction: Literal["higher", "lower"]
     description: str
     fn: Callable[..., Any]
+    takes_data_range: bool = False  # fn accepts data_range= (the span of the images' value range)
 
     def __post_init__(self) -> None:
         if self.level not in ("sample", "set"):
@@ -57,6 +58,7 @@ _SPECS = (
         description="SSIM (Wang et al. 2004), Gaussian window 11, sigma 1.5, data_range 1; "
         "per sample, mean over valid window positions and channels; in [-1, 1], 1 = identical.",
         fn=ssim,
+        takes_data_range=True,
     ),
     MetricSpec(
         name="psnr",
@@ -65,6 +67,7 @@ _SPECS = (
         description="PSNR in dB, 10 log10(data_range^2 / MSE), data_range 1; per sample; "
         "+inf for identical images.",
         fn=psnr,
+        takes_data_range=True,
     ),
     MetricSpec(
         name="mse",
