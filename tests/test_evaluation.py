@@ -84,7 +84,7 @@ def test_scores_use_the_value_range_as_data_range() -> None:
     y = (x + 0.1 * torch.randn_like(x)).clamp(0, 1)
     for metric in ("ssim", "psnr"):
         unit = _score(metric, x, y, (0.0, 1.0))
-        np.testing.assert_allclose(_score(metric, 2 * x - 1, 2 * y - 1, (-1.0, 1.0)), unit, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(_score(metric, 2 * x, 2 * y, (0.0, 2.0)), unit, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(_score("mse", 2 * x, 2 * y, (0.0, 2.0)), 4 * _score("mse", x, y, (0.0, 1.0)), rtol=1e-5)
     # reconstructions outside the range are clipped before scoring
     np.testing.assert_allclose(_score("mse", x, x + 5, (0.0, 1.0)), _score("mse", x, torch.ones_like(x), (0.0, 1.0)))
