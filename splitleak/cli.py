@@ -83,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--dcor-samples", type=int, default=1000, help="test images used for dCor(x, z) (default 1000)")
     ev.add_argument("--decoder-epochs", type=int, help="decoder attack: training epochs (default 20)")
     ev.add_argument("--gallery", type=int, default=16, help="test images whose reconstructions are kept (default 16)")
+    ev.add_argument("--semantic-epochs", type=int, default=5, help="epochs of the attacker's own classifier for semantic leakage; 0 skips it (default 5)")
     ev.add_argument("--seed", type=int, default=0, help="evaluation seed (attack init, noise draws)")
     _data_options(ev)
     _common_options(ev)
@@ -126,13 +127,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     params = {"decoder": {"epochs": args.decoder_epochs}} if args.decoder_epochs is not None else {}
     config = EvalConfig(
         attacks=attacks, attack_params=params, limit=args.limit, dcor_samples=args.dcor_samples,
-        gallery=args.gallery, seed=args.seed, device=args.device,
+        gallery=args.gallery, semantic_epochs=args.semantic_epochs, seed=args.seed, device=args.device,
     )
     checkpoint = load_checkpoint(args.checkpoint)
     data = data_config_for(checkpoint, data_dir=args.data_dir, aux_size=args.aux_size, limit_test=args.limit, download=args.download or None)
     results = evaluate(checkpoint, config, load_splits(data), progress=_progress(args.quiet))
     out = results.save(args.out)
-    summary = results.summary()[["defense", "attack", "metric", "mean", "std", "median", "count"]]
+    summary = results.summary()[["defense", "attack", "metric", "mean", "ci_low", "ci_high", "median", "count"]]
     summary["attack"] = summary["attack"].replace("", "(model)")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"results: {out}")

@@ -19,6 +19,7 @@ from splitleak._validate import positive_int
 from splitleak.attacks import ATTACKS, Access, make_attack
 from splitleak.data import DataConfig, Splits
 from splitleak.metrics import IMAGE_METRICS, accuracy, distance_correlation, u_distance_correlation_sqr
+from splitleak.metrics.semantic import semantic_correct, train_classifier
 from splitleak.models.checkpoint import Checkpoint
 from splitleak.progress import ProgressFactory, silent
 from splitleak.provenance import environment
@@ -37,6 +38,7 @@ class EvalConfig:
     limit: int | None = 1000
     dcor_samples: int = 1000
     gallery: int = 16
+    semantic_epochs: int = 5
     seed: int = 0
     device: str = "cpu"
 
@@ -54,8 +56,10 @@ class EvalConfig:
                 raise ValueError(f"unknown reconstruction metric {name!r}; choose from {sorted(IMAGE_METRICS)}")
         positive_int("limit", self.limit, allow_none=True)
         positive_int("dcor_samples", self.dcor_samples)
-        if isinstance(self.gallery, bool) or not isinstance(self.gallery, int) or self.gallery < 0:
-            raise ValueError(f"gallery must be a whole number >= 0, got {self.gallery!r}")
+        for name in ("gallery", "semantic_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "EvalConfig":
@@ -137,6 +141,17 @@ def evaluate(checkpoint: Checkpoint, config: EvalConfig, splits: Splits, *, prog
     ]
     if n_dcor > 3:
         frames.append(_rows(base, MODEL_LEVEL, "dcor_u2", np.array([u_distance_correlation_sqr(x_flat, z_flat).item()]), None, n_dcor))
+    classifier, semantic_log = None, {"enabled": False, "reason": "semantic_epochs is 0"}
+    if config.semantic_epochs > 0 and len(splits.aux) < 2:
+        semantic_log["reason"] = "the attacker has no auxiliary images to train a classifier on"
+    elif config.semantic_epochs > 0:
+        classifier = train_classifier(
+            splits.aux, model.spec, int(meta["num_classes"]), arch=meta["arch"], epochs=config.semantic_epochs,
+            seed=config.seed, device=config.device, progress=progress,
+        )
+        reference = semantic_correct(classifier, test.x, test.y).mean().item()
+        frames.append(_rows(base, MODEL_LEVEL, "semantic_reference", np.array([reference]), None, len(test)))
+        semantic_log = {"enabled": True, "arch": meta["arch"], "epochs": config.semantic_epochs, "train_size": len(splits.aux), "reference_accuracy": reference}
     shown = min(config.gallery, len(test))
     reconstructions = {"indices": test.indices[:shown].clone(), "original": test.x[:shown].clone()}
     attack_log: dict[str, Any] = {}
@@ -162,6 +177,9 @@ def evaluate(checkpoint: Checkpoint, config: EvalConfig, splits: Splits, *, prog
         for metric in config.metrics:
             values = _score(metric, test.x, x_hat, model.spec.value_range)
             frames.append(_rows(base, name, metric, values, samples, len(test)))
+        if classifier is not None:
+            correct = semantic_correct(classifier, x_hat.clamp(*model.spec.value_range), test.y).numpy()
+            frames.append(_rows(base, name, "semantic_accuracy", correct, samples, len(test)))
         reconstructions[f"attack/{name}"] = x_hat[:shown].clone()
         attack_log[name] = {
             "threat_model": attack.threat_model.to_dict(),
@@ -177,6 +195,7 @@ def evaluate(checkpoint: Checkpoint, config: EvalConfig, splits: Splits, *, prog
         "evaluation": config.to_dict(),
         "data": {**splits.config.to_dict(), "train_size": len(splits.train), "aux_size": len(splits.aux), "test_size": len(test)},
         "attacks": attack_log,
+        "semantic_classifier": semantic_log,
         "gallery_indices": reconstructions["indices"].tolist(),
     }
     return Results(table=pd.concat(frames, ignore_index=True), provenance=provenance, reconstructions=reconstructions)

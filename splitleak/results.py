@@ -1,6 +1,7 @@
 """The tidy results table: one row per (run, attack, metric, sample), with provenance.
 
-A results folder holds `results.csv` (the table), `provenance.json` (versions, configs,
+A results folder holds `results.csv` (the table), `summary.csv` (mean, median, std and 95%
+bootstrap CI per run, attack and metric), `provenance.json` (versions, configs,
 checkpoint hash, timestamp) and `reconstructions.safetensors` (originals and each attack's
 reconstructions of a fixed set of test images, for reports). Folders are replaced atomically.
 """
@@ -21,6 +22,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from splitleak.uncertainty import summarize
+
 COLUMNS: tuple[str, ...] = (
     "run",
     "checkpoint",
@@ -36,12 +39,15 @@ COLUMNS: tuple[str, ...] = (
     "sample",
     "n",
     "seed",
+    "ci_low",
+    "ci_high",
 )
 _STRINGS = ("run", "checkpoint", "checkpoint_sha256", "dataset", "arch", "defense", "defense_params", "attack", "metric")
 _INTS = ("cut", "n", "seed")
 MODEL_LEVEL = ""  # the `attack` value of rows that describe the model itself (accuracy, dcor)
 
 TABLE_FILE = "results.csv"
+SUMMARY_FILE = "summary.csv"
 PROVENANCE_FILE = "provenance.json"
 RECONSTRUCTIONS_FILE = "reconstructions.safetensors"
 
@@ -50,8 +56,12 @@ class ResultsError(ValueError):
     """A results table or folder that does not follow the schema."""
 
 
+_OPTIONAL_FLOATS = ("ci_low", "ci_high")  # the estimator's CI for set-level values; empty for per-sample rows
+
+
 def validate(table: pd.DataFrame) -> pd.DataFrame:
     """Check the schema and return a copy with canonical column order and dtypes."""
+    table = table.assign(**{c: np.nan for c in _OPTIONAL_FLOATS if c not in table.columns})
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise ResultsError(f"results table lacks column(s) {missing}")
@@ -72,6 +82,11 @@ def validate(table: pd.DataFrame) -> pd.DataFrame:
     if (sample.dropna() < 0).any() or (sample.dropna() != sample.dropna().round()).any():
         raise ResultsError("results column 'sample' must hold non-negative whole numbers or be empty")
     out["sample"] = sample.astype("Int64")
+    for col in _OPTIONAL_FLOATS:
+        bounds = pd.to_numeric(out[col], errors="coerce")
+        if bounds.isna().ne(out[col].isna()).any():
+            raise ResultsError(f"results column {col!r} must be numeric or empty")
+        out[col] = bounds.astype("float64")
     if (out["metric"] == "").any():
         raise ResultsError("results rows need a metric name")
     return out.reset_index(drop=True)
@@ -89,13 +104,8 @@ class Results:
         object.__setattr__(self, "table", validate(self.table))
 
     def summary(self) -> pd.DataFrame:
-        """Mean, std, median and count of every (run, defense, attack, metric)."""
-        finite = self.table.assign(value=self.table["value"].replace([np.inf, -np.inf], np.nan))
-        keys = ["run", "defense", "defense_params", "cut", "attack", "metric"]
-        grouped = finite.groupby(keys, sort=False)["value"]
-        out = grouped.agg(["mean", "std", "median", "count"]).reset_index()
-        out["infinite"] = self.table.groupby(keys, sort=False)["value"].apply(lambda v: int(np.isinf(v).sum())).values
-        return out
+        """One row per (run, attack, metric): mean, median, std, count, infinite, 95% CI."""
+        return summarize(self.table)
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write the folder atomically: readers see the old results or the new, never half."""
@@ -106,6 +116,7 @@ class Results:
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
         try:
             self.table.to_csv(staging / TABLE_FILE, index=False, float_format="%.10g")
+            self.summary().to_csv(staging / SUMMARY_FILE, index=False, float_format="%.10g")
             (staging / PROVENANCE_FILE).write_text(json.dumps(self.provenance, indent=2, sort_keys=True) + "\n")
             if self.reconstructions:
                 tensors = {k: v.detach().cpu().contiguous() for k, v in self.reconstructions.items()}
@@ -123,7 +134,12 @@ class Results:
         if not table_path.is_file():
             raise ResultsError(f"{directory} is not a results folder (no {TABLE_FILE})")
         try:
-            table = pd.read_csv(table_path, dtype={c: str for c in _STRINGS}, keep_default_na=False, na_values={"sample": [""], "value": [""]})
+            table = pd.read_csv(
+                table_path,
+                dtype={c: str for c in _STRINGS},
+                keep_default_na=False,
+                na_values={"sample": [""], "value": [""], "ci_low": [""], "ci_high": [""]},
+            )
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
             raise ResultsError(f"{table_path} is not a readable CSV table ({err})") from None
         provenance: dict[str, Any] = {}

@@ -17,11 +17,13 @@ def test_evaluate_returns_the_tidy_table(tiny_checkpoint, tiny_splits) -> None:
     table = results.table
     assert list(table.columns) == list(COLUMNS)
     per_sample = table[table.attack == "decoder"]
-    assert sorted(per_sample.metric.unique()) == ["mse", "psnr", "ssim"]
+    assert sorted(per_sample.metric.unique()) == ["mse", "psnr", "semantic_accuracy", "ssim"]
+    assert set(per_sample.query("metric == 'semantic_accuracy'").value) <= {0.0, 1.0}
     assert (per_sample.groupby("metric").size() == 50).all()
     assert set(per_sample["sample"]) == set(tiny_splits.test.indices[:50].tolist())
     model_rows = table[table.attack == ""].set_index("metric")
-    assert set(model_rows.index) == {"accuracy", "dcor", "dcor_u2"}
+    assert set(model_rows.index) == {"accuracy", "dcor", "dcor_u2", "semantic_reference"}
+    assert 0.3 < model_rows.loc["semantic_reference", "value"] <= 1  # attacker's classifier beats chance (0.1)
     assert model_rows.loc["dcor", "n"] == 40 and 0 <= model_rows.loc["dcor", "value"] <= 1
     assert model_rows["sample"].isna().all()
     assert (table.run == checkpoint.sha256[:12]).all() and (table.defense == "none").all()
@@ -33,6 +35,17 @@ def test_evaluate_returns_the_tidy_table(tiny_checkpoint, tiny_splits) -> None:
     assert prov["attacks"]["decoder"]["budget"]["epochs"] == 2
     assert prov["attacks"]["decoder"]["threat_model"]["query_access"] is True
     assert prov["environment"]["packages"]["torch"]
+    assert prov["semantic_classifier"]["enabled"] and prov["semantic_classifier"]["train_size"] == len(tiny_splits.aux)
+    summary = results.summary().set_index(["attack", "metric"])
+    row = summary.loc[("decoder", "ssim")]
+    assert row["ci_low"] <= row["mean"] <= row["ci_high"] and row["count"] == 50
+
+
+def test_semantic_leakage_can_be_switched_off(tiny_checkpoint, tiny_splits) -> None:
+    from dataclasses import replace
+
+    table = evaluate(load_checkpoint(tiny_checkpoint), replace(FAST, semantic_epochs=0), tiny_splits).table
+    assert not table.metric.str.startswith("semantic").any()
 
 
 def test_same_seed_same_numbers(tiny_checkpoint, tiny_splits) -> None:
@@ -56,6 +69,7 @@ def test_data_config_reuses_the_checkpoint_split(tiny_checkpoint) -> None:
         ({"metrics": ("ssim", "vibes")}, "unknown reconstruction metric"),
         ({"limit": 0}, "limit"),
         ({"gallery": -1}, "gallery"),
+        ({"semantic_epochs": 1.5}, "semantic_epochs"),
         ({"colour": "red"}, "unknown evaluation option"),
     ],
 )

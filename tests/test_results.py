@@ -27,12 +27,15 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     torch.testing.assert_close(back.reconstructions["original"], results.reconstructions["original"])
     assert back.table.loc[0, "attack"] == "" and pd.isna(back.table.loc[0, "sample"])
     assert list(back.table.columns) == list(COLUMNS)
+    assert (tmp_path / "r" / "summary.csv").is_file()
 
 
 def test_summary_counts_and_skips_infinite(tmp_path: Path) -> None:
     summary = Results(_table()).summary().set_index("metric")
     assert summary.loc["ssim", "mean"] == pytest.approx(0.7) and summary.loc["ssim", "median"] == pytest.approx(0.7)
     assert summary.loc["psnr", "mean"] == pytest.approx(25.0) and summary.loc["psnr", "infinite"] == 1
+    assert summary.loc["ssim", "ci_low"] < 0.7 < summary.loc["ssim", "ci_high"] and summary.loc["ssim", "level"] == "sample"
+    assert summary.loc["accuracy", "level"] == "set" and summary.loc["accuracy", "count"] == 3
 
 
 def test_save_replaces_the_whole_folder(tmp_path: Path) -> None:
@@ -62,6 +65,7 @@ def test_failed_save_keeps_the_old_results(tmp_path: Path) -> None:
         (lambda t: t.assign(cut=1.5), "whole numbers"),
         (lambda t: t.assign(sample=-1), "non-negative"),
         (lambda t: t.assign(metric=""), "metric name"),
+        (lambda t: t.assign(ci_low="wide"), "numeric or empty"),
     ],
 )
 def test_validate_rejects_bad_tables(mutate, message) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from splitleak.metrics.dependence import distance_correlation, u_distance_correlation_sqr
 from splitleak.metrics.image import mse, psnr, ssim
+from splitleak.metrics.semantic import semantic_correct, train_classifier
 from splitleak.metrics.task import accuracy
 
 __all__ = [
@@ -24,7 +25,9 @@ __all__ = [
     "get_metric",
     "mse",
     "psnr",
+    "semantic_correct",
     "ssim",
+    "train_classifier",
     "u_distance_correlation_sqr",
 ]
 
@@ -92,6 +95,23 @@ _SPECS = (
         description="Bias-corrected (U-statistic) squared distance correlation between flattened "
         "inputs and activations; ~0 under independence at any n, may be negative; needs n > 3.",
         fn=u_distance_correlation_sqr,
+    ),
+    MetricSpec(
+        name="semantic_accuracy",
+        level="sample",
+        leakage_direction="higher",
+        description="1 if an independent classifier, trained by the attacker on its auxiliary "
+        "data, gives the reconstruction its true label, else 0; the mean is the fraction of "
+        "reconstructions whose label leaks.",
+        fn=semantic_correct,
+    ),
+    MetricSpec(
+        name="semantic_reference",
+        level="set",
+        leakage_direction="higher",
+        description="The same classifier's accuracy on the original test images: the ceiling "
+        "for semantic_accuracy.",
+        fn=semantic_correct,
     ),
     MetricSpec(
         name="accuracy",

@@ -17,6 +17,8 @@ EXPECTED = {
     "mse": ("sample", "lower", metrics.image.mse),
     "dcor": ("set", "higher", metrics.dependence.distance_correlation),
     "dcor_u2": ("set", "higher", metrics.dependence.u_distance_correlation_sqr),
+    "semantic_accuracy": ("sample", "higher", metrics.semantic.semantic_correct),
+    "semantic_reference": ("set", "higher", metrics.semantic.semantic_correct),
     "accuracy": ("set", "higher", metrics.task.accuracy),
 }
 

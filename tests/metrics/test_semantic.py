@@ -1,0 +1,24 @@
+import pytest
+import torch
+
+from splitleak.metrics.semantic import semantic_correct, train_classifier
+
+
+def test_classifier_trained_on_aux_recognises_test_images(tiny_splits) -> None:
+    clf = train_classifier(tiny_splits.aux, tiny_splits.spec, tiny_splits.num_classes, epochs=8, batch_size=32)
+    correct = semantic_correct(clf, tiny_splits.test.x, tiny_splits.test.y)
+    assert correct.shape == (len(tiny_splits.test),) and set(correct.unique().tolist()) <= {0.0, 1.0}
+    assert correct.mean() > 0.6  # 10 classes
+    noise = torch.rand_like(tiny_splits.test.x)
+    assert semantic_correct(clf, noise, tiny_splits.test.y).mean() < 0.35  # noise does not leak labels
+
+
+def test_seeded_and_validated(tiny_splits) -> None:
+    a = train_classifier(tiny_splits.aux, tiny_splits.spec, 10, epochs=1, seed=5)
+    b = train_classifier(tiny_splits.aux, tiny_splits.spec, 10, epochs=1, seed=5)
+    x = tiny_splits.test.x[:8]
+    torch.testing.assert_close(a(x), b(x))
+    with pytest.raises(ValueError, match="labels"):
+        semantic_correct(a, x, tiny_splits.test.y[:3])
+    with pytest.raises(ValueError, match="at least 2"):
+        train_classifier(tiny_splits.aux.head(1), tiny_splits.spec, 10)
