@@ -162,6 +162,9 @@ def evaluate(checkpoint: Checkpoint, config: EvalConfig, splits: Splits, *, prog
         encoder=model,
         head=model.head,
         aux=splits.aux,
+        arch=meta["arch"],
+        cut=int(meta["cut"]),
+        num_classes=int(meta["num_classes"]),
         device=config.device,
         seed=config.seed,
     )

@@ -25,6 +25,9 @@ class Access:
     encoder: nn.Module | None = None
     head: nn.Module | None = None
     aux: ArraySplit | None = None
+    arch: str | None = None  # the encoder's architecture name (public knowledge, not weights)
+    cut: int | None = None
+    num_classes: int | None = None
     device: str = "cpu"
     seed: int = 0
 
