@@ -7,11 +7,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from splitleak.defenses.base import Defense
+from splitleak.defenses.dropout import ActivationDropout
 from splitleak.defenses.noise import ActivationNoise
 from splitleak.defenses.nopeek import NoPeek
 from splitleak.defenses.none import NoDefense
 
-DEFENSES: dict[str, type] = {cls.name: cls for cls in (NoDefense, NoPeek, ActivationNoise)}
+DEFENSES: dict[str, type] = {cls.name: cls for cls in (NoDefense, NoPeek, ActivationNoise, ActivationDropout)}
 
 
 def make_defense(name: str, params: Mapping[str, Any] | None = None) -> Defense:
@@ -28,4 +29,4 @@ def make_defense(name: str, params: Mapping[str, Any] | None = None) -> Defense:
     return cls(**params)
 
 
-__all__ = ["DEFENSES", "ActivationNoise", "Defense", "NoDefense", "NoPeek", "make_defense"]
+__all__ = ["DEFENSES", "ActivationDropout", "ActivationNoise", "Defense", "NoDefense", "NoPeek", "make_defense"]

@@ -6,7 +6,7 @@ from splitleak.metrics import distance_correlation
 
 
 def test_registry_names_match_classes() -> None:
-    assert set(DEFENSES) == {"none", "nopeek", "noise"}
+    assert set(DEFENSES) == {"none", "nopeek", "noise", "dropout"}
     assert all(cls.name == name for name, cls in DEFENSES.items())
 
 
@@ -47,6 +47,8 @@ def test_noise_has_the_configured_scale_in_train_and_eval(distribution: str) -> 
         ("nopeek", {"beta": 1.0}, "no parameter"),
         ("noise", {"scale": -0.1}, ">= 0"),
         ("noise", {"distribution": "cauchy"}, "gaussian"),
+        ("dropout", {"rate": 1.0}, "< 1"),
+        ("dropout", {"rate": -0.2}, ">= 0"),
         ("dropout9", {}, "unknown defense"),
     ],
 )
@@ -56,6 +58,16 @@ def test_bad_defense_parameters_are_refused(name, params, message) -> None:
 
 
 def test_params_round_trip() -> None:
-    for name, params in [("none", {}), ("nopeek", {"alpha": 2.0}), ("noise", {"scale": 0.3, "distribution": "laplace"})]:
+    for name, params in [("none", {}), ("nopeek", {"alpha": 2.0}), ("noise", {"scale": 0.3, "distribution": "laplace"}), ("dropout", {"rate": 0.3})]:
         d = make_defense(name, params)
         assert make_defense(name, d.params()) == d
+
+
+def test_dropout_thins_activations_in_eval_mode_and_keeps_the_expectation() -> None:
+    drop = make_defense("dropout", {"rate": 0.25}).transform().eval()
+    z = torch.ones(400_000)
+    out = drop(z)
+    assert (out == 0).float().mean().item() == pytest.approx(0.25, abs=0.01)
+    assert out.mean().item() == pytest.approx(1.0, abs=0.01)
+    assert out.unique().tolist() == pytest.approx([0.0, 1 / 0.75])
+    assert torch.equal(make_defense("dropout", {"rate": 0.0}).transform()(z), z)

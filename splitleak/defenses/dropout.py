@@ -1,0 +1,58 @@
+"""Activation dropout (He, Zhang, Lee 2020): the client zeroes a random fraction of activations.
+
+Unlike `nn.Dropout`, the mask is drawn at inference too: the server (and any attacker) only
+ever sees a randomly thinned activation, which is what makes it a privacy defense rather than
+a regulariser. Kept entries are scaled by 1 / (1 - rate) so the head sees the same expectation.
+Chosen over channel pruning because it adds per-query randomness that a white-box attacker
+cannot undo, and it needs nothing beyond the activation-transform hook the noise defense uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from splitleak._validate import finite_number
+
+
+class AlwaysDropout(nn.Module):
+    """Inverted dropout with rate `rate`, active in training and evaluation alike."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, z: Tensor) -> Tensor:
+        if self.rate == 0:
+            return z
+        keep = torch.rand(z.shape, device=z.device) >= self.rate  # contiguous draw (see noise.py)
+        return z * keep.to(z.dtype) / (1 - self.rate)
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate}"
+
+
+@dataclass(frozen=True)
+class ActivationDropout:
+    """Zero each activation with probability `rate` at training and inference."""
+
+    rate: float = 0.5
+    name: ClassVar[str] = "dropout"
+
+    def __post_init__(self) -> None:
+        rate = finite_number("dropout rate", self.rate, minimum=0.0)
+        if rate >= 1:
+            raise ValueError(f"dropout rate must be < 1, got {rate}")
+        object.__setattr__(self, "rate", rate)
+
+    def penalty(self, x: Tensor, z: Tensor) -> Tensor | None:
+        return None
+
+    def transform(self) -> nn.Module | None:
+        return AlwaysDropout(self.rate)
+
+    def params(self) -> dict[str, Any]:
+        return asdict(self)
