@@ -89,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     _data_options(ev)
     _common_options(ev)
     ev.set_defaults(run=_cmd_evaluate)
+
+    at = commands.add_parser("attacks", help="list the attacks and their threat models", description="List every registered attack with what the attacker needs.")
+    at.set_defaults(run=_cmd_attacks)
     return parser
 
 
@@ -141,11 +144,26 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_attacks(args: argparse.Namespace) -> int:
+    from splitleak.attacks import ATTACKS
+
+    def mark(flag: bool) -> str:
+        return "yes" if flag else "-"
+
+    header = f"{'attack':10} {'encoder weights':16} {'queries':8} {'server head':12} {'aux data':9} threat model"
+    print(header)
+    for name, (cls, _) in sorted(ATTACKS.items()):
+        tm = cls.threat_model
+        aux = f">= {tm.min_aux}" if tm.aux_data else "-"
+        print(f"{name:10} {mark(tm.encoder_weights):16} {mark(tm.query_access):8} {mark(tm.server_head):12} {aux:9} {tm.summary}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `splitleak` command; returns the exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args)
     except (ValueError, FloatingPointError, OSError) as err:

@@ -61,3 +61,11 @@ def test_console_script_help_for_every_command() -> None:
         out = subprocess.run([sys.executable, "-m", "splitleak.cli", *args], capture_output=True, text=True)
         assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
         assert out.stderr.startswith("splitleak") and "error:" in out.stderr
+
+
+def test_attacks_lists_threat_models(capsys) -> None:
+    assert main(["attacks"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split()[:2] == ["attack", "encoder"]
+    decoder = next(line for line in lines if line.startswith("decoder"))
+    assert "black-box" in decoder and ">= 16" in decoder
