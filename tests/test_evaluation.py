@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -8,7 +9,7 @@ from splitleak.evaluation import EvalConfig, data_config_for, evaluate
 from splitleak.models import load_checkpoint
 from splitleak.results import COLUMNS
 
-FAST = EvalConfig(attack_params={"decoder": {"epochs": 2, "width": 16}}, limit=50, dcor_samples=40, gallery=4)
+FAST = EvalConfig(attack_params={"decoder": {"epochs": 2, "width": 16}}, limit=50, dcor_samples=40, gallery=4, lpips=None)
 
 
 def test_evaluate_returns_the_tidy_table(tiny_checkpoint, tiny_splits) -> None:
@@ -16,8 +17,12 @@ def test_evaluate_returns_the_tidy_table(tiny_checkpoint, tiny_splits) -> None:
     results = evaluate(checkpoint, FAST, tiny_splits)
     table = results.table
     assert list(table.columns) == list(COLUMNS)
-    per_sample = table[table.attack == "decoder"]
+    attack_rows = table[table.attack == "decoder"]
+    per_sample = attack_rows[attack_rows["sample"].notna()]
     assert sorted(per_sample.metric.unique()) == ["mse", "psnr", "semantic_accuracy", "ssim"]
+    recon = attack_rows[attack_rows["sample"].isna()].set_index("metric")
+    assert sorted(recon.index) == ["dcor_recon", "dcor_recon_u2"] and (recon.n == 50).all()
+    assert (recon.ci_low <= recon.value).all() and (recon.value <= recon.ci_high).all()
     assert set(per_sample.query("metric == 'semantic_accuracy'").value) <= {0.0, 1.0}
     assert (per_sample.groupby("metric").size() == 50).all()
     assert set(per_sample["sample"]) == set(tiny_splits.test.indices[:50].tolist())
@@ -25,6 +30,8 @@ def test_evaluate_returns_the_tidy_table(tiny_checkpoint, tiny_splits) -> None:
     assert set(model_rows.index) == {"accuracy", "dcor", "dcor_u2", "semantic_reference"}
     assert 0.3 < model_rows.loc["semantic_reference", "value"] <= 1  # attacker's classifier beats chance (0.1)
     assert model_rows.loc["dcor", "n"] == 40 and 0 <= model_rows.loc["dcor", "value"] <= 1
+    assert model_rows.loc["dcor", "ci_low"] <= model_rows.loc["dcor", "value"] <= model_rows.loc["dcor", "ci_high"]
+    assert per_sample.ci_low.isna().all()
     assert model_rows["sample"].isna().all()
     assert (table.run == checkpoint.sha256[:12]).all() and (table.defense == "none").all()
     assert json.loads(table.defense_params.iloc[0]) == {}
@@ -35,6 +42,8 @@ def test_evaluate_returns_the_tidy_table(tiny_checkpoint, tiny_splits) -> None:
     assert prov["attacks"]["decoder"]["budget"]["epochs"] == 2
     assert prov["attacks"]["decoder"]["threat_model"]["query_access"] is True
     assert prov["environment"]["packages"]["torch"]
+    assert prov["lpips"] == {"available": False, "reason": "LPIPS was not asked for"}
+    assert prov["dcor"]["x_vs_z"]["n"] == 40
     assert prov["semantic_classifier"]["enabled"] and prov["semantic_classifier"]["train_size"] == len(tiny_splits.aux)
     summary = results.summary().set_index(["attack", "metric"])
     row = summary.loc[("decoder", "ssim")]
@@ -71,6 +80,9 @@ def test_data_config_reuses_the_checkpoint_split(tiny_checkpoint) -> None:
         ({"gallery": -1}, "gallery"),
         ({"semantic_epochs": 1.5}, "semantic_epochs"),
         ({"colour": "red"}, "unknown evaluation option"),
+        ({"lpips": "resnet"}, "unknown LPIPS backbone"),
+        ({"lpips": None, "require_lpips": True}, "require_lpips"),
+        ({"dcor_samples": 0}, "dcor_samples"),
     ],
 )
 def test_bad_eval_configs(values, message) -> None:
@@ -102,3 +114,38 @@ def test_scores_use_the_value_range_as_data_range() -> None:
     np.testing.assert_allclose(_score("mse", 2 * x, 2 * y, (0.0, 2.0)), 4 * _score("mse", x, y, (0.0, 1.0)), rtol=1e-5)
     # reconstructions outside the range are clipped before scoring
     np.testing.assert_allclose(_score("mse", x, x + 5, (0.0, 1.0)), _score("mse", x, torch.ones_like(x), (0.0, 1.0)))
+
+
+def test_lpips_rows_when_real_weights_exist(tiny_checkpoint, tiny_splits) -> None:
+    from dataclasses import replace
+
+    from splitleak.metrics.perceptual import lpips_available
+
+    ok, reason = lpips_available("alex")
+    if not ok:
+        if os.environ.get("SPLITLEAK_REQUIRE_WEIGHTS"):  # CI prepares them: skipping would hide a failure
+            pytest.fail(reason)
+        pytest.skip(reason)
+    results = evaluate(load_checkpoint(tiny_checkpoint), replace(FAST, lpips="alex", limit=20, dcor_samples=None), tiny_splits)
+    lpips = results.table.query("metric == 'lpips'")
+    assert len(lpips) == 20 and (lpips.value >= 0).all() and (lpips.value < 1).all()
+    assert results.provenance["lpips"]["available"] and "64x64" in results.provenance["lpips"]["definition"]
+
+
+def test_missing_lpips_weights_are_reported_or_fatal(tiny_checkpoint, tiny_splits, tmp_path, monkeypatch) -> None:
+    from dataclasses import replace
+
+    from splitleak.metrics import perceptual
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("SPLITLEAK_WEIGHTS_DIR", str(tmp_path / "weights"))
+    perceptual.clear_lpips_cache()
+    try:
+        config = replace(FAST, lpips="alex", limit=20, dcor_samples=None)
+        results = evaluate(load_checkpoint(tiny_checkpoint), config, tiny_splits)
+        assert "lpips" not in set(results.table.metric)
+        assert not results.provenance["lpips"]["available"] and "unavailable" in results.provenance["lpips"]["reason"]
+        with pytest.raises(ValueError, match="unavailable"):
+            evaluate(load_checkpoint(tiny_checkpoint), replace(config, require_lpips=True), tiny_splits)
+    finally:
+        perceptual.clear_lpips_cache()

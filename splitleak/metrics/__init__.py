@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from splitleak.metrics.dependence import distance_correlation, u_distance_correlation_sqr
+from splitleak.metrics.dependence_scale import dcor_statistics
 from splitleak.metrics.image import mse, psnr, ssim
+from splitleak.metrics.perceptual import lpips_distance
 from splitleak.metrics.semantic import semantic_correct, train_classifier
 from splitleak.metrics.task import accuracy
 
@@ -21,8 +23,10 @@ __all__ = [
     "METRICS",
     "MetricSpec",
     "accuracy",
+    "dcor_statistics",
     "distance_correlation",
     "get_metric",
+    "lpips_distance",
     "mse",
     "psnr",
     "semantic_correct",
@@ -95,6 +99,30 @@ _SPECS = (
         description="Bias-corrected (U-statistic) squared distance correlation between flattened "
         "inputs and activations; ~0 under independence at any n, may be negative; needs n > 3.",
         fn=u_distance_correlation_sqr,
+    ),
+    MetricSpec(
+        name="lpips",
+        level="sample",
+        leakage_direction="lower",
+        description="LPIPS v0.1 (Zhang et al. 2018) with the real ImageNet backbone (AlexNet by "
+        "default), images mapped to [-1, 1], grey repeated to 3 channels, upsampled bilinearly to "
+        "at least 64x64; 0 = perceptually identical. Reported unavailable without real weights.",
+        fn=lpips_distance,
+    ),
+    MetricSpec(
+        name="dcor_recon",
+        level="set",
+        leakage_direction="higher",
+        description="Distance correlation (V-statistic) between the original test images and an "
+        "attack's reconstructions, blocked computation with a jackknife CI; report n.",
+        fn=dcor_statistics,
+    ),
+    MetricSpec(
+        name="dcor_recon_u2",
+        level="set",
+        leakage_direction="higher",
+        description="Bias-corrected U-statistic dCor^2 between originals and reconstructions.",
+        fn=dcor_statistics,
     ),
     MetricSpec(
         name="semantic_accuracy",
