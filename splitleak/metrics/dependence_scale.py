@@ -171,10 +171,10 @@ def _prepare(f: Tensor, perm: Tensor, dtype: torch.dtype, chunk: int) -> tuple[T
     for i in range(0, n, chunk):
         out[i : i + chunk] = f[perm[i : i + chunk]]
     out -= out.mean(dim=0, keepdim=True)
-    scale = out.abs().amax()
-    constant = bool(scale == 0)
-    if not constant:
+    scale = max(float(out[i : i + chunk].abs().amax()) for i in range(0, n, chunk))
+    if scale > 0:
         out /= scale
+    constant = all(bool((f[i : i + chunk] == f[:1]).all()) for i in range(0, n, chunk))
     if dtype != torch.float64:
         out = out.to(dtype)
     sq = torch.empty(n, dtype=torch.float64, device=f.device)

@@ -1,0 +1,1 @@
+"""Speed and scale benchmarks, compared with the reference libraries (run as modules)."""
