@@ -38,6 +38,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from splitleak.metrics.dependence import _flatten_pair
+
 __all__ = ["DEFAULT_MEMORY_BUDGET", "DEFAULT_N_GROUPS", "DcorEstimate", "block_size_for", "dcor_statistics"]
 
 DEFAULT_MEMORY_BUDGET = 512 * 2**20
@@ -133,29 +135,9 @@ def _check_options(memory_budget: object, ci: object, n_groups: object, precisio
 
 
 def _check_inputs(x: object, z: object) -> tuple[Tensor, Tensor]:
-    name = "dcor_statistics"
-    for label, t in (("x", x), ("z", z)):
-        if not isinstance(t, Tensor):
-            raise ValueError(f"{name}: {label} must be a torch.Tensor, got {type(t).__name__}")
-        if not t.is_floating_point():
-            raise ValueError(f"{name}: {label} must be a floating-point tensor, got {t.dtype}")
-        if t.ndim == 0:
-            raise ValueError(f"{name}: {label} must have a sample dimension, got a 0-d tensor")
-    assert isinstance(x, Tensor) and isinstance(z, Tensor)
-    if x.shape[0] != z.shape[0]:
-        raise ValueError(f"{name}: x has {x.shape[0]} samples but z has {z.shape[0]}")
-    n = x.shape[0]
-    if n < 4:
-        raise ValueError(f"{name}: needs at least 4 samples (the U-statistic needs n > 3), got {n}")
-    if x.device != z.device:
-        raise ValueError(f"{name}: x on {x.device} but z on {z.device}")
-    xf, zf = x.detach().reshape(n, -1), z.detach().reshape(n, -1)
-    if xf.shape[1] == 0 or zf.shape[1] == 0:
-        raise ValueError(f"{name}: inputs have no features: {tuple(x.shape)}, {tuple(z.shape)}")
-    for label, t in (("x", xf), ("z", zf)):
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{name}: {label} contains NaN or infinite values")
-    return xf, zf
+    """The same validation as the small-n functions (n >= 4), flattened and detached."""
+    xf, zf = _flatten_pair(x, z, name="dcor_statistics", min_n=4)  # type: ignore[arg-type]
+    return xf.detach(), zf.detach()
 
 
 def _prepare(f: Tensor, perm: Tensor, dtype: torch.dtype, chunk: int) -> tuple[Tensor, Tensor, bool]:
