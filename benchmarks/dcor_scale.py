@@ -228,7 +228,7 @@ def _coverage(xp: Path, zs: dict[str, Path], full: dict, args: argparse.Namespac
 
     reps = args.coverage_draws
     rows = [
-        f"| setting | n | draws | target v / u2 | sd(v) over draws / mean jackknife se | coverage v | sd(u2) / mean se | coverage u2 |",
+        "| setting | n | draws | target v / u2 | sd(v) over draws / mean jackknife se | coverage v | sd(u2) / mean se | coverage u2 |",
         "|---|---|---|---|---|---|---|---|",
     ]
 
@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     if coverage_rows:
         lines += [
             "",
-            f"## Coverage of the 95% intervals",
+            "## Coverage of the 95% intervals",
             "",
             "Synthetic: x ~ N(0, I_10), z = tanh(1.5 x[:3]) + x[3:6]^2 / 3 + noise (3-d), or z independent. "
             "Targets: u2: the mean over draws (u2 is unbiased; 0 under independence); v: the mean V-statistic "

@@ -49,12 +49,12 @@ def test_matches_dcor_and_small_n(n: int) -> None:
         assert got32.u2 == pytest.approx(got.u2, abs=TOL32), name
 
 
-def test_matches_small_n_at_1200_with_many_blocks() -> None:
+def test_matches_small_n_at_1000_with_many_blocks() -> None:
     rng = np.random.default_rng(1)
-    x = torch.tensor(rng.random((1200, 40)))
-    z = torch.relu(x @ torch.tensor(rng.normal(size=(40, 30))) - 1) + 0.1 * torch.tensor(rng.normal(size=(1200, 30)))
-    got = dcor_statistics(x, z, memory_budget=32 * 300**2)  # blocks of 300: 4 x 4
-    assert got.block_size == 300
+    x = torch.tensor(rng.random((1000, 40)))
+    z = torch.relu(x @ torch.tensor(rng.normal(size=(40, 30))) - 1) + 0.1 * torch.tensor(rng.normal(size=(1000, 30)))
+    got = dcor_statistics(x, z, memory_budget=32 * 250**2)  # blocks of 250: 4 x 4
+    assert got.block_size == 250
     assert got.v == pytest.approx(distance_correlation(x, z).item(), abs=TOL64)
     assert got.u2 == pytest.approx(u_distance_correlation_sqr(x, z).item(), abs=TOL64)
     got32 = dcor_statistics(x.float(), z.float(), precision="float32")
@@ -143,7 +143,7 @@ def test_coverage_quick() -> None:
     approximates the population dCor^2; v's target is the mean V-statistic at this n."""
     gen = torch.Generator().manual_seed(7)
     draws = []
-    for r in range(150):
+    for r in range(120):  # coverage 0.95-0.97 for seeds 7-9; binomial sd 0.02
         x = torch.randn(60, 5, generator=gen, dtype=torch.float64)
         z = torch.tanh(1.5 * x[:, :2]) + 0.5 * torch.randn(60, 2, generator=gen, dtype=torch.float64)
         draws.append(dcor_statistics(x, z, n_groups=20, seed=r))
