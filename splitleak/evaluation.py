@@ -30,6 +30,7 @@ from splitleak.results import MODEL_LEVEL, Results
 log = logging.getLogger(__name__)
 
 LPIPS_NETS = ("alex", "vgg", "squeeze")
+MIN_TEST_IMAGES = 5  # the dCor jackknife leaves one of up to 100 groups out and needs 4 samples left
 
 
 @dataclass(frozen=True)
@@ -197,8 +198,8 @@ def evaluate(checkpoint: Checkpoint, config: EvalConfig, splits: Splits, *, prog
         raise ValueError(f"data shape {splits.spec.shape} does not match the model's input {model.spec.shape}")
     test = _head(splits.test, config.limit)
     dcor_set = _head(splits.test, config.dcor_samples or len(test))
-    if len(test) < 4 or len(dcor_set) < 4:
-        raise ValueError(f"evaluate needs at least 4 test images, got {len(test)}")
+    if min(len(test), len(dcor_set)) < MIN_TEST_IMAGES:
+        raise ValueError(f"evaluate needs at least {MIN_TEST_IMAGES} test images, got {min(len(test), len(dcor_set))}")
     lpips_status = _lpips_status(config, tuple(model.spec.shape))
     z_dcor, _ = _client_outputs(checkpoint, dcor_set.x, config.device)
     z_test, logits = _client_outputs(checkpoint, test.x, config.device)

@@ -149,3 +149,12 @@ def test_missing_lpips_weights_are_reported_or_fatal(tiny_checkpoint, tiny_split
             evaluate(load_checkpoint(tiny_checkpoint), replace(config, require_lpips=True), tiny_splits)
     finally:
         perceptual.clear_lpips_cache()
+
+
+def test_too_few_test_images_is_a_clear_error(tiny_checkpoint, tiny_splits) -> None:
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="at least 5 test images"):
+        evaluate(load_checkpoint(tiny_checkpoint), replace(FAST, limit=4, dcor_samples=None), tiny_splits)
+    table = evaluate(load_checkpoint(tiny_checkpoint), replace(FAST, limit=5, dcor_samples=None, semantic_epochs=0), tiny_splits).table
+    assert (table.query("metric == 'dcor'").n == 5).all()
