@@ -22,3 +22,12 @@ def test_seeded_and_validated(tiny_splits) -> None:
         semantic_correct(a, x, tiny_splits.test.y[:3])
     with pytest.raises(ValueError, match="at least 2"):
         train_classifier(tiny_splits.aux.head(1), tiny_splits.spec, 10)
+
+
+def test_classifier_does_not_start_from_the_victims_initial_weights(tiny_splits) -> None:
+    from splitleak.models import get_architecture
+
+    torch.manual_seed(0)  # what the trainer does before building the victim with seed 0
+    victim_init = torch.nn.Sequential(*get_architecture("small-cnn").blocks(tiny_splits.spec.shape, 10))
+    clf = train_classifier(tiny_splits.aux, tiny_splits.spec, 10, epochs=1, seed=0, lr=0.0)
+    assert not torch.equal(clf.net[0][0].weight, victim_init[0][0].weight)
