@@ -7,10 +7,16 @@ from typing import Any
 
 from splitleak.attacks.base import Access, Attack, ThreatModel, ThreatModelError
 from splitleak.attacks.decoder import DecoderAttack, DecoderConfig
+from splitleak.attacks.rmle import RMLEAttack, RMLEConfig
+from splitleak.attacks.shadow import ShadowAttack, ShadowConfig
+from splitleak.attacks.unsplit import UnSplitAttack, UnSplitConfig
 from splitleak.progress import ProgressFactory, silent
 
 ATTACKS: dict[str, tuple[type, type]] = {
     DecoderAttack.name: (DecoderAttack, DecoderConfig),
+    RMLEAttack.name: (RMLEAttack, RMLEConfig),
+    ShadowAttack.name: (ShadowAttack, ShadowConfig),
+    UnSplitAttack.name: (UnSplitAttack, UnSplitConfig),
 }
 
 
@@ -23,4 +29,19 @@ def make_attack(name: str, params: Mapping[str, Any] | None = None, *, progress:
     return cls(config_cls.from_dict(dict(params or {})), progress=progress)
 
 
-__all__ = ["ATTACKS", "Access", "Attack", "DecoderAttack", "DecoderConfig", "ThreatModel", "ThreatModelError", "make_attack"]
+__all__ = [
+    "ATTACKS",
+    "Access",
+    "Attack",
+    "DecoderAttack",
+    "DecoderConfig",
+    "RMLEAttack",
+    "RMLEConfig",
+    "ShadowAttack",
+    "ShadowConfig",
+    "ThreatModel",
+    "ThreatModelError",
+    "UnSplitAttack",
+    "UnSplitConfig",
+    "make_attack",
+]

@@ -1,0 +1,122 @@
+"""Helpers shared by the optimisation attacks (rmle, unsplit) and the architecture-only ones.
+
+* `total_variation`: the smoothness prior both rMLE and UnSplit add to their objective.
+* `InputOptimiser`: Adam on a batch of inputs kept inside the spec's value range, started from
+  mid-range grey. Gradients are taken with `torch.autograd.grad` with respect to the inputs
+  only, so a victim encoder the objective runs through never gets `.grad` written into it.
+* `chunks`: split a batch of activations into fixed-size chunks (memory bound, not a per-sample
+  loop).
+* `fresh_client`: a freshly initialised encoder of the victim's (public) architecture and cut,
+  wrapped so that it takes inputs in the spec's value range, for attacks without the weights.
+* `attack_seed`: the seed an attack initialises its own networks with.
+* `frozen`: a gradient-free eval-mode copy of a module the attacker must not modify (the head).
+"""
+
+from __future__ import annotations
+
+import copy
+import zlib
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from splitleak.attacks.base import Access, ThreatModelError
+from splitleak.data import InputSpec
+from splitleak.models.architectures import activation_shape, get_architecture
+from splitleak.models.split import SplitModel
+
+
+def total_variation(x: Tensor) -> Tensor:
+    """Anisotropic total variation per sample: mean |horizontal| + mean |vertical| differences.
+
+    `x` is [B, C, H, W]; returns [B]. Means (not sums) keep the weight comparable across sizes.
+    """
+    dh = (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().flatten(1).mean(1)
+    dw = (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().flatten(1).mean(1)
+    return dh + dw
+
+
+def per_sample_mse(a: Tensor, b: Tensor) -> Tensor:
+    """Mean squared difference per sample: [B, ...] x [B, ...] -> [B]."""
+    return (a - b).pow(2).flatten(1).mean(1)
+
+
+def chunks(z: Tensor, size: int) -> Iterator[Tensor]:
+    """Consecutive slices of `z` along the batch axis, `size` rows each (the last may be shorter)."""
+    for i in range(0, len(z), size):
+        yield z[i : i + size]
+
+
+class InputOptimiser:
+    """Adam over a batch of inputs, projected back into `spec.value_range` after every step.
+
+    Starts from the middle of the value range (0.5 grey for [0, 1] images, as He et al. and
+    UnSplit do). `step(objective)` takes a function of the inputs returning one loss per sample
+    [B] and minimises their sum: Adam normalises each coordinate, so every sample follows
+    the same path it would alone and the batch is only a speed-up.
+    """
+
+    def __init__(self, shape: tuple[int, ...], spec: InputSpec, lr: float, device: str | torch.device = "cpu") -> None:
+        self.low, self.high = spec.value_range
+        self.x = torch.full(shape, (self.low + self.high) / 2, device=device, requires_grad=True)
+        self.optimiser = torch.optim.Adam([self.x], lr=lr)
+
+    def step(self, objective: Callable[[Tensor], Tensor]) -> Tensor:
+        """One Adam step on `objective(x).sum()`; returns the per-sample losses (detached)."""
+        losses = objective(self.x)
+        (grad,) = torch.autograd.grad(losses.sum(), [self.x])
+        self.x.grad = grad
+        self.optimiser.step()
+        with torch.no_grad():
+            self.x.clamp_(self.low, self.high)
+        return losses.detach()
+
+    def result(self) -> Tensor:
+        """The current inputs, detached, in the value range."""
+        return self.x.detach().clone()
+
+
+def attack_seed(seed: int, attack: str) -> int:
+    """A seed for `attack`'s own random draws, derived from the evaluation's `seed`.
+
+    Not `seed` itself: the trainer seeds torch's generator with its seed and then builds the
+    victim, so an attack that seeded the same value and built the same architecture would
+    start from the victim's exact initial weights -- which, a few epochs later, are close to
+    its final ones (at cut 1 a random-looking "shadow" then already classified 91% of the tiny
+    digits). Salting with the attack's name keeps runs reproducible without that coincidence.
+    """
+    return zlib.crc32(f"splitleak.attacks.{attack}:{seed}".encode())
+
+
+def fresh_client(access: Access, attack: str, summary: str) -> SplitModel:
+    """A freshly initialised copy of the victim's architecture up to its cut (random weights).
+
+    Uses only public knowledge: `access.arch`, `access.cut` and the input spec (plus
+    `access.num_classes`, which the encoder's blocks do not depend on). Returned as a
+    SplitModel without transform whose `client(x)` normalises like the victim and whose head
+    is the architecture's (untrained) head. Raises ThreatModelError when the architecture is
+    unknown to the attacker, ValueError when it does not produce `access.activation_shape`.
+    Initialisation uses torch's global generator: seed it first, with `attack_seed`.
+    """
+    if access.arch is None or access.cut is None:
+        raise ThreatModelError(
+            f"attack {attack!r} ({summary}) needs the client's architecture and cut (Access.arch, Access.cut)"
+        )
+    arch = get_architecture(access.arch)
+    encoder, head = arch.build(access.spec.shape, access.num_classes or 2, access.cut)
+    got = activation_shape(encoder, access.spec.shape)
+    if tuple(got) != tuple(access.activation_shape):
+        raise ValueError(
+            f"attack {attack!r}: {access.arch} cut {access.cut} gives activations {got}, "
+            f"but the observed ones are {tuple(access.activation_shape)}"
+        )
+    return SplitModel(encoder, head, access.spec, arch=arch.name, cut=access.cut).to(access.device)
+
+
+def frozen(module: nn.Module) -> nn.Module:
+    """Detached copy of `module` in eval mode with gradients off (the original is untouched)."""
+    clone = copy.deepcopy(module).eval()
+    for p in clone.parameters():
+        p.requires_grad_(False)
+    return clone

@@ -1,0 +1,130 @@
+"""Query-free shadow-model inversion (He, Zhang, Lee, ACSAC 2019: the "query-free" attack).
+
+The attacker is the server: it has the trained head f2 and labelled images from the same
+distribution, but may not query the client and does not have its weights; it knows the
+client's architecture and cut (public). It
+
+1. builds a fresh encoder f1' of that architecture and trains it, with f2 frozen, so that
+   f2(f1'(x)) classifies its auxiliary images (cross-entropy): the frozen head forces f1' to
+   produce activations that "look like" the real client's,
+2. trains an inverse network on pairs (f1'(x_aux), x_aux) -- the decoder attack's own
+   training loop, with the shadow standing in for the query interface,
+3. decodes the real activations it observes with that network.
+
+The shadow is trained without the defense's activation transform (the attacker only has the
+head); noise the head was trained with is therefore not simulated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from splitleak._config import from_mapping
+from splitleak._validate import finite_number, positive_int
+from splitleak.attacks._optim import attack_seed, fresh_client, frozen
+from splitleak.attacks.base import Access, ThreatModel
+from splitleak.attacks.decoder import DecoderAttack, DecoderConfig
+from splitleak.models.split import SplitModel
+from splitleak.progress import ProgressFactory, silent
+
+
+@dataclass(frozen=True)
+class ShadowConfig:
+    """Budget and hyper-parameters of the shadow attack (shadow encoder, then its decoder)."""
+
+    shadow_epochs: int = 3
+    decoder_epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    decoder_width: int = 32
+
+    def __post_init__(self) -> None:
+        positive_int("shadow shadow_epochs", self.shadow_epochs)
+        positive_int("shadow decoder_epochs", self.decoder_epochs)
+        positive_int("shadow batch_size", self.batch_size)
+        positive_int("shadow decoder_width", self.decoder_width)
+        finite_number("shadow lr", self.lr, minimum=0.0)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "ShadowConfig":
+        return from_mapping(cls, values, "shadow")
+
+
+class ShadowAttack:
+    """He et al.'s query-free attack: train a shadow client under the frozen head, invert it."""
+
+    name: ClassVar[str] = "shadow"
+    threat_model: ClassVar[ThreatModel] = ThreatModel(
+        summary="query-free: has the server head, labelled auxiliary data and the client's architecture",
+        server_head=True,
+        aux_data=True,
+        min_aux=16,
+    )
+
+    def __init__(self, config: ShadowConfig | None = None, *, progress: ProgressFactory = silent) -> None:
+        self.config = config or ShadowConfig()
+        self.progress = progress
+        self.shadow: SplitModel | None = None
+        self.inverse: DecoderAttack | None = None
+        self.history: list[float] = []
+        self.aux_accuracy: float | None = None
+
+    def fit(self, access: Access) -> "ShadowAttack":
+        self.threat_model.check(self.name, access)
+        assert access.head is not None and access.aux is not None
+        cfg, device = self.config, access.device
+        torch.manual_seed(attack_seed(access.seed, self.name))
+        generator = torch.Generator().manual_seed(attack_seed(access.seed, self.name))
+        shadow = fresh_client(access, self.name, self.threat_model.summary)
+        head = frozen(access.head).to(device)
+        optimiser = torch.optim.Adam(shadow.encoder.parameters(), lr=cfg.lr)
+        x_aux, y_aux = access.aux.x, access.aux.y
+        n = len(x_aux)
+        shadow.train()
+        with self.progress(total=cfg.shadow_epochs * n, desc="shadow attack: fit shadow") as bar:
+            for _ in range(cfg.shadow_epochs):
+                perm = torch.randperm(n, generator=generator)
+                total = 0.0
+                for i in range(0, n, cfg.batch_size):
+                    idx = perm[i : i + cfg.batch_size]
+                    x, y = x_aux[idx].to(device), y_aux[idx].to(device)
+                    loss = F.cross_entropy(head(shadow.client(x)), y)
+                    optimiser.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimiser.step()
+                    total += loss.item() * len(idx)
+                    bar.update(len(idx))
+                self.history.append(total / n)
+                bar.set_postfix(ce=f"{self.history[-1]:.3f}")
+        shadow.eval()
+        for p in shadow.parameters():
+            p.requires_grad_(False)
+        with torch.no_grad():
+            logits = torch.cat([head(shadow.client(x_aux[i : i + 1024].to(device))).cpu() for i in range(0, n, 1024)])
+        self.aux_accuracy = (logits.argmax(1) == y_aux).float().mean().item()
+        self.shadow = shadow
+        decoder_config = DecoderConfig(epochs=cfg.decoder_epochs, batch_size=cfg.batch_size, lr=cfg.lr, width=cfg.decoder_width)
+        stand_in = dataclasses.replace(access, query=shadow.client, encoder=None)
+        self.inverse = DecoderAttack(decoder_config, progress=self.progress).fit(stand_in)
+        return self
+
+    def reconstruct(self, z: Tensor) -> Tensor:
+        if self.inverse is None:
+            raise RuntimeError("call fit() before reconstruct()")
+        return self.inverse.reconstruct(z)
+
+    def budget(self) -> dict[str, Any]:
+        inverse = self.inverse.budget() if self.inverse is not None else {}
+        return {
+            **dataclasses.asdict(self.config),
+            "final_shadow_ce": self.history[-1] if self.history else None,
+            "shadow_aux_accuracy": self.aux_accuracy,
+            "final_train_mse": inverse.get("final_train_mse"),
+        }
