@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from splitleak.data import DataConfig, Splits, load_splits
+from splitleak.data import DEBIAN_FASHION_MNIST_DIR, DataConfig, DataError, Splits, load_splits
+from splitleak.models import SplitModel
 from splitleak.models import save_checkpoint
 from splitleak.training import TrainConfig, train
 
@@ -29,3 +30,18 @@ def tiny_checkpoint(tiny_splits: Splits, tmp_path_factory: pytest.TempPathFactor
     """An undefended small-cnn trained for one epoch on tiny digits, cut 1."""
     trained = train(TrainConfig(cut=1, epochs=1, batch_size=64, seed=0), tiny_splits)
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", trained.model, trained.meta)
+
+
+@pytest.fixture(scope="session")
+def fashion_cut1() -> tuple[Splits, SplitModel, torch.Tensor, torch.Tensor]:
+    """Slow tests: Fashion-MNIST (200 test images), an undefended small-cnn cut 1 trained for
+    one epoch, the 200 test images and their activations. Trained once per session."""
+    try:
+        splits = load_splits(DataConfig(dataset="fashion-mnist", limit_test=200))
+    except DataError as err:
+        pytest.skip(f"Fashion-MNIST not available at {DEBIAN_FASHION_MNIST_DIR} ({err})")
+    model = train(TrainConfig(cut=1, epochs=1), splits).model
+    x = splits.test.x[:200]
+    with torch.no_grad():
+        z = model.client(x)
+    return splits, model, x, z

@@ -7,11 +7,10 @@ from torch import nn
 from splitleak.attacks import Access, ThreatModelError
 from splitleak.attacks._optim import total_variation
 from splitleak.attacks.rmle import RMLEAttack, RMLEConfig
-from splitleak.data import DEBIAN_FASHION_MNIST_DIR, DataConfig, DataError, InputSpec, load_splits
+from splitleak.data import InputSpec
 from splitleak.defenses.noise import AdditiveNoise
 from splitleak.metrics import ssim
 from splitleak.models import SplitModel, get_architecture, load_checkpoint
-from splitleak.training import TrainConfig, train
 
 
 def _access(model, splits, **overrides) -> Access:
@@ -112,14 +111,7 @@ def test_missing_weights_and_bad_configs_fail_clearly(tiny_checkpoint, tiny_spli
 
 
 @pytest.mark.slow
-def test_rmle_recovers_fashion_mnist_at_the_shallowest_cut() -> None:
-    try:
-        splits = load_splits(DataConfig(dataset="fashion-mnist", limit_test=200))
-    except DataError as err:
-        pytest.skip(f"Fashion-MNIST not available at {DEBIAN_FASHION_MNIST_DIR} ({err})")
-    model = train(TrainConfig(cut=1, epochs=1), splits).model
-    x = splits.test.x[:200]
-    with torch.no_grad():
-        z = model.client(x)
+def test_rmle_recovers_fashion_mnist_at_the_shallowest_cut(fashion_cut1) -> None:
+    splits, model, x, z = fashion_cut1
     x_hat = RMLEAttack().fit(_access(model, splits)).reconstruct(z)
     assert ssim(x, x_hat).mean() > 0.9

@@ -5,7 +5,6 @@ import torch
 
 from splitleak.attacks import Access, ThreatModelError
 from splitleak.attacks.shadow import ShadowAttack, ShadowConfig
-from splitleak.data import DEBIAN_FASHION_MNIST_DIR, DataConfig, DataError, load_splits
 from splitleak.metrics import ssim
 from splitleak.attacks._optim import attack_seed, fresh_client
 from splitleak.models import get_architecture
@@ -107,15 +106,8 @@ def test_config_errors() -> None:
 
 
 @pytest.mark.slow
-def test_shadow_on_fashion_mnist_fools_the_head_and_inverts_itself() -> None:
-    try:
-        splits = load_splits(DataConfig(dataset="fashion-mnist", limit_test=200))
-    except DataError as err:
-        pytest.skip(f"Fashion-MNIST not available at {DEBIAN_FASHION_MNIST_DIR} ({err})")
-    model = train(TrainConfig(cut=1, epochs=1), splits).model
-    x = splits.test.x[:200]
-    with torch.no_grad():
-        z = model.client(x)
+def test_shadow_on_fashion_mnist_fools_the_head_and_inverts_itself(fashion_cut1) -> None:
+    splits, model, x, z = fashion_cut1
     attack = ShadowAttack().fit(_access(model, splits))
     assert attack.aux_accuracy > 0.7  # the frozen head accepts the shadow (the victim: ~0.84)
     with torch.no_grad():

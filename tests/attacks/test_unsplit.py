@@ -3,10 +3,8 @@ import torch
 
 from splitleak.attacks import Access, ThreatModelError
 from splitleak.attacks.unsplit import UnSplitAttack, UnSplitConfig
-from splitleak.data import DEBIAN_FASHION_MNIST_DIR, DataConfig, DataError, load_splits
 from splitleak.metrics import ssim
 from splitleak.models import load_checkpoint
-from splitleak.training import TrainConfig, train
 
 TINY = UnSplitConfig(outer_steps=8, input_steps=10, model_steps=10)
 
@@ -79,14 +77,7 @@ def test_config_errors() -> None:
 
 
 @pytest.mark.slow
-def test_unsplit_recovers_some_of_fashion_mnist_at_the_shallowest_cut() -> None:
-    try:
-        splits = load_splits(DataConfig(dataset="fashion-mnist", limit_test=200))
-    except DataError as err:
-        pytest.skip(f"Fashion-MNIST not available at {DEBIAN_FASHION_MNIST_DIR} ({err})")
-    model = train(TrainConfig(cut=1, epochs=1), splits).model
-    x = splits.test.x[:200]
-    with torch.no_grad():
-        z = model.client(x)
+def test_unsplit_recovers_some_of_fashion_mnist_at_the_shallowest_cut(fashion_cut1) -> None:
+    _, model, x, z = fashion_cut1
     attack = UnSplitAttack().fit(_access(model))
     assert ssim(x, attack.reconstruct(z)).mean() > 0.6
