@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 T = TypeVar("T")
 
@@ -21,3 +21,13 @@ def from_mapping(cls: type[T], values: Mapping[str, Any], what: str) -> T:
         return cls(**values)
     except TypeError as err:
         raise ValueError(f"bad {what} options: {err}") from None
+
+
+class FromDict:
+    """Mixin for frozen config dataclasses: `from_dict` that names the config (`what`) in errors."""
+
+    what: ClassVar[str] = "config"
+
+    @classmethod
+    def from_dict(cls: type[T], values: Mapping[str, Any]) -> T:
+        return from_mapping(cls, values, cls.what)  # type: ignore[attr-defined]

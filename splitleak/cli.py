@@ -86,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--lpips", default="alex", choices=("alex", "vgg", "squeeze", "none"), help="LPIPS backbone, or none (default alex)")
     ev.add_argument("--lpips-weights", help="explicit backbone weights file for LPIPS (default: search, see splitleak weights)")
     ev.add_argument("--require-lpips", action="store_true", help="fail instead of reporting LPIPS unavailable when no real weights are found")
-    ev.add_argument("--decoder-epochs", type=int, help="decoder attack: training epochs (default 20)")
+    ev.add_argument("--attack-param", action="append", default=[], metavar="ATTACK.OPTION=VALUE", help="set an attack option, e.g. rmle.steps=500 or decoder.epochs=20 (repeatable; see docs/attacks.md)")
+    ev.add_argument("--budget-scale", type=float, default=1.0, help="multiply every attack's budget (epochs, steps) by this factor (default 1)")
     ev.add_argument("--gallery", type=int, default=16, help="test images whose reconstructions are kept (default 16)")
     ev.add_argument("--semantic-epochs", type=int, default=5, help="epochs of the attacker's own classifier for semantic leakage; 0 skips it (default 5)")
     ev.add_argument("--seed", type=int, default=0, help="evaluation seed (attack init, noise draws)")
@@ -133,15 +134,32 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _attack_params(settings: Sequence[str]) -> dict[str, dict[str, object]]:
+    """`["rmle.steps=500", "decoder.lr=3e-4"]` -> {"rmle": {"steps": 500}, "decoder": {"lr": 0.0003}}."""
+    import json
+
+    params: dict[str, dict[str, object]] = {}
+    for setting in settings:
+        key, sep, raw = setting.partition("=")
+        attack, dot, option = key.strip().partition(".")
+        if not (sep and dot and attack and option and raw.strip()):
+            raise ValueError(f"--attack-param wants ATTACK.OPTION=VALUE, got {setting!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw.strip()
+        params.setdefault(attack, {})[option.strip()] = value
+    return params
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from splitleak.data import load_splits
     from splitleak.evaluation import EvalConfig, data_config_for, evaluate
     from splitleak.models import load_checkpoint
 
     attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
-    params = {"decoder": {"epochs": args.decoder_epochs}} if args.decoder_epochs is not None else {}
     config = EvalConfig(
-        attacks=attacks, attack_params=params, limit=args.limit, dcor_samples=args.dcor_samples,
+        attacks=attacks, attack_params=_attack_params(args.attack_param), budget_scale=args.budget_scale, limit=args.limit, dcor_samples=args.dcor_samples,
         dcor_memory=args.dcor_memory_mb * 2**20, lpips=None if args.lpips == "none" else args.lpips,
         lpips_weights=args.lpips_weights, require_lpips=args.require_lpips, gallery=args.gallery,
         semantic_epochs=args.semantic_epochs, seed=args.seed, device=args.device,

@@ -7,14 +7,14 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 
-from splitleak._config import from_mapping
+from splitleak._config import FromDict
 from splitleak._validate import positive_int
 from splitleak.attacks import ATTACKS, Access, make_attack
 from splitleak.data import ArraySplit, DataConfig, Splits
@@ -34,16 +34,22 @@ MIN_TEST_IMAGES = 5  # the dCor jackknife leaves one of up to 100 groups out and
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(FromDict):
     """Which attacks to run with which budgets, on how many test images, with which seed.
+
+    `attack_params` maps an attack's name to options of its config (e.g. {"rmle": {"steps": 500}});
+    `budget_scale` then multiplies every attack's budget fields (epochs, steps).
 
     `limit` test images are attacked and scored; dCor(x, z) uses the first `dcor_samples` test
     images (None: the scored ones). `lpips` names the LPIPS backbone (None: skip LPIPS); when its
     real ImageNet weights are missing LPIPS is reported unavailable, or raises with `require_lpips`.
     """
 
+    what: ClassVar[str] = "evaluation"
+
     attacks: tuple[str, ...] = ("decoder",)
     attack_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    budget_scale: float = 1.0
     metrics: tuple[str, ...] = ("ssim", "psnr", "mse")
     limit: int | None = 1000
     dcor_samples: int | None = None
@@ -65,6 +71,8 @@ class EvalConfig:
         for name in (*self.attacks, *self.attack_params):
             if name not in ATTACKS:
                 raise ValueError(f"unknown attack {name!r}; choose from {sorted(ATTACKS)}")
+        for name in dict.fromkeys((*self.attacks, *self.attack_params)):  # bad budgets fail now, not an hour in
+            make_attack(name, self.attack_params.get(name), budget_scale=self.budget_scale)
         for name in self.metrics:
             if name not in IMAGE_METRICS:
                 raise ValueError(f"unknown reconstruction metric {name!r}; choose from {sorted(IMAGE_METRICS)}")
@@ -80,9 +88,6 @@ class EvalConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "EvalConfig":
-        return from_mapping(cls, values, "evaluation")
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "attacks": list(self.attacks), "metrics": list(self.metrics)}
@@ -237,7 +242,7 @@ def evaluate(checkpoint: Checkpoint, config: EvalConfig, splits: Splits, *, prog
     )
     attack_log: dict[str, Any] = {}
     for name in config.attacks:
-        attack = make_attack(name, config.attack_params.get(name), progress=progress)
+        attack = make_attack(name, config.attack_params.get(name), budget_scale=config.budget_scale, progress=progress)
         start = time.perf_counter()
         attack.fit(access)
         fitted = time.perf_counter()

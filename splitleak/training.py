@@ -7,13 +7,13 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from splitleak import __version__
-from splitleak._config import from_mapping
+from splitleak._config import FromDict
 from splitleak._validate import finite_number, positive_int
 from splitleak.data import Splits
 from splitleak.defenses import make_defense
@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(FromDict):
     """How to train: architecture and cut, defense and its parameters, optimiser budget, seed."""
+
+    what: ClassVar[str] = "training"
 
     arch: str = "small-cnn"
     cut: int | None = None
@@ -53,9 +55,6 @@ class TrainConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed must be a whole number, got {self.seed!r}")
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
-        return from_mapping(cls, values, "training")
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "defense_params": dict(self.defense_params)}

@@ -17,7 +17,7 @@ def test_train_then_evaluate(tmp_path: Path, capsys) -> None:
     assert main(["train", *TINY, "--cut", "1", "--defense", "nopeek", "--alpha", "2", "--epochs", "1", "--out", str(ckpt)]) == 0
     assert "test accuracy" in capsys.readouterr().out
     out = tmp_path / "res"
-    code = main(["evaluate", str(ckpt), "--out", str(out), "--limit", "40", "--decoder-epochs", "1", "--dcor-samples", "30", "--quiet", "--aux-size", "64"])
+    code = main(["evaluate", str(ckpt), "--out", str(out), "--limit", "40", "--attack-param", "decoder.epochs=1", "--dcor-samples", "30", "--quiet", "--aux-size", "64"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "ssim" in printed and "(model)" in printed
@@ -69,3 +69,26 @@ def test_attacks_lists_threat_models(capsys) -> None:
     assert lines[0].split()[:2] == ["attack", "encoder"]
     decoder = next(line for line in lines if line.startswith("decoder"))
     assert "black-box" in decoder and ">= 16" in decoder
+
+
+def test_attack_params_parse_json_scalars() -> None:
+    from splitleak.cli import _attack_params
+
+    parsed = _attack_params(["rmle.steps=500", "rmle.lr=3e-2", "decoder.epochs = 2"])
+    assert parsed == {"rmle": {"steps": 500, "lr": 0.03}, "decoder": {"epochs": 2}}
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--attack-param", "rmle.steps"], "ATTACK.OPTION=VALUE"),
+        (["--attack-param", "steps=3"], "ATTACK.OPTION=VALUE"),
+        (["--attacks", "rmle", "--attack-param", "rmle.stepz=3"], "unknown rmle option(s) ['stepz']"),
+        (["--attack-param", "rmle.steps=0"], "rmle steps must be a whole number >= 1"),
+        (["--budget-scale", "0"], "budget scale must be a finite number > 0"),
+    ],
+)
+def test_bad_attack_options_exit_2_before_any_work(tmp_path: Path, tiny_checkpoint: Path, capsys, extra, message) -> None:
+    assert main(["evaluate", str(tiny_checkpoint), "--out", str(tmp_path / "r"), "--quiet", *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -9,7 +9,7 @@ from splitleak.evaluation import EvalConfig, data_config_for, evaluate
 from splitleak.models import load_checkpoint
 from splitleak.results import COLUMNS
 
-FAST = EvalConfig(attack_params={"decoder": {"epochs": 2, "width": 16}}, limit=50, dcor_samples=40, gallery=4, lpips=None)
+FAST = EvalConfig(attack_params={"decoder": {"epochs": 1, "width": 16}}, budget_scale=2, limit=50, dcor_samples=40, gallery=4, lpips=None)
 
 
 def test_evaluate_returns_the_tidy_table(tiny_checkpoint, tiny_splits) -> None:
@@ -39,7 +39,8 @@ def test_evaluate_returns_the_tidy_table(tiny_checkpoint, tiny_splits) -> None:
     assert results.reconstructions["attack/decoder"].shape == (4, 1, 28, 28)
     prov = results.provenance
     assert prov["checkpoint"]["sha256"] == checkpoint.sha256
-    assert prov["attacks"]["decoder"]["budget"]["epochs"] == 2
+    assert prov["attacks"]["decoder"]["budget"]["epochs"] == 2  # 1 epoch x budget_scale 2
+    assert prov["evaluation"]["budget_scale"] == 2
     assert prov["attacks"]["decoder"]["threat_model"]["query_access"] is True
     assert prov["environment"]["packages"]["torch"]
     assert prov["lpips"] == {"available": False, "reason": "LPIPS was not asked for"}

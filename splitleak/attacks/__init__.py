@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from splitleak.attacks.base import Access, Attack, ThreatModel, ThreatModelError
+from splitleak.attacks.base import Access, Attack, AttackConfig, ThreatModel, ThreatModelError
 from splitleak.attacks.decoder import DecoderAttack, DecoderConfig
 from splitleak.attacks.rmle import RMLEAttack, RMLEConfig
 from splitleak.attacks.shadow import ShadowAttack, ShadowConfig
@@ -20,19 +20,22 @@ ATTACKS: dict[str, tuple[type, type]] = {
 }
 
 
-def make_attack(name: str, params: Mapping[str, Any] | None = None, *, progress: ProgressFactory = silent) -> Attack:
-    """Build an attack from its registry name and budget parameters."""
+def make_attack(
+    name: str, params: Mapping[str, Any] | None = None, *, budget_scale: float = 1.0, progress: ProgressFactory = silent
+) -> Attack:
+    """Build an attack from its registry name and parameters, its budget multiplied by `budget_scale`."""
     try:
         cls, config_cls = ATTACKS[name]
     except KeyError:
         raise ValueError(f"unknown attack {name!r}; choose from {sorted(ATTACKS)}") from None
-    return cls(config_cls.from_dict(dict(params or {})), progress=progress)
+    return cls(config_cls.from_dict(dict(params or {})).scaled(budget_scale), progress=progress)
 
 
 __all__ = [
     "ATTACKS",
     "Access",
     "Attack",
+    "AttackConfig",
     "DecoderAttack",
     "DecoderConfig",
     "RMLEAttack",

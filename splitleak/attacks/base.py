@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from torch import Tensor, nn
 
+from splitleak._config import FromDict
 from splitleak.data import ArraySplit, InputSpec
+
+C = TypeVar("C", bound="AttackConfig")
 
 
 class ThreatModelError(ValueError):
@@ -71,6 +75,20 @@ class ThreatModel:
             "aux_data": self.aux_data,
             "min_aux": self.min_aux,
         }
+
+
+class AttackConfig(FromDict):
+    """Base of the attacks' frozen config dataclasses: `budget_fields` name the whole-number
+    options (epochs, steps) that set how much compute the attack spends."""
+
+    budget_fields: ClassVar[tuple[str, ...]] = ()
+
+    def scaled(self: C, factor: float) -> C:
+        """A copy with every budget field multiplied by `factor` (rounded, at least 1)."""
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 0 or factor == float("inf"):
+            raise ValueError(f"budget scale must be a finite number > 0, got {factor!r}")
+        changes = {name: max(1, round(getattr(self, name) * factor)) for name in self.budget_fields}
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
 
 class Attack(Protocol):

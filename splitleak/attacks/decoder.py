@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -17,16 +16,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from splitleak._config import from_mapping
 from splitleak._validate import finite_number, positive_int
-from splitleak.attacks.base import Access, ThreatModel
+from splitleak.attacks.base import Access, AttackConfig, ThreatModel
 from splitleak.data import InputSpec
 from splitleak.progress import ProgressFactory, silent
 
 
 @dataclass(frozen=True)
-class DecoderConfig:
+class DecoderConfig(AttackConfig):
     """Budget and hyper-parameters of the decoder attack."""
+
+    what: ClassVar[str] = "decoder"
+    budget_fields: ClassVar[tuple[str, ...]] = ("epochs",)
 
     epochs: int = 10
     batch_size: int = 128
@@ -39,9 +40,6 @@ class DecoderConfig:
         positive_int("decoder width", self.width)
         finite_number("decoder lr", self.lr, minimum=0.0)
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "DecoderConfig":
-        return from_mapping(cls, values, "decoder")
 
 
 def _conv_block(c_in: int, c_out: int) -> list[nn.Module]:

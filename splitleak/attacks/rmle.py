@@ -23,25 +23,27 @@ steps are a Python loop.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from splitleak._config import from_mapping
 from splitleak._validate import finite_number, positive_int
 from splitleak.attacks._optim import InputOptimiser, chunks, per_sample_mse, total_variation
-from splitleak.attacks.base import Access, ThreatModel
+from splitleak.attacks.base import Access, AttackConfig, ThreatModel
 from splitleak.data import InputSpec
 from splitleak.models.split import SplitModel
 from splitleak.progress import ProgressFactory, silent
 
 
 @dataclass(frozen=True)
-class RMLEConfig:
+class RMLEConfig(AttackConfig):
     """Budget and hyper-parameters of the rMLE attack."""
+
+    what: ClassVar[str] = "rmle"
+    budget_fields: ClassVar[tuple[str, ...]] = ("steps",)
 
     steps: int = 200
     lr: float = 0.1
@@ -54,9 +56,6 @@ class RMLEConfig:
         finite_number("rmle lr", self.lr, minimum=0.0)
         finite_number("rmle tv_weight", self.tv_weight, minimum=0.0)
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "RMLEConfig":
-        return from_mapping(cls, values, "rmle")
 
 
 def noiseless_client(encoder: nn.Module, spec: InputSpec) -> Callable[[Tensor], Tensor]:

@@ -18,7 +18,6 @@ head); noise the head was trained with is therefore not simulated.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -26,18 +25,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from splitleak._config import from_mapping
 from splitleak._validate import finite_number, positive_int
 from splitleak.attacks._optim import attack_seed, fresh_client, frozen
-from splitleak.attacks.base import Access, ThreatModel
+from splitleak.attacks.base import Access, AttackConfig, ThreatModel
 from splitleak.attacks.decoder import DecoderAttack, DecoderConfig
 from splitleak.models.split import SplitModel
 from splitleak.progress import ProgressFactory, silent
 
 
 @dataclass(frozen=True)
-class ShadowConfig:
+class ShadowConfig(AttackConfig):
     """Budget and hyper-parameters of the shadow attack (shadow encoder, then its decoder)."""
+
+    what: ClassVar[str] = "shadow"
+    budget_fields: ClassVar[tuple[str, ...]] = ("shadow_epochs", "decoder_epochs")
 
     shadow_epochs: int = 3
     decoder_epochs: int = 10
@@ -52,9 +53,6 @@ class ShadowConfig:
         positive_int("shadow decoder_width", self.decoder_width)
         finite_number("shadow lr", self.lr, minimum=0.0)
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "ShadowConfig":
-        return from_mapping(cls, values, "shadow")
 
 
 class ShadowAttack:

@@ -18,25 +18,26 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from splitleak._config import from_mapping
 from splitleak._validate import finite_number, positive_int
 from splitleak.attacks._optim import InputOptimiser, attack_seed, chunks, fresh_client, per_sample_mse, total_variation
-from splitleak.attacks.base import Access, ThreatModel
+from splitleak.attacks.base import Access, AttackConfig, ThreatModel
 from splitleak.data import InputSpec
 from splitleak.models.split import SplitModel
 from splitleak.progress import ProgressFactory, silent
 
 
 @dataclass(frozen=True)
-class UnSplitConfig:
+class UnSplitConfig(AttackConfig):
     """Budget and hyper-parameters of the UnSplit attack."""
+
+    what: ClassVar[str] = "unsplit"
+    budget_fields: ClassVar[tuple[str, ...]] = ("outer_steps",)
 
     outer_steps: int = 20
     input_steps: int = 10
@@ -53,9 +54,6 @@ class UnSplitConfig:
         finite_number("unsplit model_lr", self.model_lr, minimum=0.0)
         finite_number("unsplit tv_weight", self.tv_weight, minimum=0.0)
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "UnSplitConfig":
-        return from_mapping(cls, values, "unsplit")
 
 
 class UnSplitAttack:

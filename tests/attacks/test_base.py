@@ -1,0 +1,35 @@
+"""Attack configs: budgets scale only the compute fields; bad options are refused by name."""
+
+import pytest
+
+from splitleak.attacks import ATTACKS, DecoderConfig, RMLEConfig, ShadowConfig, make_attack
+
+
+def test_scaled_multiplies_only_budget_fields() -> None:
+    cfg = ShadowConfig(shadow_epochs=3, decoder_epochs=10, batch_size=128, lr=1e-3)
+    bigger = cfg.scaled(2.5)
+    assert (bigger.shadow_epochs, bigger.decoder_epochs) == (8, 25)  # round(7.5) = 8
+    assert (bigger.batch_size, bigger.lr) == (128, 1e-3)
+    assert cfg.scaled(0.01).shadow_epochs == 1  # never below one epoch
+    assert cfg.scaled(1.0) == cfg
+
+
+@pytest.mark.parametrize("factor", [0, -1, float("nan"), float("inf"), True])
+def test_scaled_refuses_bad_factors(factor) -> None:
+    with pytest.raises(ValueError, match="budget scale"):
+        RMLEConfig().scaled(factor)
+
+
+def test_every_attack_declares_existing_budget_fields() -> None:
+    for name, (_, config_cls) in ATTACKS.items():
+        cfg = config_cls()
+        assert config_cls.budget_fields, name
+        for field in config_cls.budget_fields:
+            assert isinstance(getattr(cfg, field), int), (name, field)
+
+
+def test_make_attack_applies_params_then_scale() -> None:
+    attack = make_attack("decoder", {"epochs": 4, "width": 8}, budget_scale=3)
+    assert attack.config == DecoderConfig(epochs=12, width=8)
+    with pytest.raises(ValueError, match=r"unknown rmle option\(s\) \['stepz'\]"):
+        make_attack("rmle", {"stepz": 3})
