@@ -1,0 +1,708 @@
+"""Privacy regression gate: a TOML policy, checked against a results table, gives a verdict.
+
+A policy holds threshold rules (``[[rule]]``: "the worst attack's mean SSIM stays <= 0.3") and
+baseline rules (``[[baseline]]``: "the worst attack's mean SSIM may not rise more than 0.02 above
+the baseline's"). Every rule is checked on every run (checkpoint) of a results folder; the
+verdict passes when no check fails. A policy or results folder the gate cannot use raises
+:class:`GateError` (a ValueError: the CLI turns it into exit code 2). Everything here is a pure
+function of its inputs except :func:`load_policy`, :func:`run_gate` and
+:func:`write_starter_policy`, which read or write the files they are given. Reference: docs/ci.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tomllib
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from splitleak._io import write_text_atomic
+from splitleak.attacks import ATTACKS
+from splitleak.metrics import METRICS
+from splitleak.results import MODEL_LEVEL, Results
+from splitleak.uncertainty import CONFIDENCE, bootstrap_mean_ci
+
+POLICY_VERSION = 1
+DEFAULT_POLICY = "splitleak-policy.toml"
+WORST = "worst"
+MODEL = "model"  # the policy's spelling of model-level rows (attack "" in the results table)
+UTILITY_METRICS = frozenset({"accuracy"})
+"""Metrics that measure utility, not leakage: for them "worse" means lower, whatever the spec's
+``leakage_direction`` (which for accuracy says "higher means more utility")."""
+
+Status = Literal["pass", "fail", "skip"]
+
+
+class GateError(ValueError):
+    """A policy, results folder or baseline the gate cannot use (exit code 2 on the CLI)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# What is measured: one (run, attack, metric) cell, its statistics and how a rule compares them
+
+
+@dataclass(frozen=True, eq=False)
+class Cell:
+    """The rows of one (run, attack, metric) in a results table.
+
+    Per-sample metrics keep their finite values (infinite ones, e.g. PSNR of identical images,
+    are left out as in ``summary.csv``) and a seeded 95% bootstrap CI of their mean; set-level
+    metrics keep their one value and the CI their estimator reported (NaN when none).
+    """
+
+    level: Literal["sample", "set"]
+    values: np.ndarray
+    ci: tuple[float, float]
+    n: int  # how many samples the values rest on (the table's `n`)
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """A named summary of a cell; ``per_sample_only`` ones are undefined for set-level metrics."""
+
+    name: str
+    description: str
+    fn: Callable[[Cell], float]
+    per_sample_only: bool = False
+
+
+_STATISTICS = (
+    Statistic("mean", "mean of the per-sample values (set-level metrics: the value)", lambda c: float(np.mean(c.values))),
+    Statistic("median", "median of the per-sample values (set-level metrics: the value)", lambda c: float(np.median(c.values))),
+    Statistic("p95", "95th percentile of the per-sample values (linear interpolation)", lambda c: float(np.quantile(c.values, 0.95)), per_sample_only=True),
+    Statistic("ci_low", "lower end of the 95% CI of the mean (bootstrap; set-level: the estimator's CI)", lambda c: c.ci[0]),
+    Statistic("ci_high", "upper end of the 95% CI of the mean (bootstrap; set-level: the estimator's CI)", lambda c: c.ci[1]),
+)
+STATISTICS: dict[str, Statistic] = {s.name: s for s in _STATISTICS}
+"""Statistics a rule can name. Treat as read-only."""
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A rule's statistic for one attack of one run, with the 95% CI of the mean beside it."""
+
+    attack: str
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How a rule reads a measure: which number it holds to an upper limit and which to a lower."""
+
+    name: str
+    description: str
+    against_max: Callable[[Measure], float]
+    against_min: Callable[[Measure], float]
+
+
+_COMPARISONS = (
+    Comparison("point", "compare the statistic itself", lambda m: m.value, lambda m: m.value),
+    Comparison(
+        "ci",
+        "noise-aware: fail only when the whole 95% CI of the mean is on the wrong side "
+        "(a max rule fails when ci_low > max, a min rule when ci_high < min; a baseline rule "
+        "only when the two CIs separate by more than the tolerance)",
+        lambda m: m.ci_low,
+        lambda m: m.ci_high,
+    ),
+)
+COMPARISONS: dict[str, Comparison] = {c.name: c for c in _COMPARISONS}
+"""Values of a rule's ``use`` key. Treat as read-only."""
+
+
+def worse_direction(metric: str) -> Literal["higher", "lower"]:
+    """Which direction of ``metric`` a baseline rule counts as worse: more leakage, less utility."""
+    direction = METRICS[metric].leakage_direction
+    if metric in UTILITY_METRICS:
+        return "lower" if direction == "higher" else "higher"
+    return direction
+
+
+# ---------------------------------------------------------------------------------------------
+# The policy
+
+
+@dataclass(frozen=True)
+class ThresholdRule:
+    """``statistic`` of ``metric`` under ``attack`` must stay within [min, max] on every run."""
+
+    name: str
+    metric: str
+    attack: str  # an attack name, WORST, or MODEL_LEVEL ("") for model-level rows
+    statistic: str = "mean"
+    max: float | None = None
+    min: float | None = None
+    use: str = "point"
+    description: str = ""
+
+    def limit(self) -> str:
+        """The limit in words, e.g. ``<= 0.3 (ci)``."""
+        parts = [f">= {self.min:g}" if self.min is not None else "", f"<= {self.max:g}" if self.max is not None else ""]
+        return " and ".join(p for p in parts if p) + f" ({self.use})"
+
+
+@dataclass(frozen=True)
+class BaselineRule:
+    """``statistic`` of ``metric`` under ``attack`` may get worse than the baseline by at most ``tolerance``."""
+
+    name: str
+    metric: str
+    attack: str
+    tolerance: float
+    statistic: str = "mean"
+    use: str = "point"
+    description: str = ""
+
+    def limit(self) -> str:
+        return f"worse by <= {self.tolerance:g} ({self.use})"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Threshold and baseline rules, in the order the policy file lists them."""
+
+    rules: tuple[ThresholdRule, ...]
+    baseline: tuple[BaselineRule, ...] = ()
+    source: str = "<policy>"
+
+
+_TOP_KEYS = {"version": "policy format version (1)", "rule": "threshold rules", "baseline": "baseline rules"}
+_COMMON_KEYS = ("name", "metric", "attack", "statistic", "use", "description")
+_RULE_KEYS = (*_COMMON_KEYS, "max", "min")
+_BASELINE_KEYS = (*_COMMON_KEYS, "tolerance")
+
+
+def parse_policy(text: str, source: str = "<policy>") -> Policy:
+    """Parse a TOML policy; anything malformed raises GateError with a one-line reason."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise GateError(f"policy {source} is not valid TOML: {err}") from None
+    unknown = sorted(set(data) - set(_TOP_KEYS))
+    if unknown:
+        raise GateError(f"policy {source}: unknown top-level key(s) {unknown}; known: {sorted(_TOP_KEYS)}")
+    version = data.get("version", POLICY_VERSION)
+    if version != POLICY_VERSION or isinstance(version, bool):
+        raise GateError(f"policy {source}: version must be {POLICY_VERSION}, got {version!r}")
+    rules = tuple(_parse_rule(entry, f"policy {source}: rule {i + 1}", threshold=True) for i, entry in enumerate(_tables(data, "rule", source)))
+    baseline = tuple(_parse_rule(entry, f"policy {source}: baseline rule {i + 1}", threshold=False) for i, entry in enumerate(_tables(data, "baseline", source)))
+    if not rules and not baseline:
+        raise GateError(f"policy {source} has no rules; add [[rule]] or [[baseline]] tables (splitleak gate --init writes an example)")
+    names = [r.name for r in (*rules, *baseline)]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise GateError(f"policy {source}: rule names must be unique, {duplicates} repeat; give each a distinct name = \"...\"")
+    return Policy(rules=rules, baseline=baseline, source=source)  # type: ignore[arg-type]
+
+
+def load_policy(path: str | os.PathLike[str]) -> Policy:
+    """Read and parse a policy file."""
+    path = Path(path)
+    if not path.is_file():
+        raise GateError(f"policy file {path} not found (write a starter one with: splitleak gate --init --policy {path})")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise GateError(f"policy {path} is not UTF-8 text ({err})") from None
+    return parse_policy(text, str(path))
+
+
+def _tables(data: Mapping[str, Any], key: str, source: str) -> list[Mapping[str, Any]]:
+    entries = data.get(key, [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise GateError(f"policy {source}: {key!r} must be an array of tables, written [[{key}]]")
+    return entries
+
+
+def _parse_rule(entry: Mapping[str, Any], where: str, *, threshold: bool) -> ThresholdRule | BaselineRule:
+    known = _RULE_KEYS if threshold else _BASELINE_KEYS
+    unknown = sorted(set(entry) - set(known))
+    if unknown:
+        raise GateError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    metric = _string(entry, "metric", where, required=True)
+    if metric not in METRICS:
+        raise GateError(f"{where}: unknown metric {metric!r}; valid: {', '.join(sorted(METRICS))}")
+    attack = _string(entry, "attack", where, default=MODEL)
+    if attack != WORST and attack != MODEL and attack not in ATTACKS:
+        raise GateError(f"{where}: unknown attack {attack!r}; use an attack name {sorted(ATTACKS)}, {WORST!r}, or {MODEL!r} (or omit it) for model-level metrics")
+    statistic = _string(entry, "statistic", where, default="mean")
+    if statistic not in STATISTICS:
+        raise GateError(f"{where}: unknown statistic {statistic!r}; valid: {', '.join(STATISTICS)}")
+    if STATISTICS[statistic].per_sample_only and METRICS[metric].level == "set":
+        raise GateError(f"{where}: statistic {statistic!r} needs per-sample values, but {metric} is one value per set; use mean")
+    use = _string(entry, "use", where, default="point")
+    if use not in COMPARISONS:
+        raise GateError(f"{where}: use must be one of {list(COMPARISONS)}, got {use!r}")
+    if use == "ci" and statistic != "mean":
+        raise GateError(f"{where}: use = \"ci\" compares the 95% CI of the mean, so statistic must be \"mean\" (to hold one CI end to a limit, use statistic = \"ci_low\" or \"ci_high\" with use = \"point\")")
+    description = _string(entry, "description", where, default="")
+    attack_value = MODEL_LEVEL if attack == MODEL else attack
+    if threshold:
+        low, high = _number(entry, "min", where), _number(entry, "max", where)
+        if low is None and high is None:
+            raise GateError(f"{where}: give max = ... or min = ... (or both)")
+        if low is not None and high is not None and low > high:
+            raise GateError(f"{where}: min {low:g} is above max {high:g}")
+        default_name = f"{metric}/{attack}/{statistic}" + (f" >= {low:g}" if low is not None else "") + (f" <= {high:g}" if high is not None else "")
+        name = _string(entry, "name", where, default=default_name)
+        return ThresholdRule(name=name, metric=metric, attack=attack_value, statistic=statistic, max=high, min=low, use=use, description=description)
+    tolerance = _number(entry, "tolerance", where)
+    if tolerance is None:
+        raise GateError(f"{where}: give tolerance = ... (how much worse than the baseline is allowed, in {metric}'s units; 0 allows none)")
+    if tolerance < 0:
+        raise GateError(f"{where}: tolerance must be >= 0, got {tolerance:g}")
+    name = _string(entry, "name", where, default=f"{metric}/{attack}/{statistic} vs baseline")
+    return BaselineRule(name=name, metric=metric, attack=attack_value, tolerance=tolerance, statistic=statistic, use=use, description=description)
+
+
+def _string(entry: Mapping[str, Any], key: str, where: str, *, default: str | None = None, required: bool = False) -> str:
+    if key not in entry:
+        if required:
+            raise GateError(f"{where}: missing required key {key!r}")
+        return default  # type: ignore[return-value]
+    value = entry[key]
+    if not isinstance(value, str) or (key != "description" and not value.strip()):
+        raise GateError(f"{where}: {key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _number(entry: Mapping[str, Any], key: str, where: str) -> float | None:
+    if key not in entry:
+        return None
+    value = entry[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise GateError(f"{where}: {key} must be a finite number, got {value!r}")
+    return float(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs of a results table and their cells
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run (checkpoint, evaluation seed) of a results table and the configuration it tests."""
+
+    id: str
+    run: str
+    seed: int
+    dataset: str
+    arch: str
+    cut: int
+    defense: str
+    defense_params: str
+
+    @property
+    def config(self) -> tuple[str, str, int, str, str]:
+        """What baseline matching compares: (dataset, arch, cut, defense, defense_params)."""
+        return (self.dataset, self.arch, self.cut, self.defense, self.defense_params)
+
+    def describe(self) -> str:
+        params = "" if self.defense_params in ("", "{}") else f" {self.defense_params}"
+        return f"{self.defense}{params}, {self.arch} cut {self.cut}, {self.dataset}"
+
+
+class _Cells:
+    """Read-only view of a validated table by run, attack and metric (cells built on demand)."""
+
+    def __init__(self, table: pd.DataFrame, what: str) -> None:
+        self.what = what
+        keys = ["run", "seed"]
+        firsts = table.drop_duplicates(keys)
+        seeds_per_run = firsts.groupby("run")["seed"].nunique()
+        self.runs = tuple(
+            Run(
+                id=r.run if seeds_per_run[r.run] == 1 else f"{r.run}@seed{r.seed}", run=r.run, seed=int(r.seed),
+                dataset=r.dataset, arch=r.arch, cut=int(r.cut), defense=r.defense, defense_params=r.defense_params,
+            )
+            for r in firsts.itertuples()
+        )
+        self._groups = {k: g for k, g in table.groupby(["run", "seed", "attack", "metric"], sort=False)}
+        self._cache: dict[tuple[str, int, str, str], Cell] = {}
+
+    def attacks(self, run: Run, metric: str) -> list[str]:
+        return sorted(a for (r, s, a, m) in self._groups if (r, s, m) == (run.run, run.seed, metric))
+
+    def cell(self, run: Run, attack: str, metric: str) -> Cell:
+        key = (run.run, run.seed, attack, metric)
+        if key not in self._cache:
+            group = self._groups[key]
+            values = group["value"].to_numpy(dtype="float64")
+            if group["sample"].notna().any():
+                finite = values[np.isfinite(values)]
+                self._cache[key] = Cell("sample", finite, bootstrap_mean_ci(finite, confidence=CONFIDENCE, seed=0), len(values))
+            else:
+                ci = (float(group["ci_low"].iloc[0]), float(group["ci_high"].iloc[0]))
+                self._cache[key] = Cell("set", values[:1], ci, int(group["n"].iloc[0]))
+        return self._cache[key]
+
+    def measure(self, run: Run, rule: ThresholdRule | BaselineRule) -> Measure:
+        """The rule's statistic on this run; for WORST, of the attack that leaks most by it."""
+        present = self.attacks(run, rule.metric)
+        shown = MODEL if rule.attack == MODEL_LEVEL else rule.attack
+        if not present:
+            raise GateError(f"rule {rule.name!r}: metric {rule.metric} is absent from the {self.what} (run {run.id})")
+        per_attack = [a for a in present if a != MODEL_LEVEL]
+        if rule.attack == WORST:
+            if not per_attack:
+                raise GateError(f"rule {rule.name!r}: {rule.metric} is a model-level metric in the {self.what}; omit attack (or write attack = \"model\")")
+            candidates = per_attack
+        elif rule.attack in present:
+            candidates = [rule.attack]
+        else:
+            hint = f"it is measured per attack ({', '.join(per_attack)})" if per_attack else "it is model-level: omit attack"
+            raise GateError(f"rule {rule.name!r}: the {self.what} have no {rule.metric} rows for attack {shown!r} (run {run.id}); {hint}")
+        measures = [self._measure(run, a, rule) for a in candidates]
+        leaks_up = METRICS[rule.metric].leakage_direction == "higher"
+        return max(measures, key=lambda m: m.value if leaks_up else -m.value)
+
+    def _measure(self, run: Run, attack: str, rule: ThresholdRule | BaselineRule) -> Measure:
+        cell = self.cell(run, attack, rule.metric)
+        if cell.values.size == 0:
+            raise GateError(f"rule {rule.name!r}: {rule.metric} under {attack or MODEL!r} has no finite values in the {self.what} (run {run.id})")
+        measure = Measure(attack, STATISTICS[rule.statistic].fn(cell), cell.ci[0], cell.ci[1], cell.n)
+        needs_ci = rule.use == "ci" or rule.statistic in ("ci_low", "ci_high")
+        if not math.isfinite(measure.value) or (needs_ci and not (math.isfinite(measure.ci_low) and math.isfinite(measure.ci_high))):
+            hint = "; set-level metrics without an estimator CI (accuracy) need use = \"point\" and statistic = \"mean\"" if needs_ci else ""
+            raise GateError(f"rule {rule.name!r}: the {self.what} give no {'95% CI for ' if needs_ci else 'value of '}{rule.metric} under {attack or MODEL!r} (run {run.id}){hint}")
+        return measure
+
+
+def _attack_label(attack: str) -> str:
+    return MODEL if attack == MODEL_LEVEL else attack
+
+
+def match_baseline(current: tuple[Run, ...], baseline: tuple[Run, ...]) -> tuple[dict[str, Run], tuple[str, ...]]:
+    """Pair each current run with a baseline run; return the pairs by run id and notes.
+
+    One run on each side: they are paired whatever their configurations (a note says where they
+    differ). Otherwise runs pair by (dataset, arch, cut, defense, defense_params); a current run
+    with no such baseline run is left unpaired (its baseline checks are skipped, with a note),
+    and two baseline runs with the same configuration are ambiguous (GateError).
+    """
+    if len(current) == 1 and len(baseline) == 1:
+        cur, base = current[0], baseline[0]
+        notes = () if cur.config == base.config else (f"run {cur.id} ({cur.describe()}) is compared with the baseline's only run {base.id} ({base.describe()})",)
+        return {cur.id: base}, notes
+    pairs: dict[str, Run] = {}
+    notes: list[str] = []
+    for run in current:
+        matches = [b for b in baseline if b.config == run.config]
+        if len(matches) > 1:
+            raise GateError(f"baseline runs {[b.id for b in matches]} share run {run.id}'s configuration ({run.describe()}); keep one per configuration")
+        if matches:
+            pairs[run.id] = matches[0]
+        else:
+            notes.append(f"no baseline run has run {run.id}'s configuration ({run.describe()}); its baseline rules are skipped")
+    return pairs, tuple(notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# The verdict
+
+
+@dataclass(frozen=True)
+class Check:
+    """One rule on one run: its status, what was measured and why it passed or failed."""
+
+    rule: str
+    kind: Literal["threshold", "baseline"]
+    run: str
+    run_config: str
+    status: Status
+    metric: str
+    attack: str  # the attack measured (for "worst": the one that leaked most); "model" for model-level
+    statistic: str
+    use: str
+    limit: str
+    message: str
+    value: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    baseline_run: str | None = None
+    baseline_attack: str | None = None
+    baseline_value: float | None = None
+    baseline_ci_low: float | None = None
+    baseline_ci_high: float | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Every check of a policy against a results folder (and a baseline)."""
+
+    checks: tuple[Check, ...]
+    policy: str
+    results: str
+    baseline: str | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def passed(self) -> bool:
+        return not any(c.status == "fail" for c in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every check passed or was skipped, 1 when one failed."""
+        return 0 if self.passed else 1
+
+    def counts(self) -> dict[str, int]:
+        return {status: sum(c.status == status for c in self.checks) for status in ("pass", "fail", "skip")}
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4f}"
+
+
+def _check_threshold(rule: ThresholdRule, run: Run, cells: _Cells) -> Check:
+    m = cells.measure(run, rule)
+    comparison = COMPARISONS[rule.use]
+    what = f"{rule.statistic} {_fmt(m.value)}" if rule.use == "point" else f"95% CI of the mean [{_fmt(m.ci_low)}, {_fmt(m.ci_high)}]"
+    reasons = []
+    if rule.max is not None and comparison.against_max(m) > rule.max:
+        reasons.append(f"{what} {'is' if rule.use == 'point' else 'lies entirely'} above max {rule.max:g}")
+    if rule.min is not None and comparison.against_min(m) < rule.min:
+        reasons.append(f"{what} {'is' if rule.use == 'point' else 'lies entirely'} below min {rule.min:g}")
+    message = "; ".join(reasons) if reasons else f"{what} within {rule.limit()}"
+    return Check(
+        rule=rule.name, kind="threshold", run=run.id, run_config=run.describe(), status="fail" if reasons else "pass",
+        metric=rule.metric, attack=_attack_label(m.attack), statistic=rule.statistic, use=rule.use, limit=rule.limit(),
+        message=message, value=m.value, ci_low=_finite(m.ci_low), ci_high=_finite(m.ci_high), description=rule.description,
+    )
+
+
+def _check_baseline(rule: BaselineRule, run: Run, cells: _Cells, base_run: Run | None, base_cells: _Cells | None) -> Check:
+    common = dict(rule=rule.name, kind="baseline", run=run.id, run_config=run.describe(), metric=rule.metric, statistic=rule.statistic, use=rule.use, limit=rule.limit(), description=rule.description)
+    if base_cells is None or base_run is None:
+        reason = "no --baseline given" if base_cells is None else "no baseline run with this configuration"
+        return Check(status="skip", attack=_attack_label(rule.attack), message=f"skipped: {reason}", **common)  # type: ignore[arg-type]
+    cur, base = cells.measure(run, rule), base_cells.measure(base_run, rule)
+    comparison = COMPARISONS[rule.use]
+    if worse_direction(rule.metric) == "higher":
+        worsening = comparison.against_max(cur) - comparison.against_min(base)
+    else:
+        worsening = comparison.against_max(base) - comparison.against_min(cur)
+    failed = worsening > rule.tolerance
+    if rule.use == "point":
+        detail = f"{rule.statistic} {_fmt(cur.value)} vs baseline {_fmt(base.value)}"
+    else:
+        detail = f"95% CI [{_fmt(cur.ci_low)}, {_fmt(cur.ci_high)}] vs baseline [{_fmt(base.ci_low)}, {_fmt(base.ci_high)}]"
+    verdict = f"worse by {_fmt(worsening)} > tolerance {rule.tolerance:g}" if failed else f"worse by {_fmt(max(worsening, 0.0))} <= tolerance {rule.tolerance:g}"
+    if rule.use == "ci" and not failed:
+        verdict = "CIs do not separate by more than the tolerance"
+    if cur.n != base.n:
+        verdict += f" (n {cur.n} vs baseline n {base.n}: compare at equal n)"
+    return Check(
+        status="fail" if failed else "pass", attack=_attack_label(cur.attack), message=f"{detail}: {verdict}",
+        value=cur.value, ci_low=_finite(cur.ci_low), ci_high=_finite(cur.ci_high), baseline_run=base_run.id,
+        baseline_attack=_attack_label(base.attack), baseline_value=base.value, baseline_ci_low=_finite(base.ci_low),
+        baseline_ci_high=_finite(base.ci_high), **common,  # type: ignore[arg-type]
+    )
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def check_policy(policy: Policy, results: Results, baseline: Results | None = None, *, results_name: str = "results", baseline_name: str | None = None) -> Verdict:
+    """Apply every rule of ``policy`` to every run of ``results`` (baseline rules against ``baseline``)."""
+    cells = _Cells(results.table, "results")
+    base_cells = _Cells(baseline.table, "baseline results") if baseline is not None else None
+    pairs: dict[str, Run] = {}
+    notes: tuple[str, ...] = ()
+    if base_cells is not None and policy.baseline:
+        pairs, notes = match_baseline(cells.runs, base_cells.runs)
+    checks: list[Check] = []
+    for run in cells.runs:
+        checks.extend(_check_threshold(rule, run, cells) for rule in policy.rules)
+        checks.extend(_check_baseline(rule, run, cells, pairs.get(run.id), base_cells) for rule in policy.baseline)
+    return Verdict(checks=tuple(checks), policy=policy.source, results=results_name, baseline=baseline_name, notes=notes)
+
+
+def run_gate(results_dir: str | os.PathLike[str], policy_path: str | os.PathLike[str], baseline_dir: str | os.PathLike[str] | None = None) -> Verdict:
+    """Load the policy, the results folder and the optional baseline folder, and check them."""
+    policy = load_policy(policy_path)
+    results = Results.load(results_dir)
+    baseline = Results.load(baseline_dir) if baseline_dir is not None else None
+    return check_policy(policy, results, baseline, results_name=str(results_dir), baseline_name=None if baseline_dir is None else str(baseline_dir))
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering: terminal table, JSON, JUnit XML, Markdown
+
+
+_SYMBOL = {"pass": "PASS", "fail": "FAIL", "skip": "SKIP"}
+_EMOJI = {"pass": "✅ pass", "fail": "❌ fail", "skip": "⏭️ skip"}
+
+
+def _ci_text(check: Check) -> str:
+    return "-" if check.ci_low is None or check.ci_high is None else f"[{_fmt(check.ci_low)}, {_fmt(check.ci_high)}]"
+
+
+def _rows(verdict: Verdict, status: Mapping[str, str]) -> list[list[str]]:
+    return [
+        [status[c.status], c.rule, c.run, c.attack, c.statistic, "-" if c.value is None else _fmt(c.value), _ci_text(c), c.limit, c.message]
+        for c in verdict.checks
+    ]
+
+
+_HEADER = ["status", "rule", "run", "attack", "statistic", "value", "95% CI of mean", "limit", "detail"]
+
+
+def _summary_line(verdict: Verdict) -> str:
+    n = verdict.counts()
+    state = "PASSED" if verdict.passed else "FAILED"
+    return f"{state}: {n['fail']} failed, {n['pass']} passed, {n['skip']} skipped of {len(verdict.checks)} checks"
+
+
+def render_table(verdict: Verdict) -> str:
+    """A plain-text table for the terminal, one line per check, then notes and the verdict."""
+    rows = [_HEADER, *_rows(verdict, _SYMBOL)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_HEADER) - 1)]
+    lines = [f"splitleak gate: {verdict.results} against {verdict.policy}" + (f" (baseline {verdict.baseline})" if verdict.baseline else "")]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[-1] for r in rows]
+    lines += [f"note: {n}" for n in verdict.notes]
+    lines.append(_summary_line(verdict))
+    return "\n".join(lines) + "\n"
+
+
+def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
+    """A JSON-ready dict: the verdict, counts, notes and every check (NaN as null)."""
+    return {
+        "passed": verdict.passed,
+        "exit_code": verdict.exit_code,
+        "counts": verdict.counts(),
+        "policy": verdict.policy,
+        "results": verdict.results,
+        "baseline": verdict.baseline,
+        "notes": list(verdict.notes),
+        "checks": [asdict(c) for c in verdict.checks],
+    }
+
+
+def render_json(verdict: Verdict) -> str:
+    return json.dumps(verdict_to_dict(verdict), indent=2, allow_nan=False) + "\n"
+
+
+def render_junit(verdict: Verdict) -> str:
+    """JUnit XML: one <testcase> per rule and run, failures as <failure>, skips as <skipped>."""
+    n = verdict.counts()
+    attrs = {"tests": str(len(verdict.checks)), "failures": str(n["fail"]), "errors": "0", "skipped": str(n["skip"])}
+    root = ET.Element("testsuites", {"name": "splitleak gate", **attrs})
+    suite = ET.SubElement(root, "testsuite", {"name": f"splitleak gate: {verdict.results}", **attrs})
+    properties = ET.SubElement(suite, "properties")
+    for key in ("policy", "results", "baseline"):
+        ET.SubElement(properties, "property", {"name": key, "value": str(getattr(verdict, key) or "")})
+    for check in verdict.checks:
+        case = ET.SubElement(suite, "testcase", {"classname": f"splitleak.gate.{check.run}", "name": f"{check.rule} [{check.run}]", "time": "0"})
+        text = f"{check.message}\nrun {check.run}: {check.run_config}\nmetric {check.metric}, attack {check.attack}, statistic {check.statistic}, limit {check.limit}"
+        if check.description:
+            text += f"\n{check.description}"
+        if check.status == "fail":
+            ET.SubElement(case, "failure", {"message": check.message, "type": check.kind}).text = text
+        elif check.status == "skip":
+            ET.SubElement(case, "skipped", {"message": check.message})
+        else:
+            ET.SubElement(case, "system-out").text = text
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(verdict: Verdict) -> str:
+    """A Markdown summary (for $GITHUB_STEP_SUMMARY): verdict line, table, notes."""
+    head = "✅ passed" if verdict.passed else "❌ failed"
+    lines = [f"## splitleak privacy gate: {head}", "", f"{_summary_line(verdict)}. Results `{verdict.results}`, policy `{verdict.policy}`" + (f", baseline `{verdict.baseline}`." if verdict.baseline else ", no baseline."), ""]
+    lines += ["| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
+    lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in _rows(verdict, _EMOJI)]
+    runs = {c.run: c.run_config for c in verdict.checks}
+    lines += ["", "Runs: " + "; ".join(f"`{run}` {_md(config)}" for run, config in runs.items())]
+    lines += [f"- note: {_md(n)}" for n in verdict.notes]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Starter policy
+
+
+STARTER_POLICY = f'''# splitleak privacy gate policy (format version {POLICY_VERSION}). Every key: docs/ci.md.
+#
+# [[rule]]      a threshold every run must meet: `statistic` of `metric` under `attack`
+#               must be <= max and/or >= min.
+# [[baseline]]  a regression check against `splitleak gate --baseline DIR`: the metric may not
+#               get worse than the baseline's by more than `tolerance` ("worse" = more leakage;
+#               for accuracy, lower). Skipped when no --baseline is given.
+#
+# attack:    an attack name (decoder, rmle, shadow, unsplit), "worst" (the attack that leaks
+#            most on this run), or omitted / "model" for model-level metrics (accuracy, dcor).
+# statistic: mean, median, p95, ci_low, ci_high (ends of the 95% bootstrap CI of the mean).
+# use:       "point" compares the statistic itself; "ci" is noise-aware: a max rule fails only
+#            when the whole 95% CI of the mean lies above max (a baseline rule only when the
+#            two CIs separate by more than the tolerance). For the stricter reading, "pass only
+#            if the whole CI is below max", write statistic = "ci_high" with use = "point".
+# The thresholds below are starting points for 28x28, 10-class data (Fashion-MNIST); tune them.
+version = {POLICY_VERSION}
+
+[[rule]]
+name = "reconstructions-unrecognisable"
+description = "He et al. (ACSAC 2019) call reconstructions with SSIM below 0.3 unrecognisable."
+metric = "ssim"
+attack = "worst"
+statistic = "mean"
+max = 0.3
+use = "ci"
+
+[[rule]]
+name = "labels-do-not-leak"
+description = "The attacker's own classifier should not recognise the reconstructions much better than chance (0.1 for 10 classes)."
+metric = "semantic_accuracy"
+attack = "worst"
+statistic = "mean"
+max = 0.3
+use = "ci"
+
+[[rule]]
+name = "task-accuracy-floor"
+description = "Privacy bought by destroying the task is no privacy worth shipping."
+metric = "accuracy"
+min = 0.8
+
+[[baseline]]
+name = "ssim-no-regression"
+description = "The worst attack's mean SSIM may not rise above the baseline's beyond seed noise."
+metric = "ssim"
+attack = "worst"
+statistic = "mean"
+tolerance = 0.02
+use = "ci"
+
+[[baseline]]
+name = "accuracy-no-regression"
+description = "Test accuracy may not drop more than 2 points below the baseline's."
+metric = "accuracy"
+tolerance = 0.02
+use = "point"
+'''
+
+
+def write_starter_policy(path: str | os.PathLike[str]) -> Path:
+    """Write :data:`STARTER_POLICY` to ``path`` atomically; never overwrite an existing file."""
+    path = Path(path)
+    if path.exists():
+        raise GateError(f"{path} already exists; not overwriting it (remove it or pass --policy ANOTHER_PATH)")
+    write_text_atomic(path, STARTER_POLICY)
+    return path
