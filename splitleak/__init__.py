@@ -7,6 +7,7 @@ The pipeline, one function per stage (the CLI does the same):
     save_checkpoint("nopeek.safetensors", trained.model, trained.meta)
     results = evaluate(load_checkpoint("nopeek.safetensors"), EvalConfig(), splits)
     results.save("results/nopeek")
+    report(["results/none", "results/nopeek"], "report.pdf")
 """
 
 __version__ = "0.1.0"
@@ -14,6 +15,7 @@ __version__ = "0.1.0"
 from splitleak.data import DataConfig, InputSpec, Splits, load_splits  # noqa: E402
 from splitleak.evaluation import EvalConfig, evaluate  # noqa: E402
 from splitleak.models import Checkpoint, SplitModel, load_checkpoint, save_checkpoint  # noqa: E402
+from splitleak.reports import report  # noqa: E402
 from splitleak.results import Results  # noqa: E402
 from splitleak.training import TrainConfig, train  # noqa: E402
 
@@ -30,6 +32,7 @@ __all__ = [
     "evaluate",
     "load_checkpoint",
     "load_splits",
+    "report",
     "save_checkpoint",
     "train",
 ]

@@ -1,0 +1,116 @@
+"""Assemble the report: runs -> tables -> pages -> PDF (+ CSVs, optional HTML)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from splitleak import __version__
+from splitleak.reports.dependence import dependence_page
+from splitleak.reports.distributions import distribution_pages
+from splitleak.reports.gallery import gallery_page, has_gallery
+from splitleak.reports.html import summary_html, write_html
+from splitleak.reports.notes import Block, method_notes, notes_pages
+from splitleak.reports.pdf import write_pdf
+from splitleak.reports.runs import ReportError, ResultsLike, Run, collect_runs
+from splitleak.reports.style import report_style
+from splitleak.reports.summary_page import footnotes, summary_pages
+from splitleak.reports.tables import display_rows, full_table, summary_table
+from splitleak.reports.tradeoff import tradeoff_page
+
+TITLE = "Split-learning leakage report"
+CSV_FLOAT = "%.10g"
+
+
+@dataclass(frozen=True)
+class ReportContent:
+    """Everything the pages are drawn from: the runs, their summary, the notes, a subtitle."""
+
+    runs: tuple[Run, ...]
+    summary: pd.DataFrame
+    notes: tuple[Block, ...]
+    subtitle: str
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """The files one report writes, derived from the PDF's path."""
+
+    pdf: Path
+    summary_csv: Path
+    results_csv: Path
+    html: Path
+
+    @classmethod
+    def for_pdf(cls, path: str | os.PathLike[str]) -> "ReportPaths":
+        pdf = Path(path)
+        if pdf.suffix.lower() != ".pdf":
+            raise ReportError(f"the report path must end in .pdf, got {pdf}")
+        if pdf.is_dir():
+            raise ReportError(f"{pdf} is a folder, not a PDF file name")
+        stem = pdf.with_suffix("")
+        return cls(pdf, Path(f"{stem}.summary.csv"), Path(f"{stem}.results.csv"), Path(f"{stem}.html"))
+
+
+def _subtitle(runs: Sequence[Run]) -> str:
+    datasets = sorted({str(r.first("dataset")) for r in runs})
+    attacks = list(dict.fromkeys(a for r in runs for a in r.attacks))
+    scored = sorted({int(n) for r in runs for n in r.table.loc[r.table["sample"].notna() & (r.table["metric"] == "ssim"), "n"]})
+    parts = [
+        ", ".join(datasets),
+        f"{len(runs)} checkpoint{'s' if len(runs) != 1 else ''}",
+        "attacks " + (", ".join(attacks) or "none"),
+    ]
+    if scored:
+        parts.append(f"{'/'.join(map(str, scored))} scored test images per attack")
+    parts.append(f"splitleak {__version__}")
+    return " · ".join(parts)
+
+
+def build_content(items: ResultsLike | Sequence[ResultsLike]) -> ReportContent:
+    """Read the inputs and compute every table the pages need (no drawing)."""
+    runs = collect_runs(items)
+    summary = summary_table(runs)
+    omitted = []
+    if not (summary["defense"] == "nopeek").any():
+        omitted.append("No NoPeek runs: the page of dCor(x, z) against NoPeek α is left out (dCor is still in the summary).")
+    missing = [r.run for r in runs if not has_gallery(r)]
+    if missing:
+        omitted.append("No stored reconstructions (reconstructions.safetensors) for run(s) " + ", ".join(missing) + ": no gallery page for them.")
+    return ReportContent(runs, summary, tuple(method_notes(runs, omitted)), _subtitle(runs))
+
+
+def figure_pages(content: ReportContent) -> list[tuple[str, Figure]]:
+    """The figure pages between the summary and the notes, with their titles."""
+    pages: list[tuple[str, Figure]] = [("Privacy-utility trade-off", tradeoff_page(content.summary, content.subtitle))]
+    dependence = dependence_page(content.summary, content.subtitle)
+    if dependence is not None:
+        pages.append(("Distance correlation against NoPeek alpha", dependence))
+    for fig in distribution_pages(content.runs, content.subtitle):
+        pages.append(("Per-sample leakage distributions", fig))
+    for run in content.runs:
+        if has_gallery(run):
+            pages.append((f"Reconstructions: {run.label}", gallery_page(run, content.subtitle)))
+    return pages
+
+
+def write_report(items: ResultsLike | Sequence[ResultsLike], path: str | os.PathLike[str], *, html: bool = False) -> ReportPaths:
+    """Write the PDF, its two CSVs and (with `html`) the HTML version; return their paths."""
+    paths = ReportPaths.for_pdf(path)
+    content = build_content(items)
+    with report_style():
+        figures = figure_pages(content)
+        pdf_pages = summary_pages(content.summary, content.subtitle) + [fig for _, fig in figures] + notes_pages(content.notes, content.subtitle)
+        write_pdf(pdf_pages, paths.pdf, title=TITLE, footer=f"{TITLE} · {content.subtitle.split(' · ')[0]}")
+        if html:
+            categories = content.summary["verdict_category"].tolist()
+            table = summary_html(display_rows(content.summary), categories, footnotes(content.summary))
+            write_html(paths.html, title=TITLE, subtitle=content.subtitle, summary=table, figures=figures, notes=content.notes)
+    content.summary.to_csv(paths.summary_csv, index=False, float_format=CSV_FLOAT)
+    full_table(content.runs).to_csv(paths.results_csv, index=False, float_format=CSV_FLOAT)
+    return paths

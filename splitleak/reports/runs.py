@@ -1,0 +1,230 @@
+"""What a report is made of: one `Run` per checkpoint, gathered from Results objects or folders.
+
+A results folder (or Results object) may hold several runs (the `run` column). Each run gets
+its own rows, its provenance and its stored reconstructions:
+
+* provenance: the folder's `provenance.json` when its `checkpoint.sha256` is the run's, else
+  `provenance["runs"][<run>]` when present, else nothing (the notes say so);
+* reconstructions: keys `<run>/indices`, `<run>/original`, `<run>/attack/<name>` when present,
+  else the unprefixed `indices`, `original`, `attack/<name>` of a folder whose provenance names
+  this run (or that holds this run only).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from splitleak.results import Results, ResultsError
+
+ResultsLike = Results | str | os.PathLike[str]
+
+
+class ReportError(ValueError):
+    """Input a report cannot be made from (missing folder, not a results folder, no rows)."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One checkpoint as the report sees it: its rows, provenance, reconstructions and a label."""
+
+    run: str
+    label: str
+    table: pd.DataFrame
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    reconstructions: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    source: str = ""
+
+    def first(self, column: str) -> Any:
+        """The run's value of an identifying column (the same on every row)."""
+        return self.table[column].iloc[0]
+
+    @property
+    def defense(self) -> str:
+        return str(self.first("defense"))
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return parse_params(str(self.first("defense_params")))
+
+    @property
+    def cut(self) -> int:
+        return int(self.first("cut"))
+
+    @property
+    def attacks(self) -> tuple[str, ...]:
+        """Attacks with rows for this run, in the order they were run."""
+        names = self.table.loc[self.table["attack"] != "", "attack"]
+        return tuple(dict.fromkeys(names))
+
+    @property
+    def meta(self) -> Mapping[str, Any]:
+        """The checkpoint metadata recorded in provenance (empty if unknown)."""
+        return (self.provenance.get("checkpoint") or {}).get("meta") or {}
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        """The inputs' value range: the checkpoint's input spec, else the stored originals' span."""
+        spec = self.meta.get("input_spec") or {}
+        if "value_range" in spec:
+            low, high = spec["value_range"]
+            return float(low), float(high)
+        original = self.reconstructions.get("original")
+        if original is not None and original.numel():
+            low, high = min(0.0, float(original.min())), max(1.0, float(original.max()))
+            return low, high
+        return 0.0, 1.0
+
+
+def parse_params(text: str) -> dict[str, Any]:
+    """The defense_params JSON column as a dict ({} for empty or unreadable text)."""
+    try:
+        value = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> str:
+    """A parameter value, short: 5.0 -> '5', 0.25 -> '0.25'."""
+    if isinstance(value, float) and math.isfinite(value) and value == round(value):
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def defense_label(defense: str, params: Mapping[str, Any]) -> str:
+    """Human label of a defense and its parameters: 'NoPeek α=5', 'noise σ=1', 'dropout p=0.5'."""
+    if defense == "none":
+        return "no defense"
+    if defense == "nopeek" and "alpha" in params:
+        return f"NoPeek α={_number(params['alpha'])}"
+    if defense == "noise" and "scale" in params:
+        laplace = params.get("distribution") == "laplace"
+        return f"noise {'b' if laplace else 'σ'}={_number(params['scale'])}" + (" (Laplace)" if laplace else "")
+    if defense == "dropout" and "rate" in params:
+        return f"dropout p={_number(params['rate'])}"
+    shown = ", ".join(f"{k}={_number(v)}" for k, v in sorted(params.items()))
+    return f"{defense} {shown}".strip()
+
+
+DEFENSE_ORDER = ("none", "nopeek", "noise", "dropout")
+_STRENGTH = {"nopeek": "alpha", "noise": "scale", "dropout": "rate"}
+
+
+def defense_strength(defense: str, params: Mapping[str, Any]) -> float:
+    """The defense's main knob (alpha, noise scale, dropout rate); 0 for none, NaN if unknown."""
+    if defense == "none":
+        return 0.0
+    value = params.get(_STRENGTH.get(defense, ""), math.nan)
+    return float(value) if isinstance(value, (int, float)) else math.nan
+
+
+def _sort_key(run: Run) -> tuple:
+    defense = run.defense
+    rank = DEFENSE_ORDER.index(defense) if defense in DEFENSE_ORDER else len(DEFENSE_ORDER)
+    strength = defense_strength(defense, run.params)
+    return (
+        str(run.first("dataset")), str(run.first("arch")), run.cut, rank, defense,
+        math.inf if math.isnan(strength) else strength, str(run.first("defense_params")), run.run, run.source,
+    )
+
+
+def as_results(items: ResultsLike | Sequence[ResultsLike]) -> list[tuple[str, Results]]:
+    """Results objects and folders as (source name, Results); folders are loaded and checked."""
+    if isinstance(items, (Results, str, os.PathLike)):
+        items = [items]
+    out: list[tuple[str, Results]] = []
+    for index, item in enumerate(items):
+        if isinstance(item, Results):
+            out.append((f"results #{index + 1}", item))
+            continue
+        if not isinstance(item, (str, os.PathLike)):
+            raise ReportError(f"expected Results or a results folder, got {type(item).__name__}")
+        path = Path(item)
+        if not path.exists():
+            raise ReportError(f"{path}: no such results folder")
+        if not path.is_dir():
+            raise ReportError(f"{path} is not a folder (expected a results folder with results.csv)")
+        try:
+            out.append((str(path), Results.load(path)))
+        except ResultsError as err:
+            raise ReportError(str(err)) from None
+    if not out:
+        raise ReportError("no results to report on")
+    return out
+
+
+def _run_provenance(provenance: Mapping[str, Any], run: str, sha: str) -> dict[str, Any]:
+    if (provenance.get("checkpoint") or {}).get("sha256") == sha:
+        return dict(provenance)
+    per_run = provenance.get("runs")
+    if isinstance(per_run, Mapping) and isinstance(per_run.get(run), Mapping):
+        return dict(per_run[run])
+    return {}
+
+
+def _run_reconstructions(stored: Mapping[str, torch.Tensor], run: str, owns_unprefixed: bool) -> dict[str, torch.Tensor]:
+    prefix = f"{run}/"
+    prefixed = {k[len(prefix):]: v for k, v in stored.items() if k.startswith(prefix)}
+    if prefixed:
+        return prefixed
+    if not owns_unprefixed:
+        return {}
+    return {k: v for k, v in stored.items() if k in ("indices", "original") or k.startswith(("attack/", "extremes/"))}
+
+
+def _split_runs(source: str, results: Results) -> list[tuple[str, pd.DataFrame, dict[str, Any], dict[str, torch.Tensor]]]:
+    table = results.table
+    if table.empty:
+        raise ReportError(f"{source} has no result rows")
+    run_ids = list(dict.fromkeys(table["run"]))
+    out = []
+    for run in run_ids:
+        rows = table[table["run"] == run].reset_index(drop=True)
+        sha = str(rows["checkpoint_sha256"].iloc[0])
+        provenance = _run_provenance(results.provenance, run, sha)
+        owns = len(run_ids) == 1 or (results.provenance.get("checkpoint") or {}).get("sha256") == sha
+        out.append((run, rows, provenance, _run_reconstructions(results.reconstructions, run, owns)))
+    return out
+
+
+def _labels(runs: Sequence[Run]) -> list[str]:
+    """Unique short labels: defense and parameters, cut, then dataset / arch / run id as needed."""
+
+    def varies(column: str) -> bool:
+        return len({str(r.first(column)) for r in runs}) > 1
+
+    labels = []
+    for r in runs:
+        parts = [defense_label(r.defense, r.params), f"cut {r.cut}"]
+        if varies("arch"):
+            parts.append(str(r.first("arch")))
+        if varies("dataset"):
+            parts.append(str(r.first("dataset")))
+        labels.append(", ".join(parts))
+    counts = pd.Series(labels).value_counts()
+    return [f"{label} [{r.run[:6]}]" if counts[label] > 1 else label for label, r in zip(labels, runs)]
+
+
+def collect_runs(items: ResultsLike | Sequence[ResultsLike] | Iterable[ResultsLike]) -> tuple[Run, ...]:
+    """Every run of every input, sorted by dataset, arch, cut, defense and strength, labelled."""
+    if not isinstance(items, (Results, str, os.PathLike)):
+        items = list(items)
+    raw = []
+    for source, results in as_results(items):
+        for run, rows, provenance, recon in _split_runs(source, results):
+            raw.append(Run(run=run, label="", table=rows, provenance=provenance, reconstructions=recon, source=source))
+    ordered = sorted(raw, key=_sort_key)
+    labels = _labels(ordered)
+    return tuple(
+        Run(run=r.run, label=label, table=r.table, provenance=r.provenance, reconstructions=r.reconstructions, source=r.source)
+        for r, label in zip(ordered, labels)
+    )

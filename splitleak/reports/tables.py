@@ -1,0 +1,253 @@
+"""The report's tables: per-attack summaries, the one-row-per-checkpoint summary, the verdict.
+
+Worst case over attacks = the attack with the highest mean SSIM / PSNR / semantic accuracy
+and the lowest mean LPIPS (means over the scored test images, 95% bootstrap CIs from
+`splitleak.uncertainty`). The verdict compares SSIM with He et al.'s (2019) reference: SSIM
+below 0.3 is "unrecognisable".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from splitleak.reports.runs import Run, defense_label, defense_strength, parse_params
+from splitleak.uncertainty import summarize
+
+SSIM_UNRECOGNISABLE = 0.3
+"""He, Zhang, Lee (ACSAC 2019): reconstructions with SSIM below 0.3 are unrecognisable."""
+
+Z95 = 1.959963984540054
+
+# metric -> (which attack is the worst case, column prefix in the summary)
+WORST_CASE: dict[str, str] = {"ssim": "max", "lpips": "min", "psnr": "max", "semantic_accuracy": "max"}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The plain-language verdict of one checkpoint and its category (for colour)."""
+
+    category: str  # reconstructable | borderline | unrecognisable | unknown
+    text: str
+
+
+def wilson_interval(rate: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (95% by default); NaNs when n is 0 or rate is NaN."""
+    if n <= 0 or not math.isfinite(rate):
+        return math.nan, math.nan
+    denominator = 1 + z * z / n
+    centre = (rate + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def attack_summary(run: Run) -> pd.DataFrame:
+    """One row per (attack, metric) of the run's per-sample metrics: mean, CI, median, count."""
+    rows = run.table[(run.table["attack"] != "") & run.table["sample"].notna()]
+    if rows.empty:
+        return pd.DataFrame(columns=["attack", "metric", "mean", "ci_low", "ci_high", "median", "count", "infinite"])
+    out = summarize(rows)
+    return out[["attack", "metric", "mean", "ci_low", "ci_high", "median", "count", "infinite"]].reset_index(drop=True)
+
+
+def _set_value(run: Run, metric: str) -> pd.Series | None:
+    rows = run.table[(run.table["attack"] == "") & (run.table["metric"] == metric)]
+    return None if rows.empty else rows.iloc[0]
+
+
+def worst_case(summary: pd.DataFrame, metric: str) -> pd.Series | None:
+    """The row of the attack that leaks most by `metric` (first attack on ties); None if absent."""
+    rows = summary[(summary["metric"] == metric) & summary["mean"].notna()]
+    if rows.empty:
+        return None
+    position = rows["mean"].to_numpy().argmax() if WORST_CASE[metric] == "max" else rows["mean"].to_numpy().argmin()
+    return rows.iloc[int(position)]
+
+
+def verdict(summary: pd.DataFrame) -> Verdict:
+    """reconstructable if any attack's mean SSIM >= 0.3; borderline if none does but a 95% CI
+    reaches 0.3; unrecognisable otherwise (He et al. 2019's SSIM < 0.3)."""
+    ssim = summary[(summary["metric"] == "ssim") & summary["mean"].notna()]
+    if ssim.empty:
+        return Verdict("unknown", "unknown (no SSIM rows)")
+    worst = worst_case(summary, "ssim")
+    assert worst is not None
+    if worst["mean"] >= SSIM_UNRECOGNISABLE:
+        return Verdict("reconstructable", f"reconstructable (SSIM {worst['mean']:.2f} by {worst['attack']})")
+    reaching = ssim[ssim["ci_high"] >= SSIM_UNRECOGNISABLE]
+    if not reaching.empty:
+        top = reaching.iloc[int(reaching["ci_high"].to_numpy().argmax())]
+        return Verdict(
+            "borderline",
+            f"borderline (SSIM {top['mean']:.2f} by {top['attack']}, 95% CI up to {top['ci_high']:.2f})",
+        )
+    return Verdict("unrecognisable", f"unrecognisable (worst SSIM {worst['mean']:.2f})")
+
+
+def lpips_note(run: Run) -> str:
+    """Why LPIPS is missing for this run ('' when it was computed)."""
+    if (run.table["metric"] == "lpips").any():
+        return ""
+    status = run.provenance.get("lpips") or {}
+    return str(status.get("reason") or "no LPIPS rows (provenance does not say why)")
+
+
+def semantic_note(run: Run) -> str:
+    """Why semantic accuracy is missing for this run ('' when it was computed)."""
+    if (run.table["metric"] == "semantic_accuracy").any():
+        return ""
+    status = run.provenance.get("semantic_classifier") or {}
+    return str(status.get("reason") or "no semantic_accuracy rows (provenance does not say why)")
+
+
+SUMMARY_COLUMNS = (
+    "run", "label", "dataset", "arch", "cut", "defense", "defense_params", "strength",
+    "accuracy", "accuracy_ci_low", "accuracy_ci_high", "accuracy_n",
+    "ssim_max", "ssim_max_ci_low", "ssim_max_ci_high", "ssim_max_attack",
+    "lpips_min", "lpips_min_ci_low", "lpips_min_ci_high", "lpips_min_attack", "lpips_note",
+    "psnr_max", "psnr_max_ci_low", "psnr_max_ci_high", "psnr_max_attack",
+    "semantic_accuracy_max", "semantic_accuracy_max_ci_low", "semantic_accuracy_max_ci_high",
+    "semantic_accuracy_max_attack", "semantic_reference", "semantic_note",
+    "dcor", "dcor_ci_low", "dcor_ci_high", "dcor_u2", "dcor_u2_ci_low", "dcor_u2_ci_high", "dcor_n",
+    "n_scored", "attacks", "verdict_category", "verdict", "checkpoint_sha256", "source",
+)
+
+
+def _worst_columns(summary: pd.DataFrame, metric: str) -> dict[str, object]:
+    key = f"{metric}_{WORST_CASE[metric]}"
+    row = worst_case(summary, metric)
+    if row is None:
+        return {key: np.nan, f"{key}_ci_low": np.nan, f"{key}_ci_high": np.nan, f"{key}_attack": ""}
+    return {key: row["mean"], f"{key}_ci_low": row["ci_low"], f"{key}_ci_high": row["ci_high"], f"{key}_attack": row["attack"]}
+
+
+def summary_row(run: Run) -> dict[str, object]:
+    """The checkpoint's summary: identity, accuracy (Wilson CI), worst-case leakage, dCor, verdict."""
+    summary = attack_summary(run)
+    accuracy = _set_value(run, "accuracy")
+    acc = float(accuracy["value"]) if accuracy is not None else np.nan
+    acc_n = int(accuracy["n"]) if accuracy is not None else 0
+    acc_low, acc_high = wilson_interval(acc, acc_n)
+    dcor, dcor_u2, reference = _set_value(run, "dcor"), _set_value(run, "dcor_u2"), _set_value(run, "semantic_reference")
+    judged = verdict(summary)
+    ssim_counts = summary.loc[summary["metric"] == "ssim", "count"]
+    row: dict[str, object] = {
+        "run": run.run,
+        "label": run.label,
+        "dataset": run.first("dataset"),
+        "arch": run.first("arch"),
+        "cut": run.cut,
+        "defense": run.defense,
+        "defense_params": run.first("defense_params"),
+        "strength": defense_strength(run.defense, run.params),
+        "accuracy": acc,
+        "accuracy_ci_low": acc_low,
+        "accuracy_ci_high": acc_high,
+        "accuracy_n": acc_n,
+        "lpips_note": lpips_note(run),
+        "semantic_note": semantic_note(run),
+        "semantic_reference": float(reference["value"]) if reference is not None else np.nan,
+        "dcor": float(dcor["value"]) if dcor is not None else np.nan,
+        "dcor_ci_low": float(dcor["ci_low"]) if dcor is not None else np.nan,
+        "dcor_ci_high": float(dcor["ci_high"]) if dcor is not None else np.nan,
+        "dcor_u2": float(dcor_u2["value"]) if dcor_u2 is not None else np.nan,
+        "dcor_u2_ci_low": float(dcor_u2["ci_low"]) if dcor_u2 is not None else np.nan,
+        "dcor_u2_ci_high": float(dcor_u2["ci_high"]) if dcor_u2 is not None else np.nan,
+        "dcor_n": int(dcor["n"]) if dcor is not None else 0,
+        "n_scored": int(ssim_counts.max()) if len(ssim_counts) else 0,
+        "attacks": " ".join(run.attacks),
+        "verdict_category": judged.category,
+        "verdict": judged.text,
+        "checkpoint_sha256": run.first("checkpoint_sha256"),
+        "source": run.source,
+    }
+    for metric in WORST_CASE:
+        row.update(_worst_columns(summary, metric))
+    return row
+
+
+def summary_table(runs: Sequence[Run]) -> pd.DataFrame:
+    """One row per checkpoint (see `summary_row`), in the report's run order."""
+    return pd.DataFrame([summary_row(r) for r in runs], columns=list(SUMMARY_COLUMNS))
+
+
+def full_table(runs: Sequence[Run]) -> pd.DataFrame:
+    """Every input row (the tidy schema) plus the report's label of its checkpoint."""
+    frames = [r.table.assign(label=r.label) for r in runs]
+    return pd.concat(frames, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Display: the summary as short strings for the page and the HTML version
+# ---------------------------------------------------------------------------------------------
+
+
+def fmt(value: float, digits: int = 2) -> str:
+    """A number for display; 'n/a' for NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def fmt_ci(low: float, high: float, digits: int = 2) -> str:
+    """'[low, high]' or '' when either bound is missing."""
+    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (low, high)):
+        return ""
+    return f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A table cell: the main text and an optional smaller second line (CI, attack)."""
+
+    text: str
+    sub: str = ""
+
+
+DISPLAY_HEADERS = (
+    "Checkpoint", "Defense", "Cut", "Accuracy", "SSIM max", "LPIPS min", "PSNR max (dB)",
+    "Semantic acc. max", "dCor(x, z)", "Verdict (SSIM < 0.3: unrecognisable)",
+)
+
+
+def _worst_cell(row: pd.Series, key: str, digits: int = 2) -> Cell:
+    if isinstance(row[key], float) and math.isnan(row[key]):
+        return Cell("n/a")
+    ci = fmt_ci(row[f"{key}_ci_low"], row[f"{key}_ci_high"], digits)
+    return Cell(f"{fmt(row[key], digits)}  ({row[f'{key}_attack']})", ci)
+
+
+def display_rows(summary: pd.DataFrame) -> list[list[Cell]]:
+    """The summary as cells, in DISPLAY_HEADERS order."""
+    out = []
+    for _, row in summary.iterrows():
+        params = defense_label(row["defense"], parse_params(row["defense_params"]))
+        lpips = _worst_cell(row, "lpips_min", 3)
+        if lpips.text == "n/a":
+            lpips = Cell("n/a*", "see note")
+        semantic = _worst_cell(row, "semantic_accuracy_max")
+        if not math.isnan(row["semantic_reference"]):
+            semantic = Cell(semantic.text, f"{semantic.sub}  ref {row['semantic_reference']:.2f}".strip())
+        out.append([
+            Cell(row["run"][:12], row["dataset"] + ("" if row["arch"] == "small-cnn" else f", {row['arch']}")),
+            Cell(params),
+            Cell(str(row["cut"])),
+            Cell(fmt(row["accuracy"]), f"{fmt_ci(row['accuracy_ci_low'], row['accuracy_ci_high'])}  n={row['accuracy_n']}"),
+            _worst_cell(row, "ssim_max"),
+            lpips,
+            _worst_cell(row, "psnr_max", 1),
+            semantic,
+            Cell(fmt(row["dcor"]), f"{fmt_ci(row['dcor_ci_low'], row['dcor_ci_high'])}  n={row['dcor_n']}" if row["dcor_n"] else ""),
+            Cell(*_split_verdict(str(row["verdict"]))),
+        ])
+    return out
+
+
+def _split_verdict(text: str) -> tuple[str, str]:
+    """'reconstructable (SSIM 0.88 by rmle)' -> ('reconstructable', 'SSIM 0.88 by rmle')."""
+    head, _, rest = text.partition(" (")
+    return head, rest.rstrip(")")

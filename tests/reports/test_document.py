@@ -1,0 +1,97 @@
+"""The whole report: pages, determinism, CSVs, HTML, the CLI and bad input."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from matplotlib.image import imread
+
+import splitleak
+from splitleak.cli import main
+from splitleak.reports.document import build_content, figure_pages
+from splitleak.reports.notes import notes_pages
+from splitleak.reports.style import report_style
+
+FIGURE_PAGES = 1 + 1 + 1 + 1  # summary, trade-off, dCor vs alpha, distributions (3 checkpoints fit on one)
+
+
+def _page_count(pdf: Path) -> int:
+    return pdf.read_bytes().count(b"/Type /Page\n") or pdf.read_bytes().count(b"/Type /Page ")
+
+
+@pytest.fixture(scope="module")
+def written(report_dirs, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "report.pdf"
+    assert splitleak.report(report_dirs, out, html=True) == out
+    return out
+
+
+def _expected_pages(dirs) -> int:
+    content = build_content(dirs)
+    with report_style():
+        notes = len(notes_pages(content.notes, content.subtitle))
+    return FIGURE_PAGES + len(content.runs) + notes
+
+
+def test_report_writes_pdf_csvs_and_html(written, report_dirs) -> None:
+    assert written.read_bytes().startswith(b"%PDF")
+    assert _page_count(written) == _expected_pages(report_dirs)
+    summary = pd.read_csv(written.with_name("report.summary.csv"))
+    assert len(summary) == 3 and list(summary.defense) == ["none", "nopeek", "noise"]
+    assert summary.verdict.str.match(r"(reconstructable|unrecognisable|borderline) \(").all()
+    full = pd.read_csv(written.with_name("report.results.csv"))
+    assert len(full) == sum(len(pd.read_csv(d / "results.csv")) for d in report_dirs) and "label" in full
+    html = written.with_name("report.html").read_text()
+    assert html.count("data:image/png;base64,") == FIGURE_PAGES - 1 + 3 and "reconstructable" in html
+
+
+def test_same_results_give_a_byte_identical_pdf(written, report_dirs, tmp_path) -> None:
+    again = splitleak.report(report_dirs, tmp_path / "report.pdf", html=True)
+    assert again.read_bytes() == written.read_bytes()
+    assert (tmp_path / "report.html").read_bytes() == written.with_name("report.html").read_bytes()
+    assert b"CreationDate" not in again.read_bytes()
+
+
+@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler's pdftoppm is not installed")
+def test_first_page_renders_to_a_non_blank_image(written, tmp_path) -> None:
+    subprocess.run(["pdftoppm", "-png", "-r", "50", "-f", "1", "-l", "1", str(written), str(tmp_path / "page")], check=True)
+    (png,) = tmp_path.glob("page*.png")
+    pixels = imread(png)
+    assert pixels.shape[0] > 300 and pixels.shape[1] > 500  # A4 landscape at 50 dpi: 413 x 585
+    assert pixels[..., :3].std() > 0.05  # text, rules and coloured verdicts, not a blank page
+
+
+def test_without_nopeek_the_dcor_page_is_left_out(report_results) -> None:
+    content = build_content([report_results["none"], report_results["noise"]])
+    with report_style():
+        titles = [title for title, _ in figure_pages(content)]
+    assert not any("NoPeek" in t for t in titles) and len(titles) == FIGURE_PAGES - 2 + 2
+    assert any("No NoPeek runs" in block.text for block in content.notes)
+
+
+def test_cli_writes_the_report(report_dirs, tmp_path, capsys) -> None:
+    code = main(["report", str(report_dirs[0]), "--out", str(tmp_path / "sub" / "r.pdf")])
+    assert code == 0
+    assert (tmp_path / "sub" / "r.pdf").is_file() and (tmp_path / "sub" / "r.summary.csv").is_file()
+    assert "r.results.csv" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: [str(tmp / "missing")], "no such results folder"),
+        (lambda tmp: [str(tmp)], "not a results folder"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(make, message, tmp_path, capsys) -> None:
+    code = main(["report", *make(tmp_path), "--out", str(tmp_path / "r.pdf")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1 and err.startswith("splitleak: error:")
+    assert not (tmp_path / "r.pdf").exists()
+
+
+def test_cli_rejects_an_output_that_is_not_a_pdf(report_dirs, tmp_path, capsys) -> None:
+    assert main(["report", str(report_dirs[0]), "--out", str(tmp_path / "r.png")]) == 2
+    assert "must end in .pdf" in capsys.readouterr().err

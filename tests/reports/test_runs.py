@@ -1,0 +1,68 @@
+import pandas as pd
+import pytest
+import torch
+
+from splitleak.reports.runs import ReportError, collect_runs, defense_label, defense_strength
+from splitleak.results import Results
+
+
+def test_runs_are_sorted_labelled_and_carry_their_provenance(report_dirs) -> None:
+    runs = collect_runs(list(reversed(report_dirs)))
+    assert [r.defense for r in runs] == ["none", "nopeek", "noise"]
+    assert [r.label for r in runs] == ["no defense, cut 1", "NoPeek α=5, cut 1", "noise σ=1, cut 1"]
+    for run in runs:
+        assert run.provenance["checkpoint"]["sha256"] == run.first("checkpoint_sha256")
+        assert run.attacks == ("decoder", "rmle")
+        assert run.value_range == (0.0, 1.0)
+        extremes = {f"extremes/{a}/{part}" for a in ("decoder", "rmle") for part in ("indices", "original", "reconstruction")}
+        assert set(run.reconstructions) == {"indices", "original", "attack/decoder", "attack/rmle"} | extremes
+
+
+def test_a_folder_may_hold_several_runs(report_results) -> None:
+    """Runs are split by the `run` column; prefixed reconstructions go to their run."""
+    none, nopeek = report_results["none"], report_results["nopeek"]
+    table = pd.concat([none.table, nopeek.table], ignore_index=True)
+    recon = {f"{nopeek.table.run.iloc[0]}/{k}": v for k, v in nopeek.reconstructions.items()} | dict(none.reconstructions)
+    runs = collect_runs(Results(table=table, provenance=none.provenance, reconstructions=recon))
+    assert [r.defense for r in runs] == ["none", "nopeek"]
+    assert runs[0].provenance and not runs[1].provenance  # the folder's provenance names one checkpoint
+    assert torch.equal(runs[1].reconstructions["original"], nopeek.reconstructions["original"])
+    assert torch.equal(runs[0].reconstructions["attack/rmle"], none.reconstructions["attack/rmle"])
+    assert runs[1].value_range == (0.0, 1.0)  # from the stored originals
+
+
+def test_duplicate_labels_get_the_run_id(report_results) -> None:
+    copy = report_results["none"].table.assign(run="abcdef123456", checkpoint_sha256="f" * 64)
+    runs = collect_runs([report_results["none"], Results(table=copy)])
+    assert len({r.label for r in runs}) == 2 and any("[abcdef]" in r.label for r in runs)
+
+
+def test_bad_inputs_say_what_is_wrong(tmp_path) -> None:
+    with pytest.raises(ReportError, match="no such results folder"):
+        collect_runs(tmp_path / "missing")
+    with pytest.raises(ReportError, match="not a results folder"):
+        collect_runs(tmp_path)
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(ReportError, match="not a folder"):
+        collect_runs(tmp_path / "file.txt")
+    with pytest.raises(ReportError, match="no results"):
+        collect_runs([])
+    with pytest.raises(ReportError, match="expected Results"):
+        collect_runs([42])
+
+
+@pytest.mark.parametrize(
+    ("defense", "params", "label", "strength"),
+    [
+        ("none", {}, "no defense", 0.0),
+        ("nopeek", {"alpha": 5.0}, "NoPeek α=5", 5.0),
+        ("nopeek", {"alpha": 0.25}, "NoPeek α=0.25", 0.25),
+        ("noise", {"scale": 1.0, "distribution": "gaussian"}, "noise σ=1", 1.0),
+        ("noise", {"scale": 0.5, "distribution": "laplace"}, "noise b=0.5 (Laplace)", 0.5),
+        ("dropout", {"rate": 0.5}, "dropout p=0.5", 0.5),
+        ("custom", {"k": 2, "a": "x"}, "custom a=x, k=2", float("nan")),
+    ],
+)
+def test_defense_labels(defense, params, label, strength) -> None:
+    assert defense_label(defense, params) == label
+    assert defense_strength(defense, params) == pytest.approx(strength, nan_ok=True)
