@@ -17,14 +17,17 @@ from torch import Tensor
 from splitleak._config import FromDict
 from splitleak._validate import positive_int
 from splitleak.attacks import ATTACKS, Access, make_attack
+from splitleak.attacks._optim import attack_seed
 from splitleak.data import ArraySplit, DataConfig, Splits
 from splitleak.metrics import IMAGE_METRICS, accuracy
 from splitleak.metrics.dependence_scale import DEFAULT_MEMORY_BUDGET, DcorEstimate, dcor_statistics
 from splitleak.metrics.perceptual import lpips_available, lpips_description, lpips_distance
 from splitleak.metrics.semantic import semantic_correct, train_classifier
+from splitleak.models.architectures import classifier_architecture
 from splitleak.models.checkpoint import Checkpoint
 from splitleak.progress import ProgressFactory, silent
 from splitleak.provenance import environment
+from splitleak.resume import AttackProgress
 from splitleak.results import MODEL_LEVEL, Results
 
 log = logging.getLogger(__name__)
@@ -188,19 +191,51 @@ def _semantic_classifier(config: EvalConfig, splits: Splits, meta: dict[str, Any
         return None, {"enabled": False, "reason": "semantic_epochs is 0"}
     if len(splits.aux) < 2:
         return None, {"enabled": False, "reason": "the attacker has no auxiliary images to train a classifier on"}
+    if not splits.labelled:
+        return None, {"enabled": False, "reason": "the images have no labels"}
+    arch = classifier_architecture(tuple(splits.spec.shape), preferred=meta["arch"])
+    if arch is None:
+        return None, {"enabled": False, "reason": f"no registered architecture takes inputs of shape {list(splits.spec.shape)}"}
     classifier = train_classifier(
-        splits.aux, splits.spec, int(meta["num_classes"]), arch=meta["arch"], epochs=config.semantic_epochs,
+        splits.aux, splits.spec, int(meta["num_classes"]), arch=arch.name, epochs=config.semantic_epochs,
         seed=config.seed, device=config.device, progress=progress,
     )
-    return classifier, {"enabled": True, "arch": meta["arch"], "epochs": config.semantic_epochs, "train_size": len(splits.aux)}
+    return classifier, {"enabled": True, "arch": arch.name, "epochs": config.semantic_epochs, "train_size": len(splits.aux)}
 
 
-def evaluate(checkpoint: Checkpoint, config: EvalConfig, splits: Splits, *, progress: ProgressFactory = silent) -> Results:
-    """Score the checkpoint's leakage under each attack in `config` on `splits.test`."""
+def _access(checkpoint: Checkpoint, splits: Splits, config: EvalConfig, activation_shape: tuple[int, ...]) -> Access:
+    """Everything an attacker may be handed; each attack takes only what its threat model allows."""
+    model, meta = checkpoint.model, checkpoint.meta
+    arch, cut, clone = checkpoint.architecture
+    return Access(
+        spec=model.spec, activation_shape=activation_shape, query=lambda x: model(x)[1], encoder=model,
+        head=model.head if checkpoint.has_head else None, aux=splits.aux, arch=arch, cut=cut,
+        num_classes=int(meta["num_classes"]) or None, device=config.device, seed=config.seed, clone=clone, labelled=splits.labelled,
+    )
+
+
+def _task_accuracy(checkpoint: Checkpoint, splits: Splits) -> dict[str, Any]:
+    if not checkpoint.has_head:
+        return {"reported": False, "reason": "no server head was given, so there are no logits to score"}
+    if not splits.labelled:
+        return {"reported": False, "reason": "the images have no labels"}
+    return {"reported": True}
+
+
+def evaluate(
+    checkpoint: Checkpoint, config: EvalConfig, splits: Splits, *, progress: ProgressFactory = silent, store: AttackProgress | None = None
+) -> Results:
+    """Score the checkpoint's leakage under each attack in `config` on `splits.test`.
+
+    With `store`, each finished attack is saved there and, when the store resumes, attacks it
+    already holds are loaded instead of run (same numbers: every attack seeds itself).
+    """
     torch.manual_seed(config.seed)
     model, meta = checkpoint.model, checkpoint.meta
     if tuple(splits.spec.shape) != tuple(model.spec.shape):
         raise ValueError(f"data shape {splits.spec.shape} does not match the model's input {model.spec.shape}")
+    for name in config.attacks:  # what the evaluation cannot give an attack fails now, before any work
+        ATTACKS[name][0].threat_model.check(name, _access(checkpoint, splits, config, ()))
     test = _head(splits.test, config.limit)
     dcor_set = _head(splits.test, config.dcor_samples or len(test))
     if min(len(test), len(dcor_set)) < MIN_TEST_IMAGES:
@@ -221,7 +256,9 @@ def evaluate(checkpoint: Checkpoint, config: EvalConfig, splits: Splits, *, prog
             "seed": config.seed,
         }
     )
-    rows.per_set(MODEL_LEVEL, "accuracy", accuracy(logits, test.y), len(test))
+    task_accuracy = _task_accuracy(checkpoint, splits)
+    if task_accuracy["reported"]:
+        rows.per_set(MODEL_LEVEL, "accuracy", accuracy(logits, test.y), len(test))
     dcor_kwargs = {"memory_budget": config.dcor_memory, "seed": config.seed}
     dcor_xz = dcor_statistics(dcor_set.x, z_dcor, **dcor_kwargs)
     rows.dcor(MODEL_LEVEL, "dcor", dcor_xz)
@@ -235,13 +272,20 @@ def evaluate(checkpoint: Checkpoint, config: EvalConfig, splits: Splits, *, prog
     samples = test.indices.numpy()
     shown = min(config.gallery, len(test))
     reconstructions = {"indices": test.indices[:shown].clone(), "original": test.x[:shown].clone()}
-    access = Access(
-        spec=model.spec, activation_shape=tuple(z_test.shape[1:]), query=lambda x: model(x)[1], encoder=model,
-        head=model.head, aux=splits.aux, arch=meta["arch"], cut=int(meta["cut"]), num_classes=int(meta["num_classes"]),
-        device=config.device, seed=config.seed,
-    )
+    access = _access(checkpoint, splits, config, tuple(z_test.shape[1:]))
     attack_log: dict[str, Any] = {}
+    if store is not None:
+        store.bind(checkpoint_sha256=checkpoint.sha256, evaluation=config.to_dict(), data={**splits.config.to_dict(), "origin": splits.origin}, lpips=lpips_status)
     for name in config.attacks:
+        # each attack's randomness is its own: neither the attacks before it nor a resume change it
+        torch.manual_seed(attack_seed(config.seed, name))
+        finished = store.load(name) if store is not None else None
+        if finished is not None:
+            rows.frames.append(finished.frame(rows.base))
+            reconstructions.update(finished.reconstructions)
+            attack_log[name] = finished.log
+            continue
+        first_row, known = len(rows.frames), set(reconstructions)
         attack = make_attack(name, config.attack_params.get(name), budget_scale=config.budget_scale, progress=progress)
         start = time.perf_counter()
         attack.fit(access)
@@ -251,8 +295,11 @@ def evaluate(checkpoint: Checkpoint, config: EvalConfig, splits: Splits, *, prog
         if x_hat.shape != test.x.shape or not torch.isfinite(x_hat).all():
             raise FloatingPointError(f"attack {name!r} returned {tuple(x_hat.shape)} or non-finite values")
         x_hat = x_hat.clamp(*model.spec.value_range)
-        for metric in config.metrics:
-            rows.per_sample(name, metric, _score(metric, test.x, x_hat, model.spec.value_range), samples)
+        scores = {metric: _score(metric, test.x, x_hat, model.spec.value_range) for metric in config.metrics}
+        for metric, values in scores.items():
+            rows.per_sample(name, metric, values, samples)
+        if "ssim" in scores:
+            reconstructions.update(_extremes(name, scores["ssim"], test, x_hat))
         if lpips_status["available"]:
             values = lpips_distance(test.x, x_hat, net=config.lpips, value_range=model.spec.value_range, weights=config.lpips_weights)
             rows.per_sample(name, "lpips", values.numpy(), samples)
@@ -268,11 +315,17 @@ def evaluate(checkpoint: Checkpoint, config: EvalConfig, splits: Splits, *, prog
             "aux_size": len(splits.aux),
         }
         log.info("attack %s: fit %.1fs", name, fitted - start)
+        if store is not None:
+            added = {k: v for k, v in reconstructions.items() if k not in known}
+            store.save(name, pd.concat(rows.frames[first_row:], ignore_index=True), added, attack_log[name])
     provenance = {
         "environment": environment(),
         "checkpoint": {"path": str(checkpoint.path), "sha256": checkpoint.sha256, "meta": meta},
+        "model": checkpoint.describe(),
+        "task_accuracy": task_accuracy,
+        "resumed_attacks": list(store.reused) if store is not None else [],
         "evaluation": config.to_dict(),
-        "data": {**splits.config.to_dict(), "aux_size": len(splits.aux), "test_size": len(test)},
+        "data": {**splits.config.to_dict(), "aux_size": len(splits.aux), "test_size": len(test), "origin": splits.origin, "labelled": splits.labelled},
         "attacks": attack_log,
         "dcor": {"x_vs_z": dcor_xz.to_dict()},
         "lpips": lpips_status,
@@ -280,6 +333,18 @@ def evaluate(checkpoint: Checkpoint, config: EvalConfig, splits: Splits, *, prog
         "gallery_indices": reconstructions["indices"].tolist(),
     }
     return Results(table=rows.table(), provenance=provenance, reconstructions=reconstructions)
+
+
+def _extremes(attack: str, ssim: np.ndarray, test: ArraySplit, x_hat: Tensor) -> dict[str, Tensor]:
+    """The best, median and worst reconstructed test images by SSIM (ties: lower test index)."""
+    order = np.lexsort((test.indices.numpy(), -ssim))
+    picks = torch.from_numpy(order[[0, len(order) // 2, len(order) - 1]].copy())
+    prefix = f"extremes/{attack}"
+    return {
+        f"{prefix}/indices": test.indices[picks].clone(),
+        f"{prefix}/original": test.x[picks].clone(),
+        f"{prefix}/reconstruction": x_hat[picks].clone(),
+    }
 
 
 def _head(split: ArraySplit, n: int | None) -> ArraySplit:

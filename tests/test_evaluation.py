@@ -4,6 +4,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from splitleak.evaluation import EvalConfig, data_config_for, evaluate
 from splitleak.models import load_checkpoint
@@ -37,6 +38,11 @@ def test_evaluate_returns_the_tidy_table(tiny_checkpoint, tiny_splits) -> None:
     assert json.loads(table.defense_params.iloc[0]) == {}
     assert results.reconstructions["original"].shape == (4, 1, 28, 28)
     assert results.reconstructions["attack/decoder"].shape == (4, 1, 28, 28)
+    ssim = per_sample.query("metric == 'ssim'").set_index("sample")["value"]
+    best, median, worst = results.reconstructions["extremes/decoder/indices"].tolist()
+    assert ssim[best] == ssim.max() and ssim[worst] == ssim.min() and ssim[worst] <= ssim[median] <= ssim[best]
+    row = int(np.flatnonzero(tiny_splits.test.indices.numpy() == worst)[0])
+    assert torch.equal(results.reconstructions["extremes/decoder/original"][2], tiny_splits.test.x[row])
     prov = results.provenance
     assert prov["checkpoint"]["sha256"] == checkpoint.sha256
     assert prov["attacks"]["decoder"]["budget"]["epochs"] == 2  # 1 epoch x budget_scale 2
