@@ -27,12 +27,9 @@ data:
 weights: install
 	$(BIN)/splitleak weights
 
-# The main job: an undefended and a NoPeek model on Fashion-MNIST, each attacked with the decoder.
+# The main job: undefended, NoPeek and noise models on Fashion-MNIST, every attack, one PDF report.
 demo: install data weights
-	$(BIN)/splitleak train --defense none --cut 2 --epochs 3 --out $(OUT)/none.safetensors
-	$(BIN)/splitleak train --defense nopeek --alpha 20 --cut 2 --epochs 3 --out $(OUT)/nopeek.safetensors
-	$(BIN)/splitleak evaluate $(OUT)/none.safetensors --out $(OUT)/none
-	$(BIN)/splitleak evaluate $(OUT)/nopeek.safetensors --out $(OUT)/nopeek
+	$(BIN)/splitleak demo --out $(OUT)
 
 test: install data weights
 	SPLITLEAK_REQUIRE_WEIGHTS=1 $(BIN)/python -m pytest -m "not slow" -q

@@ -102,8 +102,31 @@ def _parser() -> argparse.ArgumentParser:
     wt.add_argument("--offline", action="store_true", help="no torchvision download and no pip: only files already here")
     wt.set_defaults(run=_cmd_weights)
 
+    demo = commands.add_parser("demo", help="the main job: train, attack and report on Fashion-MNIST", description="Train small-cnn on Fashion-MNIST without a defense, with NoPeek at several alphas and with activation noise; attack each with every attack; write report.pdf (about 10 minutes on 2 CPU cores; --quick: about 2).")
+    demo.add_argument("--out", required=True, help="folder for checkpoints/, results/ and report.pdf (finished models are reused)")
+    demo.add_argument("--quick", action="store_true", help="small budgets: one epoch on 6,000 images, 64 test images, quarter attack budgets")
+    demo.add_argument("--data-dir", help="where datasets live (default: $SPLITLEAK_DATA_DIR, ~/.cache/splitleak/data, Debian's dataset packages)")
+    _common_options(demo)
+    demo.set_defaults(run=_cmd_demo)
+
     at = commands.add_parser("attacks", help="list the attacks and their threat models", description="List every registered attack with what the attacker needs.")
     at.set_defaults(run=_cmd_attacks)
+
+    rp = commands.add_parser("report", help="write the PDF leakage report of one or more results folders", description="Write a PDF report (summary and verdicts, privacy-utility trade-off, dCor against NoPeek alpha, metric distributions, reconstruction galleries, method notes) from results folders only, plus REPORT.summary.csv and REPORT.results.csv beside it. Pages and the verdict rule: docs/report.md.")
+    rp.add_argument("results", nargs="+", metavar="RESULTS_DIR", help="results folders written by splitleak evaluate (one or more runs each)")
+    rp.add_argument("--out", required=True, help="the PDF to write (.pdf); the CSVs (and HTML) go next to it")
+    rp.add_argument("--html", action="store_true", help="also write REPORT.html: the same figures as embedded PNGs, tables as HTML")
+    rp.set_defaults(run=_cmd_report)
+
+    gt = commands.add_parser("gate", help="check a results folder against a privacy policy (exit 0 pass, 1 fail, 2 bad input)", description="Check every run of a results folder against a TOML privacy policy (thresholds and baseline regressions) and exit 0 when it passes, 1 when a rule fails, 2 on bad input. Policy reference: docs/ci.md.")
+    gt.add_argument("results", nargs="?", metavar="RESULTS_DIR", help="results folder written by splitleak evaluate")
+    gt.add_argument("--policy", default="splitleak-policy.toml", help="TOML policy file (default: splitleak-policy.toml)")
+    gt.add_argument("--baseline", metavar="BASELINE_DIR", help="results folder to compare with for [[baseline]] rules (without it they are skipped)")
+    gt.add_argument("--junit", metavar="FILE", help="also write JUnit XML, one testcase per rule and run")
+    gt.add_argument("--json", metavar="FILE", help="also write the verdict as JSON")
+    gt.add_argument("--markdown", metavar="FILE", help="also write a Markdown summary (e.g. $GITHUB_STEP_SUMMARY)")
+    gt.add_argument("--init", action="store_true", help="write a starter policy to --policy instead (never overwrites)")
+    gt.set_defaults(run=_cmd_gate)
     return parser
 
 
@@ -179,6 +202,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from splitleak.demo import run_demo
+
+    path = run_demo(args.out, quick=args.quick, data_dir=args.data_dir, device=args.device, progress=_progress(args.quiet))
+    print(f"report: {path}")
+    return 0
+
+
 def _cmd_weights(args: argparse.Namespace) -> int:
     from splitleak.weights import weights_command
 
@@ -198,6 +229,34 @@ def _cmd_attacks(args: argparse.Namespace) -> int:
         tm = cls.threat_model
         aux = f">= {tm.min_aux}" if tm.aux_data else "-"
         print(f"{name:10} {mark(tm.encoder_weights):16} {mark(tm.query_access):8} {mark(tm.server_head):12} {aux:9} {tm.summary}")
+    return 0
+
+
+def _cmd_gate(args: argparse.Namespace) -> int:
+    from splitleak import gate
+    from splitleak._io import write_text_atomic
+
+    if args.init:
+        if args.results is not None:
+            raise ValueError("gate --init writes a starter policy and takes no RESULTS_DIR")
+        print(f"wrote {gate.write_starter_policy(args.policy)}: a starter privacy policy; edit its thresholds, then run splitleak gate RESULTS_DIR --policy {args.policy}")
+        return 0
+    if args.results is None:
+        raise ValueError("gate needs a RESULTS_DIR (or --init to write a starter policy)")
+    verdict = gate.run_gate(args.results, args.policy, args.baseline)
+    for path, render in ((args.json, gate.render_json), (args.junit, gate.render_junit), (args.markdown, gate.render_markdown)):
+        if path:
+            write_text_atomic(path, render(verdict))
+    print(gate.render_table(verdict), end="")
+    return verdict.exit_code
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from splitleak.reports.document import write_report
+
+    paths = write_report(args.results, args.out, html=args.html)
+    written = [paths.pdf, paths.summary_csv, paths.results_csv] + ([paths.html] if args.html else [])
+    print("report: " + ", ".join(str(p) for p in written))
     return 0
 
 
