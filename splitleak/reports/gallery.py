@@ -162,7 +162,7 @@ def _draw_extremes(fig: Figure, canvas: Axes, found: list[Extremes], top: float,
     top -= 0.32
     fit_height = (top - CONTENT_BOTTOM) / len(found) - CAPTION - 0.06
     size = max(size, min(1.3, fit_height, (CONTENT_WIDTH - LABEL_WIDTH - 3 * 0.55) / 6))
-    group = 2 * size + 0.05 + 0.55
+    group = (CONTENT_WIDTH - LABEL_WIDTH) / len(RANKS)  # spread the three pairs so captions have room
     for r, e in enumerate(found):
         y = top - r * (size + CAPTION + 0.06) - size
         text_at(fig, MARGIN, y + size / 2, e.attack + (" *" if e.scope == "gallery" and scopes != {"gallery"} else ""), fontsize=8.5, va="center", ha="left")
@@ -170,4 +170,4 @@ def _draw_extremes(fig: Figure, canvas: Axes, found: list[Extremes], top: float,
             x = MARGIN + LABEL_WIDTH + k * group
             _show(canvas, e.originals[k], value_range, x, y, size)
             _show(canvas, e.reconstructions[k], value_range, x + size + 0.05, y, size)
-            text_at(fig, x + size + 0.025, y - 0.02, f"{rank}: SSIM {_fmt(e.ssim[k])} (test image #{e.samples[k]})", fontsize=6.8, color=MUTED, ha="center", va="top")
+            text_at(fig, x + size + 0.025, y - 0.02, f"{rank}: SSIM {_fmt(e.ssim[k])}, test image #{e.samples[k]}", fontsize=6.8, color=MUTED, ha="center", va="top")

@@ -1,0 +1,39 @@
+"""The main job: its plan (fast) and a whole `splitleak demo --quick` on Fashion-MNIST (slow)."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from splitleak.attacks import ATTACKS
+from splitleak.cli import main
+from splitleak.data import DEBIAN_FASHION_MNIST_DIR, DataConfig, DataError, load_splits
+from splitleak.demo import NOPEEK_ALPHAS, demo_plan
+
+
+def test_plan_covers_no_defense_nopeek_alphas_and_noise_with_every_attack() -> None:
+    plan = demo_plan()
+    assert [c.name for c in plan.cells] == ["none", *(f"nopeek-{a:g}" for a in NOPEEK_ALPHAS), "noise-1"]
+    assert [c.train.defense_params.get("alpha") for c in plan.cells if c.train.defense == "nopeek"] == list(NOPEEK_ALPHAS)
+    assert plan.evaluation.attacks == tuple(ATTACKS) and plan.evaluation.limit == plan.data.limit_test
+    assert plan.data.dataset == "fashion-mnist" and plan.data.limit_train is None
+    quick = demo_plan(quick=True)
+    assert len(quick.cells) < len(plan.cells) and {c.train.defense for c in quick.cells} == {"none", "nopeek", "noise"}
+    assert quick.evaluation.budget_scale < 1 and quick.data.limit_train < 10_000
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_the_report(tmp_path: Path, capsys) -> None:
+    try:
+        load_splits(DataConfig(dataset="fashion-mnist", limit_train=10, limit_test=10))
+    except DataError as err:
+        pytest.skip(f"Fashion-MNIST not available at {DEBIAN_FASHION_MNIST_DIR} ({err})")
+    assert main(["demo", "--out", str(tmp_path), "--quick", "--quiet"]) == 0
+    assert f"report: {tmp_path / 'report.pdf'}" in capsys.readouterr().out
+    pdf = (tmp_path / "report.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF") and len(pdf) > 50_000
+    summary = pd.read_csv(tmp_path / "report.summary.csv").set_index("defense")
+    assert set(summary.index) == {"none", "nopeek", "noise"}
+    for cell in demo_plan(quick=True).cells:
+        table = pd.read_csv(tmp_path / "results" / cell.name / "results.csv")
+        assert set(table.attack.dropna()) >= set(ATTACKS)
