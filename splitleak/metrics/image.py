@@ -63,6 +63,20 @@ def _valid_filter_matrix(n: int, taps: Tensor) -> Tensor:
     return torch.zeros(m, n, dtype=taps.dtype, device=taps.device).scatter(1, cols, taps.expand(m, k))
 
 
+def _separable_valid_filter(stack: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """'Valid' separable filtering of ``[B, K, H, W]`` -> the TRANSPOSED maps ``[B, K, W', H']``.
+
+    Two plain matmuls over all images at once (far faster than grouped conv or batched
+    28x28 matmuls on CPU); the output is exactly the region skimage keeps after reflect-padding
+    and cropping. Maps are left transposed: SSIM only averages them.
+    """
+    b, k, h, w = stack.shape
+    along_w = stack.reshape(b * k * h, w) @ cols.T  # -> [B*K*H, W']
+    w_out = along_w.shape[1]
+    along_h = along_w.reshape(b * k, h, w_out).transpose(1, 2).reshape(b * k * w_out, h) @ rows.T  # -> [B*K*W', H']
+    return along_h.reshape(b, k, w_out, -1)
+
+
 def ssim(
     x: Tensor,
     y: Tensor,
@@ -93,30 +107,34 @@ def ssim(
     if h < win_size or w < win_size:
         raise ValueError(f"ssim: images of {h}x{w} are smaller than the {win_size}x{win_size} window")
 
-    # float64 inputs are filtered in float64, everything else in float32. Subtracting each
-    # image's mean first keeps E[x^2] - E[x]^2 from cancelling catastrophically in float32.
     work = torch.float64 if x.dtype == torch.float64 else torch.float32
-    xd, yd = x.to(work), y.to(work)
-    mean_x = xd.mean(dim=(2, 3), keepdim=True)
-    mean_y = yd.mean(dim=(2, 3), keepdim=True)
-    xc, yc = xd - mean_x, yd - mean_y
-    stack = torch.cat([xc, yc, xc * xc, yc * yc, xc * yc], dim=1)  # -> [B, 5C, H, W]
     taps = _gaussian_window(win_size, sigma, work, x.device)
-    # Separable 'valid' filtering as two banded matmuls (much faster than grouped conv on CPU);
-    # its output is exactly the region skimage keeps after reflect-padding and cropping.
-    filt = _valid_filter_matrix(h, taps) @ stack @ _valid_filter_matrix(w, taps).T  # -> [B, 5C, H', W']
-    m_x, m_y, e_xx, e_yy, e_xy = filt.split(c, dim=1)  # each [B, C, H', W']
-    mu_x, mu_y = m_x + mean_x, m_y + mean_y
+    rows, cols = _valid_filter_matrix(h, taps), _valid_filter_matrix(w, taps)
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    chunk = max(1, _CHUNK_VALUES // (c * h * w))  # cache-sized pieces: several times faster on CPU
+    parts = [_ssim_chunk(x[i : i + chunk].to(work), y[i : i + chunk].to(work), rows, cols, c1, c2) for i in range(0, b, chunk)]
+    return torch.cat(parts).to(x.dtype)
 
+
+_CHUNK_VALUES = 2**18  # pixels per chunk (x 5 filtered maps, float32: ~5 MB)
+
+
+def _ssim_chunk(x: Tensor, y: Tensor, rows: Tensor, cols: Tensor, c1: float, c2: float) -> Tensor:
+    """Mean SSIM per sample of a chunk [b, C, H, W] (see `ssim`)."""
+    c = x.shape[1]
+    # Subtracting each image's mean first keeps E[x^2] - E[x]^2 from cancelling catastrophically in float32.
+    mean_x = x.mean(dim=(2, 3), keepdim=True)
+    mean_y = y.mean(dim=(2, 3), keepdim=True)
+    xc, yc = x - mean_x, y - mean_y
+    stack = torch.cat([xc, yc, xc * xc, yc * yc, xc * yc], dim=1)  # -> [b, 5C, H, W]
+    m_x, m_y, e_xx, e_yy, e_xy = _separable_valid_filter(stack, rows, cols).split(c, dim=1)  # [b, C, W', H'] each
+    mu_x, mu_y = m_x + mean_x, m_y + mean_y
     var_x = e_xx - m_x * m_x
     var_y = e_yy - m_y * m_y
     cov_xy = e_xy - m_x * m_y
-    c1 = (k1 * data_range) ** 2
-    c2 = (k2 * data_range) ** 2
     num = (2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)
     den = (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
-    smap = num / den
-    return smap.mean(dim=(1, 2, 3)).to(x.dtype)
+    return (num / den).mean(dim=(1, 2, 3))
 
 
 def mse(x: Tensor, y: Tensor) -> Tensor:
