@@ -11,6 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from splitleak import __version__
+from splitleak._io import atomic_path
 from splitleak.reports.dependence import dependence_page
 from splitleak.reports.distributions import distribution_pages
 from splitleak.reports.gallery import gallery_page, has_gallery
@@ -111,6 +112,7 @@ def write_report(items: ResultsLike | Sequence[ResultsLike], path: str | os.Path
             categories = content.summary["verdict_category"].tolist()
             table = summary_html(display_rows(content.summary), categories, footnotes(content.summary))
             write_html(paths.html, title=TITLE, subtitle=content.subtitle, summary=table, figures=figures, notes=content.notes)
-    content.summary.to_csv(paths.summary_csv, index=False, float_format=CSV_FLOAT)
-    full_table(content.runs).to_csv(paths.results_csv, index=False, float_format=CSV_FLOAT)
+    for table, target in ((content.summary, paths.summary_csv), (full_table(content.runs), paths.results_csv)):
+        with atomic_path(target) as tmp:
+            table.to_csv(tmp, index=False, float_format=CSV_FLOAT)
     return paths

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from splitleak._io import write_text_atomic
 from splitleak.reports.notes import Block
 from splitleak.reports.tables import DISPLAY_HEADERS, Cell
 
@@ -79,5 +80,5 @@ def write_html(path: str | os.PathLike[str], *, title: str, subtitle: str, summa
         parts.append(f'<h2>{html.escape(heading)}</h2><img alt="{html.escape(heading)}" src="{png_data_uri(fig)}">')
     parts += ["<h2>Method notes</h2>", blocks_html(notes), "</body></html>"]
     path = Path(path)
-    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    write_text_atomic(path, "\n".join(parts) + "\n")
     return path
