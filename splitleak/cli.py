@@ -71,12 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--limit-train", type=int, help="train on at most this many images")
     train.add_argument("--limit-test", type=int, help="measure accuracy on at most this many test images")
     train.add_argument("--out", required=True, help="checkpoint file to write (.safetensors)")
+    train.add_argument("--resume", action="store_true", help="continue from OUT.partial, saved after every finished epoch (same final weights as an uninterrupted run)")
     _data_options(train)
     _common_options(train)
     train.set_defaults(run=_cmd_train)
 
     ev = commands.add_parser("evaluate", help="attack a checkpoint and write a tidy results folder", description="Run attacks against a checkpoint's activations and score the reconstructions.")
-    ev.add_argument("checkpoint", help="a splitleak checkpoint (.safetensors)")
+    ev.add_argument("checkpoint", metavar="MODEL", help="a splitleak checkpoint (.safetensors), or a model trained elsewhere: TorchScript, torch.export .pt2, or weights for --factory (docs/byo.md)")
     ev.add_argument("--attacks", default="decoder", help=f"comma-separated attacks from {sorted(ATTACKS)} (default: decoder)")
     ev.add_argument("--out", required=True, help="results folder to write (replaced atomically)")
     ev.add_argument("--aux-size", type=int, help="auxiliary images the attacker gets (default: the whole reserved pool)")
@@ -91,6 +92,11 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--gallery", type=int, default=16, help="test images whose reconstructions are kept (default 16)")
     ev.add_argument("--semantic-epochs", type=int, default=5, help="epochs of the attacker's own classifier for semantic leakage; 0 skips it (default 5)")
     ev.add_argument("--seed", type=int, default=0, help="evaluation seed (attack init, noise draws)")
+    ev.add_argument("--metrics", default="ssim,psnr,mse", help="comma-separated reconstruction metrics (default: ssim,psnr,mse)")
+    ev.add_argument("--resume", action="store_true", help="reuse the attacks already finished in OUT.partial (same final table as an uninterrupted run)")
+    from splitleak.byo import add_evaluate_options
+
+    add_evaluate_options(ev)
     _data_options(ev)
     _common_options(ev)
     ev.set_defaults(run=_cmd_evaluate)
@@ -104,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the main job: train, attack and report on Fashion-MNIST", description="Train small-cnn on Fashion-MNIST without a defense, with NoPeek at several alphas and with activation noise; attack each with every attack; write report.pdf (about 10 minutes on 2 CPU cores; --quick: about 2).")
     demo.add_argument("--out", required=True, help="folder for checkpoints/, results/ and report.pdf (finished models are reused)")
-    demo.add_argument("--quick", action="store_true", help="small budgets: one epoch on 6,000 images, 64 test images, quarter attack budgets")
+    demo.add_argument("--quick", action="store_true", help="small budgets: 6,000 training images, 64 test images, quarter attack budgets (about 2 minutes)")
     demo.add_argument("--data-dir", help="where datasets live (default: $SPLITLEAK_DATA_DIR, ~/.cache/splitleak/data, Debian's dataset packages)")
     _common_options(demo)
     demo.set_defaults(run=_cmd_demo)
@@ -127,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     gt.add_argument("--markdown", metavar="FILE", help="also write a Markdown summary (e.g. $GITHUB_STEP_SUMMARY)")
     gt.add_argument("--init", action="store_true", help="write a starter policy to --policy instead (never overwrites)")
     gt.set_defaults(run=_cmd_gate)
+
     return parser
 
 
@@ -146,8 +153,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         limit_train=args.limit_train, limit_test=args.limit_test, download=args.download,
     )
     splits = load_splits(data)
-    trained = train(config, splits, progress=_progress(args.quiet))
+    from splitleak.byo import check_writable
+    from splitleak.resume import partial_path
+
+    check_writable(args.out)
+    trained = train(config, splits, progress=_progress(args.quiet), state_file=partial_path(args.out), resume=args.resume)
     path = save_checkpoint(args.out, trained.model, trained.meta)
+    partial_path(args.out).unlink(missing_ok=True)
     last = trained.meta["log"][-1]
     print(
         f"{path}: {config.arch} cut {config.cut}, defense {config.defense} {trained.meta['defense']['params']}, "
@@ -176,23 +188,26 @@ def _attack_params(settings: Sequence[str]) -> dict[str, dict[str, object]]:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from splitleak.data import load_splits
-    from splitleak.evaluation import EvalConfig, data_config_for, evaluate
-    from splitleak.models import load_checkpoint
+    from splitleak.byo import check_writable, target_from_args
+    from splitleak.evaluation import EvalConfig, evaluate
+    from splitleak.resume import AttackProgress
 
     attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     config = EvalConfig(
         attacks=attacks, attack_params=_attack_params(args.attack_param), budget_scale=args.budget_scale, limit=args.limit, dcor_samples=args.dcor_samples,
         dcor_memory=args.dcor_memory_mb * 2**20, lpips=None if args.lpips == "none" else args.lpips,
         lpips_weights=args.lpips_weights, require_lpips=args.require_lpips, gallery=args.gallery,
-        semantic_epochs=args.semantic_epochs, seed=args.seed, device=args.device,
+        semantic_epochs=args.semantic_epochs, seed=args.seed, device=args.device, metrics=metrics,
     )
-    checkpoint = load_checkpoint(args.checkpoint)
-    data = data_config_for(
-        checkpoint, data_dir=args.data_dir, aux_size=args.aux_size, limit_test=config.test_images_needed(), download=args.download or None
-    )
-    results = evaluate(checkpoint, config, load_splits(data), progress=_progress(args.quiet))
+    checkpoint, splits = target_from_args(args, limit_test=config.test_images_needed())
+    check_writable(args.out)
+    store = AttackProgress.beside(args.out, resume=args.resume)
+    results = evaluate(checkpoint, config, splits, progress=_progress(args.quiet), store=store)
     out = results.save(args.out)
+    store.discard()
+    if not results.provenance["task_accuracy"]["reported"]:
+        print(f"note: no task accuracy: {results.provenance['task_accuracy']['reason']}", file=sys.stderr)
     if not results.provenance["lpips"]["available"] and config.lpips is not None:
         print(f"note: {results.provenance['lpips']['reason']}", file=sys.stderr)
     summary = results.summary()[["defense", "attack", "metric", "mean", "ci_low", "ci_high", "median", "count"]]

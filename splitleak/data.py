@@ -271,7 +271,10 @@ class Splits:
     """The three disjoint parts plus what a model needs to know about the input.
 
     ``config`` is the resolved config (dataset defaults for ``aux_pool`` / ``aux_size`` filled
-    in), so ``load_splits(splits.config)`` reproduces the same splits.
+    in), so ``load_splits(splits.config)`` reproduces the same splits (registry datasets; an
+    image folder is read again with :func:`splitleak.image_folder.load_image_folder`).
+    ``labelled`` is False when the images carry no labels (``y`` is then all -1 and
+    ``num_classes`` 0): accuracy, semantic leakage and label-using attacks are skipped.
     """
 
     train: ArraySplit
@@ -282,6 +285,7 @@ class Splits:
     dataset: str
     config: DataConfig
     origin: str = ""
+    labelled: bool = True  # False for an image folder without class subfolders: ``y`` is meaningless
 
     def sizes(self) -> dict[str, int]:
         """Number of samples per part, e.g. for provenance."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from splitleak.metrics.task import accuracy
 from splitleak.models.architectures import get_architecture
 from splitleak.models.split import SplitModel
 from splitleak.progress import ProgressFactory, silent
+from splitleak.resume import TrainProgress
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +87,15 @@ def evaluate_accuracy(model: SplitModel, x: torch.Tensor, y: torch.Tensor, devic
     return accuracy(logits, y)
 
 
-def train(config: TrainConfig, splits: Splits, *, progress: ProgressFactory = silent) -> TrainedModel:
-    """Train a split model on `splits.train` and report its accuracy on `splits.test`."""
+def train(
+    config: TrainConfig, splits: Splits, *, progress: ProgressFactory = silent, state_file: str | os.PathLike[str] | None = None, resume: bool = False
+) -> TrainedModel:
+    """Train a split model on `splits.train` and report its accuracy on `splits.test`.
+
+    With `state_file`, the model, optimiser, random generators and log are saved there after every
+    epoch; with `resume` too, a run continues from the file's last finished epoch and ends with
+    the same weights as an uninterrupted run (splitleak.resume.TrainProgress).
+    """
     torch.manual_seed(config.seed)
     device = torch.device(config.device)
     model = build_split_model(config, splits).to(device)
@@ -98,8 +107,26 @@ def train(config: TrainConfig, splits: Splits, *, progress: ProgressFactory = si
     if n == 0:
         raise ValueError("the training split is empty")
     epochs_log: list[dict[str, float]] = []
+    first_epoch = 1
+    saver = None
+    if state_file is not None:
+        material = {"train": {k: v for k, v in config.to_dict().items() if k != "epochs"}, "data": splits.config.to_dict(), "train_size": n}
+        saver = TrainProgress(state_file, material)
+        state = saver.load() if resume else None
+        if state is not None:
+            if state.epoch > config.epochs:
+                raise ValueError(f"{state_file} holds {state.epoch} finished epochs, more than the {config.epochs} asked for")
+            model.load_state_dict(state.model)
+            optimiser.load_state_dict(state.optimiser)
+            torch.set_rng_state(state.rng_global)
+            order.set_state(state.rng_order)
+            if state.rng_cuda is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state(state.rng_cuda)
+            epochs_log = [dict(entry) for entry in state.log]
+            first_epoch = state.epoch + 1
+            log.info("resuming %s after epoch %d", state_file, state.epoch)
     model.train()
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(first_epoch, config.epochs + 1):
         perm = torch.randperm(n, generator=order)
         sums = {"loss": 0.0, "ce": 0.0, "penalty": 0.0, "correct": 0.0}
         start = time.perf_counter()
@@ -135,6 +162,8 @@ def train(config: TrainConfig, splits: Splits, *, progress: ProgressFactory = si
         }
         epochs_log.append(entry)
         log.info("epoch %d: %s", epoch, entry)
+        if saver is not None:
+            saver.save(epoch, model, optimiser, order, epochs_log)
     test_accuracy = evaluate_accuracy(model, splits.test.x, splits.test.y, config.device)
     model.eval()
     meta = {

@@ -98,7 +98,21 @@ def fresh_client(access: Access, attack: str, summary: str) -> SplitModel:
     is the architecture's (untrained) head. Raises ThreatModelError when the architecture is
     unknown to the attacker, ValueError when it does not produce `access.activation_shape`.
     Initialisation uses torch's global generator: seed it first, with `attack_seed`.
+
+    With `access.clone` (a client from a user's model factory) the clone is whatever that
+    builder returns, freshly initialised, instead of a registered architecture.
     """
+    if access.clone is not None:
+        clone = access.clone()
+        training = clone.training
+        got = activation_shape(clone.eval().client, access.spec.shape)  # eval: BatchNorm takes one sample
+        clone.train(training)
+        if tuple(got) != tuple(access.activation_shape):
+            raise ValueError(
+                f"attack {attack!r}: a fresh model from the factory gives activations {got}, "
+                f"but the observed ones are {tuple(access.activation_shape)}"
+            )
+        return clone.to(access.device)
     if access.arch is None or access.cut is None:
         raise ThreatModelError(
             f"attack {attack!r} ({summary}) needs the client's architecture and cut (Access.arch, Access.cut)"

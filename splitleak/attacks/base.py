@@ -34,6 +34,11 @@ class Access:
     num_classes: int | None = None
     device: str = "cpu"
     seed: int = 0
+    # builds a freshly initialised model of the client's architecture (a SplitModel whose `client`
+    # normalises like the victim's), for a client that is not a registered architecture but came
+    # with its own model factory; public knowledge like `arch` and `cut`, not weights
+    clone: Callable[[], Any] | None = None
+    labelled: bool = True  # whether `aux.y` holds real labels
 
 
 @dataclass(frozen=True)
@@ -46,14 +51,25 @@ class ThreatModel:
     server_head: bool = False
     aux_data: bool = False
     min_aux: int = 0
+    aux_labels: bool = False
+    architecture: bool = False
 
     def missing(self, access: Access) -> list[str]:
         """Human-readable list of requirements `access` does not meet."""
+        has_aux = access.aux is not None and len(access.aux) > 0
+        known_arch = access.clone is not None or (access.arch is not None and access.cut is not None)
         needs = [
             (self.encoder_weights, access.encoder is not None, "the client encoder's weights"),
             (self.query_access, access.query is not None, "query access to the client encoder"),
             (self.server_head, access.head is not None, "the server head"),
-            (self.aux_data, access.aux is not None and len(access.aux) > 0, "auxiliary data"),
+            (self.aux_data, has_aux, "auxiliary data"),
+            (self.aux_labels, not has_aux or access.labelled, "labelled auxiliary data (the images have no labels)"),
+            (
+                self.architecture,
+                known_arch,
+                "the client's architecture and cut to build a fresh clone (a registered architecture, "
+                "or a model factory; a TorchScript or exported encoder does not say how to build one)",
+            ),
         ]
         gaps = [what for needed, have, what in needs if needed and not have]
         if self.aux_data and access.aux is not None and 0 < len(access.aux) < self.min_aux:
@@ -74,6 +90,8 @@ class ThreatModel:
             "server_head": self.server_head,
             "aux_data": self.aux_data,
             "min_aux": self.min_aux,
+            "aux_labels": self.aux_labels,
+            "architecture": self.architecture,
         }
 
 

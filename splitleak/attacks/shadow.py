@@ -64,6 +64,8 @@ class ShadowAttack:
         server_head=True,
         aux_data=True,
         min_aux=16,
+        aux_labels=True,
+        architecture=True,
     )
 
     def __init__(self, config: ShadowConfig | None = None, *, progress: ProgressFactory = silent) -> None:

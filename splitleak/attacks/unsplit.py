@@ -62,6 +62,7 @@ class UnSplitAttack:
     name: ClassVar[str] = "unsplit"
     threat_model: ClassVar[ThreatModel] = ThreatModel(
         summary="data-oblivious: knows only the client's architecture and sees its activations",
+        architecture=True,
     )
 
     def __init__(self, config: UnSplitConfig | None = None, *, progress: ProgressFactory = silent) -> None:

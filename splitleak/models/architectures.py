@@ -113,6 +113,18 @@ def get_architecture(name: str) -> Architecture:
         raise ValueError(f"unknown architecture {name!r}; choose from {sorted(ARCHITECTURES)}") from None
 
 
+def classifier_architecture(shape: tuple[int, int, int], preferred: str | None = None) -> Architecture | None:
+    """`preferred` if it is registered and takes `shape`, else the first registered one that does."""
+    candidates = ([ARCHITECTURES[preferred]] if preferred in ARCHITECTURES else []) + list(ARCHITECTURES.values())
+    for arch in candidates:
+        try:
+            arch.check(tuple(shape), arch.default_cut)
+        except ValueError:
+            continue
+        return arch
+    return None
+
+
 def activation_shape(encoder: nn.Module, shape: tuple[int, int, int]) -> tuple[int, ...]:
     """The shape of one sample's activation (without the batch axis)."""
     with torch.no_grad():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,20 @@ class Checkpoint:
     meta: dict[str, Any]
     sha256: str
     path: Path
+
+    @property
+    def has_head(self) -> bool:
+        """Whether `model.head` is the trained server head (a foreign encoder may come without)."""
+        return True
+
+    @property
+    def architecture(self) -> tuple[str | None, int | None, Callable[[], SplitModel] | None]:
+        """What an attacker knows of the client's architecture: (registered name, cut, clone builder)."""
+        return str(self.meta["arch"]), int(self.meta["cut"]), None
+
+    def describe(self) -> dict[str, Any]:
+        """What was evaluated, for provenance: the loader and each file's SHA-256."""
+        return {"loader": "splitleak-checkpoint", "sha256": self.sha256, "files": [{"role": "checkpoint", "path": str(self.path), "sha256": self.sha256}]}
 
 
 def build_model(meta: dict[str, Any]) -> SplitModel:

@@ -1,0 +1,302 @@
+"""Bring your own model: what `splitleak evaluate` needs to attack an encoder trained elsewhere.
+
+`InputConfig` describes the inputs (shape, value range, normalisation, classes) and the data
+(a registered dataset or a folder of images), from a small TOML file and/or the command line.
+`open_target` turns a model file plus an InputConfig into what `evaluate` takes: a checkpoint
+(a splitleak one, or a `ForeignCheckpoint`) and the data `Splits`. docs/byo.md has examples;
+docs/trust.md says which inputs run code.
+
+A TOML input spec (every key optional; command-line options override it):
+
+    shape = [1, 28, 28]           # C, H, W (default: the dataset's, or the first image's)
+    value_range = [0.0, 1.0]      # the range images are fed in
+    mean = [0.1307]               # normalisation applied before the encoder (with std)
+    std = [0.3081]
+    num_classes = 10              # the head's classes (default: the data's)
+    image_folder = "images"       # relative to the TOML file; or: dataset = "mnist"
+    split_seed = 0                # seeds the aux / test split of an image folder
+    aux_pool = 200                # images of the folder reserved for the attacker (default half)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from splitleak._config import FromDict
+from splitleak.data import DATASETS, ArraySplit, DataConfig, InputSpec, Splits, load_splits
+from splitleak.models.checkpoint import Checkpoint, load_checkpoint
+from splitleak.models.foreign import SPLITLEAK, ModelSource, check_source, detect, load_foreign
+
+MAX_SPEC_BYTES = 1 << 20
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _numbers(name: str, value: Any, length: int | None = None) -> tuple[float, ...]:
+    if not isinstance(value, (list, tuple)) or not all(_is_number(v) for v in value) or not value:
+        raise ValueError(f"input spec {name} must be a list of finite numbers, got {value!r}")
+    if length is not None and len(value) != length:
+        raise ValueError(f"input spec {name} needs {length} numbers, got {len(value)}")
+    return tuple(float(v) for v in value)
+
+
+@dataclass(frozen=True)
+class InputConfig(FromDict):
+    """The inputs a foreign encoder takes and the data to attack it on (see the module docstring)."""
+
+    what: ClassVar[str] = "input spec"
+
+    shape: tuple[int, int, int] | None = None
+    value_range: tuple[float, float] = (0.0, 1.0)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    num_classes: int | None = None
+    dataset: str | None = None
+    image_folder: str | None = None
+    split_seed: int = 0
+    aux_pool: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.shape is not None:
+            if not isinstance(self.shape, (list, tuple)) or len(self.shape) != 3 or not all(_is_int(v) and 0 < v <= 1 << 16 for v in self.shape):
+                raise ValueError(f"input spec shape must be three positive whole numbers [C, H, W], got {self.shape!r}")
+            object.__setattr__(self, "shape", tuple(self.shape))
+        low, high = _numbers("value_range", self.value_range, 2)
+        if not low < high:
+            raise ValueError(f"input spec value_range must be [low, high] with low < high, got {[low, high]}")
+        object.__setattr__(self, "value_range", (low, high))
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _numbers(name, value))
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("input spec mean and std must be given together")
+        if self.std is not None and not all(s > 0 for s in self.std):
+            raise ValueError(f"input spec std must be positive, got {list(self.std)}")
+        if self.mean is not None and (len(self.mean) != len(self.std or ()) or (self.shape and len(self.mean) != self.shape[0])):
+            raise ValueError(f"input spec mean and std need one value per channel, got {list(self.mean)} and {list(self.std or ())}")
+        if self.num_classes is not None and not (_is_int(self.num_classes) and self.num_classes >= 1):
+            raise ValueError(f"input spec num_classes must be a whole number >= 1, got {self.num_classes!r}")
+        if self.dataset is not None and (not isinstance(self.dataset, str) or self.dataset not in DATASETS):
+            raise ValueError(f"input spec dataset must be one of {sorted(DATASETS)}, got {self.dataset!r}")
+        if self.image_folder is not None and (not isinstance(self.image_folder, str) or not self.image_folder):
+            raise ValueError(f"input spec image_folder must be a folder path, got {self.image_folder!r}")
+        if self.dataset is not None and self.image_folder is not None:
+            raise ValueError("input spec: give a dataset or an image_folder, not both")
+        if not _is_int(self.split_seed):
+            raise ValueError(f"input spec split_seed must be a whole number, got {self.split_seed!r}")
+        if self.aux_pool is not None and not (_is_int(self.aux_pool) and self.aux_pool >= 0):
+            raise ValueError(f"input spec aux_pool must be a whole number >= 0, got {self.aux_pool!r}")
+
+    @property
+    def given(self) -> bool:
+        """Whether anything differs from the defaults (a splitleak checkpoint takes none of it)."""
+        return self != InputConfig()
+
+    def with_overrides(self, **values: Any) -> "InputConfig":
+        """A copy with every non-None value of `values` replacing this one's."""
+        return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
+
+    def input_spec(self, shape: tuple[int, int, int]) -> InputSpec:
+        return InputSpec(shape=shape, value_range=self.value_range, mean=self.mean, std=self.std)
+
+
+def read_input_spec(path: str | os.PathLike[str]) -> InputConfig:
+    """Parse a TOML input spec; `image_folder` is taken relative to the file's folder."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes() if path.stat().st_size <= MAX_SPEC_BYTES else None
+    except OSError as err:
+        raise ValueError(f"cannot read input spec {path}: {err.strerror or err}") from None
+    if raw is None:
+        raise ValueError(f"input spec {path} is larger than {MAX_SPEC_BYTES} bytes; it should be a few lines of TOML")
+    config = parse_input_spec(raw, where=str(path))
+    if config.image_folder is not None and not Path(config.image_folder).expanduser().is_absolute():
+        config = dataclasses.replace(config, image_folder=str(path.parent / Path(config.image_folder).expanduser()))
+    return config
+
+
+def parse_input_spec(raw: bytes | str, where: str = "input spec") -> InputConfig:
+    """An InputConfig from TOML text; ValueError naming `where` for anything malformed."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        values = tomllib.loads(text)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise ValueError(f"{where} is not valid TOML ({err})") from None
+    try:
+        return InputConfig.from_dict(values)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
+def open_target(
+    model: ModelSource,
+    inputs: InputConfig = InputConfig(),  # noqa: B008 - frozen, never mutated
+    *,
+    data_dir: str | None = None,
+    aux_size: int | None = None,
+    limit_test: int | None = None,
+    download: bool | None = None,
+) -> tuple[Checkpoint, Splits]:
+    """The checkpoint and the data splits `evaluate` attacks for `model` described by `inputs`.
+
+    A splitleak checkpoint brings its own input spec and data split (`inputs` must be empty);
+    anything else is a foreign model, loaded with `load_foreign` for `inputs`' spec and data.
+    """
+    kind = detect(model.encoder)
+    if kind == SPLITLEAK:
+        foreign_options = [name for name in ("factory", "head", "head_factory") if getattr(model, name) is not None]
+        if foreign_options or inputs.given:
+            given = foreign_options + [f.name for f in dataclasses.fields(inputs) if getattr(inputs, f.name) != getattr(InputConfig(), f.name)]
+            raise ValueError(
+                f"{model.encoder} is a splitleak checkpoint, which records its architecture, input spec and data split; "
+                f"the options {sorted(set(given))} are for models trained elsewhere"
+            )
+        from splitleak.evaluation import data_config_for
+
+        checkpoint = load_checkpoint(model.encoder)
+        data = data_config_for(checkpoint, data_dir=data_dir, aux_size=aux_size, limit_test=limit_test, download=download or None)
+        return checkpoint, load_splits(data)
+    check_source(model)  # refusals first: no data is read for a model that will not be loaded
+    splits = foreign_splits(inputs, data_dir=data_dir, aux_size=aux_size, limit_test=limit_test, download=bool(download))
+    checkpoint = load_foreign(model, splits.spec, splits.num_classes if splits.labelled else None)
+    return checkpoint, splits
+
+
+def foreign_splits(
+    inputs: InputConfig, *, data_dir: str | None = None, aux_size: int | None = None, limit_test: int | None = None, download: bool = False
+) -> Splits:
+    """The aux and test parts for a foreign model: an image folder or a registered dataset."""
+    if inputs.image_folder is not None:
+        from splitleak.image_folder import infer_shape, list_folder, load_image_folder
+
+        shape = inputs.shape or infer_shape(list_folder(inputs.image_folder))
+        _check_channels(inputs, shape)
+        return load_image_folder(
+            inputs.image_folder, inputs.input_spec(shape), split_seed=inputs.split_seed, aux_pool=inputs.aux_pool,
+            aux_size=aux_size, limit_test=limit_test, num_classes=inputs.num_classes,
+        )
+    if inputs.dataset is None:
+        raise ValueError("a model trained elsewhere needs data to be attacked on: --image-folder DIR or --dataset NAME (or either in --input-spec)")
+    source = DATASETS[inputs.dataset]
+    shape = inputs.shape or source.shape
+    if tuple(shape) != tuple(source.shape):
+        raise ValueError(f"input spec shape {list(shape)} does not match dataset {source.name!r}, whose images are {list(source.shape)}")
+    _check_channels(inputs, shape)
+    if inputs.num_classes is not None and inputs.num_classes != source.num_classes:
+        raise ValueError(f"input spec num_classes={inputs.num_classes} but dataset {source.name!r} has {source.num_classes} classes")
+    config = DataConfig(
+        dataset=source.name, data_dir=data_dir, split_seed=inputs.split_seed, aux_pool=inputs.aux_pool, aux_size=aux_size,
+        limit_train=1, limit_test=limit_test, download=download,
+    )
+    splits = load_splits(config)
+    spec = inputs.input_spec(tuple(shape))
+    low, high = spec.value_range
+
+    def rescale(part: ArraySplit) -> ArraySplit:  # the registry's [0, 1] onto the spec's range
+        return part if (low, high) == (0.0, 1.0) else ArraySplit(x=part.x * (high - low) + low, y=part.y, indices=part.indices)
+
+    return dataclasses.replace(splits, train=rescale(splits.train), aux=rescale(splits.aux), test=rescale(splits.test), spec=spec)
+
+
+def _check_channels(inputs: InputConfig, shape: Sequence[int]) -> None:
+    if inputs.mean is not None and len(inputs.mean) != shape[0]:
+        raise ValueError(f"input spec mean/std have {len(inputs.mean)} values but the images have {shape[0]} channel(s)")
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want comma-separated whole numbers, got {text!r}") from None
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want comma-separated numbers, got {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"want finite numbers, got {text!r}")
+    return values
+
+
+def add_evaluate_options(parser: argparse.ArgumentParser) -> None:
+    """The `splitleak evaluate` options for models trained elsewhere (docs/byo.md)."""
+    group = parser.add_argument_group("models trained elsewhere (docs/byo.md; what runs code: docs/trust.md)")
+    group.add_argument("--allow-code", action="store_true", help="allow model files and factories that run code: TorchScript, torch.export .pt2, --factory")
+    group.add_argument("--factory", metavar="MODULE:FUNCTION", help="a Python function that builds the encoder; the model file then holds its weights (safetensors or a torch.save state dict)")
+    group.add_argument("--head", metavar="FILE", help="the server head: TorchScript, .pt2, or weights for --head-factory (needed for accuracy and the shadow attack)")
+    group.add_argument("--head-factory", metavar="MODULE:FUNCTION", help="a Python function that builds the server head whose weights --head holds")
+    group.add_argument("--input-spec", metavar="TOML", help="input shape, value range, normalisation, classes and data in a TOML file (options below override it)")
+    group.add_argument("--shape", type=_ints, metavar="C,H,W", help="input shape (default: the dataset's or the first image's)")
+    group.add_argument("--value-range", type=_floats, metavar="LOW,HIGH", help="range the encoder's inputs are fed in (default 0,1)")
+    group.add_argument("--mean", type=_floats, metavar="M[,M,M]", help="per-channel mean subtracted before the encoder (with --std)")
+    group.add_argument("--std", type=_floats, metavar="S[,S,S]", help="per-channel std divided by before the encoder (with --mean)")
+    group.add_argument("--num-classes", type=int, help="classes of the head's output (default: the data's)")
+    group.add_argument("--dataset", dest="byo_dataset", metavar="NAME", help=f"attack on a registered dataset: {sorted(DATASETS)}")
+    group.add_argument("--image-folder", metavar="DIR", help="attack on a folder of PNG/JPEG images (class subfolders give labels)")
+    group.add_argument("--split-seed", type=int, help="seed of the image folder's aux / test split (default 0)")
+    group.add_argument("--aux-pool", type=int, help="images of the folder or dataset reserved for the attacker (folder default: half)")
+
+
+def target_from_args(args: argparse.Namespace, *, limit_test: int | None) -> tuple[Checkpoint, Splits]:
+    """`open_target` for the parsed `splitleak evaluate` command line."""
+    inputs = read_input_spec(args.input_spec) if args.input_spec else InputConfig()
+    if args.byo_dataset is not None and args.image_folder is not None:
+        raise ValueError("give --dataset or --image-folder, not both")
+    if args.byo_dataset is not None:  # the command line's data replaces the file's
+        inputs = dataclasses.replace(inputs, image_folder=None)
+    if args.image_folder is not None:
+        inputs = dataclasses.replace(inputs, dataset=None)
+    inputs = inputs.with_overrides(
+        shape=args.shape, value_range=args.value_range, mean=args.mean, std=args.std, num_classes=args.num_classes,
+        dataset=args.byo_dataset, image_folder=args.image_folder, split_seed=args.split_seed, aux_pool=args.aux_pool,
+    )
+    source = ModelSource(encoder=args.checkpoint, factory=args.factory, head=args.head, head_factory=args.head_factory, allow_code=args.allow_code)
+    return open_target(source, inputs, data_dir=args.data_dir, aux_size=args.aux_size, limit_test=limit_test, download=args.download or None)
+
+
+def check_writable(out: str | os.PathLike[str]) -> None:
+    """Fail now, not after the attacks, if `out`'s parent folder cannot take new files."""
+    import tempfile
+
+    parent = Path(out).absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".splitleak-write-test.", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write results beside {out}: {err.strerror or err}") from None
+
+
+__all__ = [
+    "InputConfig",
+    "add_evaluate_options",
+    "check_writable",
+    "foreign_splits",
+    "open_target",
+    "parse_input_spec",
+    "read_input_spec",
+    "target_from_args",
+]

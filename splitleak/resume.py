@@ -1,0 +1,288 @@
+"""Resumable runs: finished attacks of `evaluate`, finished epochs of `train`, kept on disk.
+
+Everything here is written atomically (temporary file + rename) as safetensors: raw tensors and
+a JSON header, so reading progress back never runs code, and a killed run leaves either the
+previous file or the new one. A file that is not what it should be (a pickle, truncated, another
+format) is refused with a message saying so; a file written for other settings is not used.
+
+* `AttackProgress`: one file per finished attack in a folder beside the results (`OUT.partial/`),
+  named and keyed by a hash of everything that determines that attack's rows: the checkpoint's
+  SHA-256, the evaluation config (this attack's options only, so adding an attack to the list
+  keeps the others), the data config and origin, LPIPS availability and the splitleak version.
+* `TrainProgress`: one file beside the checkpoint (`OUT.partial`) with the model, the optimiser,
+  both random generators (batch order and torch's global one, which noise and dropout defenses
+  draw from) and the epoch log after the last finished epoch, keyed by the training config
+  (without `epochs`, so a longer run continues a shorter one) and the data config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+from splitleak import __version__
+from splitleak._io import atomic_path
+
+log = logging.getLogger(__name__)
+
+PARTIAL_SUFFIX = ".partial"
+_ATTACK_FORMAT = "splitleak-attack-progress"
+_TRAIN_FORMAT = "splitleak-train-progress"
+_HEADER = "splitleak-progress"
+_VERSION = 1
+_ROW_COLUMNS = ("attack", "metric", "value", "sample", "n", "ci_low", "ci_high")
+
+
+class ProgressError(ValueError):
+    """A progress file that cannot be used safely or does not match."""
+
+
+def partial_path(out: str | os.PathLike[str]) -> Path:
+    """Where a run writing `out` keeps its progress: `out` + '.partial'."""
+    out = Path(out)
+    return out.with_name(out.name + PARTIAL_SUFFIX)
+
+
+def digest(material: Mapping[str, Any]) -> str:
+    """SHA-256 of canonical JSON (sorted keys; non-JSON values by their str)."""
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _read(path: Path, expected_format: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Tensors and JSON header of a progress file; ProgressError if it is anything else."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head[:1] == b"\x80" or head == b"PK\x03\x04":
+        raise ProgressError(f"refused {path}: it is a pickle or zip archive, not a splitleak progress file; nothing in it was loaded (delete it, or run without --resume)")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            header = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        meta = json.loads(header[_HEADER])
+    except (SafetensorError, OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
+        raise ProgressError(f"{path} is not a readable splitleak progress file ({type(err).__name__}: {err}); delete it, or run without --resume") from None
+    if not isinstance(meta, dict) or meta.get("format") != expected_format or meta.get("version") != _VERSION:
+        raise ProgressError(f"{path} is not a {expected_format} file of version {_VERSION}; delete it, or run without --resume")
+    return tensors, meta
+
+
+def _write(path: Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+    header = {_HEADER: json.dumps(meta, sort_keys=True)}
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=header)
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate: finished attacks
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FinishedAttack:
+    """What an attack added to the results: its rows (without the run's columns), its entries of
+    the reconstructions file (gallery, ...) in the order they were added, and its provenance log."""
+
+    rows: pd.DataFrame
+    reconstructions: dict[str, Tensor]
+    log: dict[str, Any]
+
+    def frame(self, base: Mapping[str, Any]) -> pd.DataFrame:
+        """The rows with the run's identifying columns put back, as evaluate builds them."""
+        count = len(self.rows)
+        return pd.DataFrame({**{k: [v] * count for k, v in base.items()}, **{c: self.rows[c].array for c in _ROW_COLUMNS}})
+
+
+class AttackProgress:
+    """Finished attacks of one `evaluate` run, kept in `directory` (see the module docstring).
+
+    Without `resume` the folder is emptied when the run starts and filled as attacks finish;
+    with it, attacks whose file matches are loaded instead of run again.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], *, resume: bool = False) -> None:
+        self.directory = Path(directory)
+        self.resume = resume
+        self.reused: list[str] = []
+        self._material: dict[str, Any] | None = None
+
+    @classmethod
+    def beside(cls, out: str | os.PathLike[str], *, resume: bool = False) -> "AttackProgress":
+        return cls(partial_path(out), resume=resume)
+
+    def bind(self, *, checkpoint_sha256: str, evaluation: Mapping[str, Any], data: Mapping[str, Any], lpips: Mapping[str, Any]) -> None:
+        """Fix what the keys are made of; starts over (empties the folder) unless resuming."""
+        evaluation = dict(evaluation)
+        self._material = {
+            "format": _ATTACK_FORMAT,
+            "splitleak": __version__,
+            "checkpoint_sha256": checkpoint_sha256,
+            "evaluation": {k: v for k, v in evaluation.items() if k not in ("attacks", "attack_params")},
+            "attack_params": dict(evaluation.get("attack_params") or {}),
+            "data": dict(data),
+            "lpips": dict(lpips),
+        }
+        if self.directory.exists() and not self.directory.is_dir():
+            raise ProgressError(f"{self.directory} exists and is not a folder; it is where this run keeps its progress")
+        if not self.resume and self.directory.exists():
+            shutil.rmtree(self.directory)
+
+    def key(self, attack: str) -> str:
+        if self._material is None:
+            raise RuntimeError("call bind() first")
+        material = {k: v for k, v in self._material.items() if k != "attack_params"}
+        return digest({**material, "attack": attack, "attack_params": self._material["attack_params"].get(attack, {})})
+
+    def path(self, attack: str) -> Path:
+        return self.directory / f"{attack}-{self.key(attack)[:16]}.safetensors"
+
+    def load(self, attack: str) -> FinishedAttack | None:
+        """The attack's saved outcome, or None when not resuming or nothing matching was saved."""
+        path = self.path(attack)
+        if not self.resume or not path.exists():
+            return None
+        tensors, meta = _read(path, _ATTACK_FORMAT)
+        if meta.get("key") != self.key(attack) or meta.get("attack") != attack:
+            log.warning("%s was written for other settings; running %s again", path, attack)
+            return None
+        try:
+            metrics = list(meta["metrics"])
+            ids = tensors["metric_id"].numpy()
+            sample = tensors["sample"].numpy()
+            rows = pd.DataFrame(
+                {
+                    "attack": attack,
+                    "metric": [metrics[i] for i in ids],
+                    "value": tensors["value"].numpy(),
+                    "sample": pd.array([int(v) if v >= 0 else pd.NA for v in sample], dtype="Int64"),
+                    "n": tensors["n"].numpy(),
+                    "ci_low": tensors["ci_low"].numpy(),
+                    "ci_high": tensors["ci_high"].numpy(),
+                }
+            )
+            reconstructions = {name: tensors[f"recon/{name}"] for name in meta["reconstructions"]}
+            finished = FinishedAttack(rows=rows, reconstructions=reconstructions, log=dict(meta["log"]))
+        except (KeyError, IndexError, ValueError, TypeError) as err:
+            raise ProgressError(f"{path} is incomplete or inconsistent ({type(err).__name__}: {err}); delete it, or run without --resume") from None
+        self.reused.append(attack)
+        log.info("attack %s: reusing %s", attack, path)
+        return finished
+
+    def save(self, attack: str, rows: pd.DataFrame, reconstructions: Mapping[str, Tensor], attack_log: Mapping[str, Any]) -> Path:
+        """Keep an attack's rows (columns attack, metric, value, sample, n, ci_low, ci_high), reconstructions and log."""
+        metrics = list(dict.fromkeys(rows["metric"]))
+        sample = pd.to_numeric(rows["sample"], errors="coerce").astype("Float64")
+        tensors = {
+            "metric_id": torch.tensor([metrics.index(m) for m in rows["metric"]], dtype=torch.int64),
+            "value": torch.tensor(rows["value"].to_numpy(dtype="float64")),
+            "sample": torch.tensor(sample.fillna(-1).to_numpy(dtype="int64")),
+            "n": torch.tensor(rows["n"].to_numpy(dtype="int64")),
+            "ci_low": torch.tensor(rows["ci_low"].to_numpy(dtype="float64")),
+            "ci_high": torch.tensor(rows["ci_high"].to_numpy(dtype="float64")),
+            **{f"recon/{name}": tensor for name, tensor in reconstructions.items()},
+        }
+        meta = {
+            "format": _ATTACK_FORMAT, "version": _VERSION, "attack": attack, "key": self.key(attack), "metrics": metrics,
+            "reconstructions": list(reconstructions), "log": dict(attack_log),
+        }
+        path = self.path(attack)
+        _write(path, tensors, meta)
+        return path
+
+    def discard(self) -> None:
+        """Remove the folder (once the results are safely written)."""
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# train: finished epochs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """Where a training run stood after its last finished epoch."""
+
+    epoch: int
+    model: dict[str, Tensor]
+    optimiser: dict[str, Any]
+    rng_global: Tensor
+    rng_order: Tensor
+    rng_cuda: Tensor | None
+    log: list[dict[str, Any]]
+
+
+class TrainProgress:
+    """The resume file of one training run (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike[str], material: Mapping[str, Any]) -> None:
+        self.path = Path(path)
+        self.key = digest({"format": _TRAIN_FORMAT, "splitleak": __version__, **material})
+
+    def save(self, epoch: int, model: torch.nn.Module, optimiser: torch.optim.Optimizer, order: torch.Generator, epochs_log: list[dict[str, Any]]) -> None:
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        state = optimiser.state_dict()
+        scalars: dict[str, dict[str, Any]] = {}
+        for pid, entry in state["state"].items():
+            for name, value in entry.items():
+                if isinstance(value, Tensor):
+                    tensors[f"optim.{pid}.{name}"] = value
+                else:
+                    scalars.setdefault(str(pid), {})[name] = value
+        tensors["rng.global"] = torch.get_rng_state()
+        tensors["rng.order"] = order.get_state()
+        if torch.cuda.is_available() and any(t.is_cuda for t in model.parameters()):
+            tensors["rng.cuda"] = torch.cuda.get_rng_state()
+        meta = {
+            "format": _TRAIN_FORMAT, "version": _VERSION, "key": self.key, "epoch": epoch, "log": epochs_log,
+            "param_groups": state["param_groups"], "optim_scalars": scalars,
+        }
+        _write(self.path, tensors, meta)
+
+    def load(self) -> TrainState | None:
+        """The saved state, None if there is no file; ProgressError if it is unusable or for other settings."""
+        if not self.path.exists():
+            return None
+        tensors, meta = _read(self.path, _TRAIN_FORMAT)
+        if meta.get("key") != self.key:
+            raise ProgressError(
+                f"{self.path} was written by a training run with other settings (config or data); delete it, or run without --resume"
+            )
+        try:
+            optim_state: dict[int, dict[str, Any]] = {}
+            for name, value in tensors.items():
+                if name.startswith("optim."):
+                    _, pid, key = name.split(".", 2)
+                    optim_state.setdefault(int(pid), {})[key] = value
+            for pid, entry in dict(meta["optim_scalars"]).items():
+                optim_state.setdefault(int(pid), {}).update(entry)
+            groups = [{k: (tuple(v) if isinstance(v, list) and k != "params" else v) for k, v in g.items()} for g in meta["param_groups"]]
+            return TrainState(
+                epoch=int(meta["epoch"]),
+                model={k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")},
+                optimiser={"state": optim_state, "param_groups": groups},
+                rng_global=tensors["rng.global"],
+                rng_order=tensors["rng.order"],
+                rng_cuda=tensors.get("rng.cuda"),
+                log=list(meta["log"]),
+            )
+        except (KeyError, ValueError, TypeError) as err:
+            raise ProgressError(f"{self.path} is incomplete ({type(err).__name__}: {err}); delete it, or run without --resume") from None
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+__all__ = ["AttackProgress", "FinishedAttack", "ProgressError", "TrainProgress", "TrainState", "digest", "partial_path"]

@@ -1,0 +1,95 @@
+"""Helpers for the bring-your-own-model tests: models built outside splitleak, PNG folders, pickles."""
+
+from __future__ import annotations
+
+import pickle
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+SIZE = 16  # 16x16 grey images: SSIM's 11x11 window fits, small-cnn takes them, everything is fast
+
+
+def encoder() -> nn.Module:
+    """A client encoder written in plain torch, nothing from splitleak: [B, 1, 16, 16] -> [B, 4, 8, 8]."""
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+
+
+def head(classes: int = 10) -> nn.Module:
+    """A server head for `encoder`'s activations: [B, 4, 8, 8] -> [B, classes]."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(4 * 8 * 8, classes))
+
+
+def trained_pair(seed: int = 0) -> tuple[nn.Module, nn.Module]:
+    """Encoder + head with seeded weights (training them is not the point here)."""
+    torch.manual_seed(seed)
+    return encoder().eval(), head().eval()
+
+
+def save_torchscript(module: nn.Module, path: Path) -> Path:
+    torch.jit.script(module).save(str(path))
+    return path
+
+
+def write_png_folder(root: Path, n: int = 40, *, labelled: bool = True, size: int = SIZE) -> Path:
+    """`n` scikit-learn digits as 8-bit grey PNGs of size x size, in class subfolders or flat."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for i in range(n):
+        folder = root / str(digits.target[i]) if labelled else root
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = (digits.images[i] * 255 / 16).astype(np.uint8)
+        Image.fromarray(pixels).resize((size, size), Image.BILINEAR).save(folder / f"img{i:03d}.png")
+    return root
+
+
+FACTORY_SOURCE = '''
+import torch
+from torch import nn
+
+
+def encoder():
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+
+
+def head():
+    return nn.Sequential(nn.Flatten(), nn.Linear(4 * 8 * 8, 10))
+
+
+def broken():
+    raise RuntimeError("the factory is broken")
+
+
+def not_a_module():
+    return 42
+'''
+
+
+def write_factory_module(directory: Path) -> str:
+    """A factory module in `directory` (put it on sys.path); returns its unique module name."""
+    name = f"byo_factory_{uuid.uuid4().hex[:8]}"
+    (directory / f"{name}.py").write_text(FACTORY_SOURCE)
+    return name
+
+
+class RunsCode:
+    """Unpickling this creates `marker`: proof that a loader executed code from a file."""
+
+    marker = ""
+
+    def __reduce__(self):
+        return (Path.touch, (Path(RunsCode.marker),))
+
+
+def malicious_pickle(path: Path, marker: Path, *, writer: str = "pickle") -> Path:
+    RunsCode.marker = str(marker)
+    if writer == "pickle":
+        path.write_bytes(pickle.dumps({"state_dict": RunsCode()}))
+    else:
+        torch.save({"weight": RunsCode()}, path)
+    return path

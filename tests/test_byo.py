@@ -1,0 +1,146 @@
+"""Bring your own model, end to end through the CLI: encoders built outside splitleak, PNG folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from splitleak.cli import main
+from splitleak.results import Results
+from tests._byo import save_torchscript, trained_pair, write_factory_module, write_png_folder
+
+FAST = ["--limit", "20", "--lpips", "none", "--semantic-epochs", "0", "--attack-param", "decoder.epochs=1", "--attack-param", "rmle.steps=3", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_png_folder(tmp_path_factory.mktemp("pngs") / "digits", n=40)
+
+
+@pytest.fixture(scope="module")
+def scripted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    encoder, head = trained_pair()
+    root = tmp_path_factory.mktemp("ts")
+    return save_torchscript(encoder, root / "encoder.pt"), save_torchscript(head, root / "head.pt")
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("splitleak: error:"), err
+    return err[0]
+
+
+def test_torchscript_encoder_and_head_on_a_png_folder(tmp_path: Path, folder: Path, scripted, capsys) -> None:
+    encoder, head = scripted
+    out = tmp_path / "res"
+    argv = ["evaluate", str(encoder), "--head", str(head), "--image-folder", str(folder), "--allow-code", "--attacks", "decoder,rmle", "--out", str(out), *FAST]
+    assert main([*argv, "--semantic-epochs", "1"]) == 0, capsys.readouterr().err
+    results = Results.load(out)
+    table = results.table
+    assert set(table.attack) == {"", "decoder", "rmle"}
+    assert len(table.query("attack == 'rmle' and metric == 'ssim'")) == 20
+    assert {"accuracy", "dcor", "semantic_reference"} <= set(table.query("attack == ''").metric)
+    assert set(table.arch) == {"torchscript"} and set(table.dataset) == {"folder:digits"}
+    model = results.provenance["model"]
+    assert model["loader"] == "torchscript" and [f["role"] for f in model["files"]] == ["encoder", "head"]
+    from splitleak._io import sha256_file
+
+    assert model["files"][0]["sha256"] == sha256_file(encoder)
+    assert results.provenance["task_accuracy"] == {"reported": True}
+    data = results.provenance["data"]
+    assert data["dataset"] == "image-folder" and data["aux_size"] == 20 and data["test_size"] == 20 and "sha256" in data["origin"]
+    assert not (tmp_path / "res.partial").exists()
+
+
+def test_without_a_head_accuracy_is_skipped_and_shadow_refused(tmp_path: Path, folder: Path, scripted, capsys) -> None:
+    encoder, _ = scripted
+    out = tmp_path / "res"
+    assert main(["evaluate", str(encoder), "--image-folder", str(folder), "--allow-code", "--out", str(out), *FAST]) == 0
+    assert "no task accuracy: no server head" in capsys.readouterr().err
+    results = Results.load(out)
+    assert "accuracy" not in set(results.table.metric)
+    assert results.provenance["task_accuracy"]["reported"] is False
+    assert "no server head" in results.provenance["task_accuracy"]["reason"]
+    for attacks, message in (("shadow", "needs the server head"), ("unsplit", "architecture and cut")):
+        assert main(["evaluate", str(encoder), "--image-folder", str(folder), "--allow-code", "--attacks", attacks, "--out", str(tmp_path / "x"), *FAST]) == 2
+        assert message in _one_error_line(capsys)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.partial").exists()
+
+
+def test_factory_and_weights_give_a_clone_for_unsplit_and_shadow(tmp_path: Path, folder: Path, monkeypatch, capsys) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = write_factory_module(tmp_path)
+    encoder, head = trained_pair(seed=1)
+    save_file(encoder.state_dict(), str(tmp_path / "encoder.safetensors"))
+    torch.save(head.state_dict(), tmp_path / "head.pt")  # read back with torch.load(weights_only=True)
+    out = tmp_path / "res"
+    argv = [
+        "evaluate", str(tmp_path / "encoder.safetensors"), "--factory", f"{module}:encoder", "--head", str(tmp_path / "head.pt"),
+        "--head-factory", f"{module}:head", "--allow-code", "--image-folder", str(folder), "--attacks", "unsplit,shadow",
+        "--attack-param", "unsplit.outer_steps=1", "--attack-param", "unsplit.input_steps=2", "--attack-param", "unsplit.model_steps=2",
+        "--attack-param", "shadow.shadow_epochs=1", "--attack-param", "shadow.decoder_epochs=1", "--out", str(out), *FAST,
+    ]
+    assert main(argv) == 0, capsys.readouterr().err
+    results = Results.load(out)
+    assert {"unsplit", "shadow"} <= set(results.table.attack)
+    assert set(results.table.arch) == {f"factory:{module}:encoder"}
+    files = results.provenance["model"]["files"]
+    assert files[0]["factory"] == f"{module}:encoder" and files[0]["factory_source"].endswith(f"{module}.py")
+    assert results.provenance["model"]["clone"] == "fresh model from the factory"
+    # the factory without --allow-code: refused before anything is imported or read
+    assert main([a for a in argv if a != "--allow-code"]) == 2
+    assert "--allow-code" in _one_error_line(capsys)
+
+
+def test_input_spec_toml_with_normalisation(tmp_path: Path, folder: Path, scripted, capsys) -> None:
+    encoder, head = scripted
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f'shape = [1, 16, 16]\nvalue_range = [0.0, 1.0]\nmean = [0.5]\nstd = [0.25]\nimage_folder = "{folder}"\naux_pool = 16\nsplit_seed = 3\n')
+    out = tmp_path / "res"
+    assert main(["evaluate", str(encoder), "--head", str(head), "--input-spec", str(spec), "--allow-code", "--out", str(out), *FAST]) == 0
+    results = Results.load(out)
+    assert results.provenance["checkpoint"]["meta"]["input_spec"] == {"shape": [1, 16, 16], "value_range": [0.0, 1.0], "mean": [0.5], "std": [0.25]}
+    assert results.provenance["data"]["aux_pool"] == 16 and results.provenance["data"]["split_seed"] == 3
+    # the command line overrides the file
+    assert main(["evaluate", str(encoder), "--input-spec", str(spec), "--shape", "1,28,28", "--allow-code", "--out", str(tmp_path / "r2"), *FAST]) == 2
+    assert "16x16 pixels but the input spec wants 28x28" in _one_error_line(capsys)
+
+
+def test_unlabelled_folder_skips_label_metrics(tmp_path: Path, scripted) -> None:
+    encoder, head = scripted
+    flat = write_png_folder(tmp_path / "flat", n=40, labelled=False)
+    out = tmp_path / "res"
+    assert main(["evaluate", str(encoder), "--head", str(head), "--image-folder", str(flat), "--allow-code", "--out", str(out), *FAST, "--semantic-epochs", "1"]) == 0
+    results = Results.load(out)
+    assert not ({"accuracy", "semantic_reference", "semantic_accuracy"} & set(results.table.metric))
+    assert results.provenance["task_accuracy"]["reason"] == "the images have no labels"
+    assert results.provenance["semantic_classifier"]["reason"] == "the images have no labels"
+
+
+def test_registered_dataset_for_a_foreign_encoder(tmp_path: Path, capsys) -> None:
+    encoder = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    path = save_torchscript(encoder, tmp_path / "enc.pt")
+    out = tmp_path / "res"
+    assert main(["evaluate", str(path), "--dataset", "digits", "--aux-pool", "100", "--allow-code", "--out", str(out), *FAST]) == 0, capsys.readouterr().err
+    results = Results.load(out)
+    assert set(results.table.dataset) == {"digits"} and results.provenance["data"]["aux_size"] == 100
+
+
+def test_splitleak_checkpoints_refuse_foreign_options(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
+    assert main(["evaluate", str(tiny_checkpoint), "--shape", "1,28,28", "--out", str(tmp_path / "r"), *FAST]) == 2
+    assert "records its architecture, input spec and data split" in _one_error_line(capsys)
+
+
+def test_a_headless_run_still_summarises(tmp_path: Path, folder: Path, scripted) -> None:
+    """Reports read only the table: a run without a head has no accuracy row, and that is fine."""
+    encoder, _ = scripted
+    out = tmp_path / "res"
+    assert main(["evaluate", str(encoder), "--image-folder", str(folder), "--allow-code", "--out", str(out), *FAST]) == 0
+    summary = Results.load(out).summary()
+    assert set(summary.attack) == {"", "decoder"}
+    assert json.loads((out / "provenance.json").read_text())["model"]["head"] is False
