@@ -33,6 +33,7 @@ from splitleak.results import MODEL_LEVEL, Results
 log = logging.getLogger(__name__)
 
 LPIPS_NETS = ("alex", "vgg", "squeeze")
+SSIM_WINDOW = 11  # the Gaussian window of the ssim metric (docs/metrics.md)
 MIN_TEST_IMAGES = 5  # the dCor jackknife leaves one of up to 100 groups out and needs 4 samples left
 
 
@@ -234,6 +235,9 @@ def evaluate(
     model, meta = checkpoint.model, checkpoint.meta
     if tuple(splits.spec.shape) != tuple(model.spec.shape):
         raise ValueError(f"data shape {splits.spec.shape} does not match the model's input {model.spec.shape}")
+    height, width = model.spec.shape[-2:]
+    if "ssim" in config.metrics and min(height, width) < SSIM_WINDOW:
+        raise ValueError(f"ssim needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, the model takes {height}x{width}; drop it from the metrics")
     for name in config.attacks:  # what the evaluation cannot give an attack fails now, before any work
         ATTACKS[name][0].threat_model.check(name, _access(checkpoint, splits, config, ()))
     test = _head(splits.test, config.limit)

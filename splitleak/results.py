@@ -114,6 +114,7 @@ class Results:
             raise ResultsError(f"{directory} exists and is not a folder")
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private (0700); results are ordinary files
         try:
             self.table.to_csv(staging / TABLE_FILE, index=False, float_format="%.10g")
             self.summary().to_csv(staging / SUMMARY_FILE, index=False, float_format="%.10g")
@@ -155,6 +156,12 @@ class Results:
             except (SafetensorError, OSError) as err:
                 raise ResultsError(f"{directory / RECONSTRUCTIONS_FILE} is unreadable ({err})") from None
         return cls(table=table, provenance=provenance, reconstructions=reconstructions)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _swap_in(staging: Path, directory: Path) -> None:

@@ -165,3 +165,12 @@ def test_too_few_test_images_is_a_clear_error(tiny_checkpoint, tiny_splits) -> N
         evaluate(load_checkpoint(tiny_checkpoint), replace(FAST, limit=4, dcor_samples=None), tiny_splits)
     table = evaluate(load_checkpoint(tiny_checkpoint), replace(FAST, limit=5, dcor_samples=None, semantic_epochs=0), tiny_splits).table
     assert (table.query("metric == 'dcor'").n == 5).all()
+
+
+def test_ssim_on_images_smaller_than_its_window_fails_before_any_attack(tiny_checkpoint, tiny_splits, monkeypatch) -> None:
+    from splitleak import evaluation
+
+    monkeypatch.setattr(evaluation, "SSIM_WINDOW", 29)  # as if the 28x28 model took 10x10 images
+    monkeypatch.setattr(evaluation, "make_attack", lambda *a, **k: pytest.fail("an attack was built"))
+    with pytest.raises(ValueError, match="ssim needs images of at least 29x29"):
+        evaluate(load_checkpoint(tiny_checkpoint), FAST, tiny_splits)

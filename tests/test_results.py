@@ -30,6 +30,17 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert (tmp_path / "r" / "summary.csv").is_file()
 
 
+def test_saved_folder_follows_the_umask_not_mkdtemps_0700(tmp_path: Path) -> None:
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        Results(_table()).save(tmp_path / "r")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "r").stat().st_mode & 0o777 == 0o755
+
+
 def test_summary_counts_and_skips_infinite(tmp_path: Path) -> None:
     summary = Results(_table()).summary().set_index("metric")
     assert summary.loc["ssim", "mean"] == pytest.approx(0.7) and summary.loc["ssim", "median"] == pytest.approx(0.7)
