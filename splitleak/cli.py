@@ -10,7 +10,6 @@ import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from splitleak import __version__
 
@@ -134,6 +133,9 @@ def _parser() -> argparse.ArgumentParser:
     gt.add_argument("--init", action="store_true", help="write a starter policy to --policy instead (never overwrites)")
     gt.set_defaults(run=_cmd_gate)
 
+    from splitleak.sweep.command import add_sweep_command
+
+    add_sweep_command(commands)
     return parser
 
 

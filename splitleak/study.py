@@ -16,12 +16,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from splitleak.data import Splits
 from splitleak.evaluation import EvalConfig, evaluate
 from splitleak.models import load_checkpoint, save_checkpoint
 from splitleak.progress import ProgressFactory, silent
-from splitleak.results import PROVENANCE_FILE, Results
+from splitleak.results import PROVENANCE_FILE, TABLE_FILE, Results
 from splitleak.training import TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,22 @@ def _canonical(value: object) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+def recorded_configs(folder: Path) -> tuple[Any, Any, Any] | None:
+    """The (training, data, evaluation) configs a results folder's provenance records, or None
+    when the folder holds no readable results of a splitleak checkpoint."""
+    try:
+        if not (folder / TABLE_FILE).is_file():
+            return None
+        provenance = json.loads((folder / PROVENANCE_FILE).read_text())
+        return (provenance["checkpoint"]["meta"]["train"], provenance["checkpoint"]["meta"]["data"], provenance["evaluation"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def is_finished(cell: Cell, splits: Splits, evaluation: EvalConfig, folder: Path) -> bool:
     """Whether `folder` holds results of exactly this cell's training, data and evaluation configs."""
-    try:
-        provenance = json.loads((folder / PROVENANCE_FILE).read_text())
-        recorded = (provenance["checkpoint"]["meta"]["train"], provenance["checkpoint"]["meta"]["data"], provenance["evaluation"])
-    except (OSError, ValueError, KeyError, TypeError):
+    recorded = recorded_configs(folder)
+    if recorded is None:
         return False
     wanted = (cell.train.to_dict(), splits.config.to_dict(), evaluation.to_dict())
     return _canonical(recorded) == _canonical(wanted)

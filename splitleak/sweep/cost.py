@@ -1,0 +1,97 @@
+"""A rough cost model for `splitleak sweep --dry-run`: seconds of one CPU core per job.
+
+training    = training images x epochs / throughput(arch) / slowdown(defense)
+evaluation  = the attack's budget (epochs x auxiliary images, or steps x test images) / its
+              throughput, + the attacker's semantic classifier, LPIPS and a fixed overhead
+
+Throughputs were measured with torch on one thread of a 2-core x86 CPU (small-cnn on 28x28
+Fashion-MNIST, cifar-cnn on 3x32x32 inputs, batch 256); other machines, more threads and GPUs
+differ, so the result is an estimate to size a grid with, not a promise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from splitleak.attacks import ATTACKS
+from splitleak.data import get_source
+from splitleak.sweep.grid import SweepCell
+
+# images per second, training (forward + backward), one thread
+TRAIN_IMAGES_PER_SECOND = {"small-cnn": 2400.0, "cifar-cnn": 500.0}
+DEFAULT_TRAIN_IMAGES_PER_SECOND = 500.0
+# training speed relative to no defense (the dCor penalty grows with the cut's activation size)
+DEFENSE_SPEED = {"none": 1.0, "nopeek": 0.6, "noise": 0.9, "dropout": 0.9}
+# attack work units per second on small-cnn; other architectures scale by their training speed
+DECODER_IMAGES_PER_SECOND = 1000.0  # decoder (and the shadow's decoder) fit: image-epochs
+SHADOW_IMAGES_PER_SECOND = 1000.0  # shadow encoder fit: image-epochs
+RMLE_STEPS_PER_SECOND = 1850.0  # image-steps (one image, one Adam step)
+UNSPLIT_STEPS_PER_SECOND = 1700.0  # image-steps of the input and model updates
+LPIPS_PAIRS_PER_SECOND = 400.0
+OVERHEAD_SECONDS = 2.0  # loading data, checkpoints and results, dCor, scoring
+# sizes of the registered datasets' parts (train, test), to size jobs without loading them
+DATASET_SIZES = {"fashion-mnist": (60_000, 10_000), "mnist": (60_000, 10_000), "cifar10": (50_000, 10_000), "digits": (1_437, 360)}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    train: int
+    aux: int
+    test: int
+
+
+def sizes(cell: SweepCell) -> Sizes:
+    """Training, auxiliary and attacked test images of a cell (from the configs and known dataset sizes)."""
+    data = cell.data
+    train_total, test_total = DATASET_SIZES.get(data.dataset, (60_000, 10_000))
+    pool = data.aux_pool if data.aux_pool is not None else get_source(data.dataset).default_aux_pool
+    aux = data.aux_size if data.aux_size is not None else pool
+    train = min(data.limit_train or train_total, max(0, train_total - pool))
+    test = min(x for x in (data.limit_test, cell.evaluation.limit, test_total) if x is not None)
+    return Sizes(train=train, aux=aux, test=test)
+
+
+def _arch_factor(arch: str) -> float:
+    rate = TRAIN_IMAGES_PER_SECOND.get(arch, DEFAULT_TRAIN_IMAGES_PER_SECOND)
+    return TRAIN_IMAGES_PER_SECOND["small-cnn"] / rate
+
+
+def training_seconds(cell: SweepCell) -> float:
+    """Estimated seconds of one core to train the cell's model (once per checkpoint)."""
+    t = cell.train
+    rate = TRAIN_IMAGES_PER_SECOND.get(t.arch, DEFAULT_TRAIN_IMAGES_PER_SECOND) * DEFENSE_SPEED.get(t.defense, 0.9)
+    return sizes(cell).train * t.epochs / rate + OVERHEAD_SECONDS
+
+
+def evaluation_seconds(cell: SweepCell) -> float:
+    """Estimated seconds of one core to attack and score one cell."""
+    ev, n = cell.evaluation, sizes(cell)
+    attack = cell.attack
+    cls, config_cls = ATTACKS[attack]
+    budget = dataclasses.asdict(config_cls.from_dict(dict(ev.attack_params.get(attack, {}))).scaled(ev.budget_scale))
+    if attack == "decoder":
+        work = budget["epochs"] * n.aux / DECODER_IMAGES_PER_SECOND
+    elif attack == "rmle":
+        work = budget["steps"] * n.test / RMLE_STEPS_PER_SECOND
+    elif attack == "shadow":
+        work = budget["shadow_epochs"] * n.aux / SHADOW_IMAGES_PER_SECOND + budget["decoder_epochs"] * n.aux / DECODER_IMAGES_PER_SECOND
+    elif attack == "unsplit":
+        work = budget["outer_steps"] * (budget["input_steps"] + budget["model_steps"]) * n.test / UNSPLIT_STEPS_PER_SECOND
+    else:  # an attack this model does not know: count it like a decoder
+        work = 10 * n.aux / DECODER_IMAGES_PER_SECOND
+    factor = _arch_factor(cell.train.arch)
+    semantic = ev.semantic_epochs * n.aux / TRAIN_IMAGES_PER_SECOND["small-cnn"]
+    lpips = n.test / LPIPS_PAIRS_PER_SECOND if ev.lpips else 0.0
+    return factor * (work + semantic) + lpips + OVERHEAD_SECONDS
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a short human duration: '40 s', '12 min', '3 h 05 min'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = seconds / 60
+    if minutes < 90:
+        return f"{minutes:.0f} min"
+    hours, rest = divmod(round(minutes), 60)
+    return f"{hours} h {rest:02d} min"

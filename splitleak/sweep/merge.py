@@ -1,0 +1,92 @@
+"""Merge the cells' results folders into one Results: the sweep folder's tidy table.
+
+Cells that attack the same checkpoint share a run id (the checkpoint hash), and each of them
+carries the model-level rows (accuracy, dCor(x, z), semantic reference) that evaluate computes
+for every evaluation: the merged table keeps one copy per (run, attack, metric, sample), the
+first in grid order. Per run, the provenance is the first cell's with the attacks of all its
+cells, and the reconstructions are stored under `<run>/...` keys, the layout reports and the
+gate read from a folder that holds several runs (splitleak.reports.runs).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from splitleak._io import atomic_path, write_text_atomic
+from splitleak.results import PROVENANCE_FILE, RECONSTRUCTIONS_FILE, SUMMARY_FILE, TABLE_FILE, Results
+
+IDENTITY = ["run", "attack", "metric", "sample"]
+
+
+def merge_results(cells: Sequence[tuple[str, Results]], sweep: Mapping[str, Any] | None = None) -> Results:
+    """One Results of many (cell name, Results), duplicates of shared model-level rows dropped."""
+    if not cells:
+        raise ValueError("no finished cells to merge")
+    import pandas as pd
+
+    table = pd.concat([results.table for _, results in cells], ignore_index=True)
+    table = table.drop_duplicates(subset=IDENTITY, keep="first").reset_index(drop=True)
+    runs: dict[str, dict[str, Any]] = {}
+    reconstructions: dict[str, torch.Tensor] = {}
+    for name, results in cells:
+        ids = list(dict.fromkeys(results.table["run"]))
+        if len(ids) != 1:
+            raise ValueError(f"cell {name} holds {len(ids)} runs; a sweep cell evaluates exactly one checkpoint")
+        run = ids[0]
+        provenance = results.provenance
+        if run not in runs:
+            merged = copy.deepcopy(dict(provenance))
+            merged["cells"] = []
+            merged["attacks"] = {}
+            evaluation = dict(merged.get("evaluation") or {})
+            evaluation["attacks"], evaluation["attack_params"] = [], {}
+            merged["evaluation"] = evaluation
+            runs[run] = merged
+        merged = runs[run]
+        merged["cells"].append(name)
+        merged["attacks"].update(copy.deepcopy(provenance.get("attacks") or {}))
+        evaluation = provenance.get("evaluation") or {}
+        for attack in evaluation.get("attacks", []):
+            if attack not in merged["evaluation"]["attacks"]:
+                merged["evaluation"]["attacks"].append(attack)
+        merged["evaluation"]["attack_params"].update(copy.deepcopy(evaluation.get("attack_params") or {}))
+        for key, tensor in results.reconstructions.items():
+            reconstructions.setdefault(f"{run}/{key}", tensor)
+    provenance = {"sweep": dict(sweep or {}), "runs": runs}
+    return Results(table=table, provenance=provenance, reconstructions=reconstructions)
+
+
+def write_merged(results: Results, folder: str | Path) -> list[Path]:
+    """Write results.csv, summary.csv, provenance.json and reconstructions into `folder`, each
+    atomically, beside whatever else the folder holds; returns the paths written."""
+    folder = Path(folder)
+    written = []
+    with atomic_path(folder / TABLE_FILE) as tmp:
+        results.table.to_csv(tmp, index=False, float_format="%.10g")
+    written.append(folder / TABLE_FILE)
+    with atomic_path(folder / SUMMARY_FILE) as tmp:
+        results.summary().to_csv(tmp, index=False, float_format="%.10g")
+    written.append(folder / SUMMARY_FILE)
+    write_text_atomic(folder / PROVENANCE_FILE, json.dumps(results.provenance, indent=2, sort_keys=True, default=str) + "\n")
+    written.append(folder / PROVENANCE_FILE)
+    if results.reconstructions:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in results.reconstructions.items()}
+        with atomic_path(folder / RECONSTRUCTIONS_FILE) as tmp:
+            save_file(tensors, str(tmp))
+        written.append(folder / RECONSTRUCTIONS_FILE)
+    else:
+        (folder / RECONSTRUCTIONS_FILE).unlink(missing_ok=True)
+    return written
+
+
+def remove_merged(folder: str | Path) -> None:
+    """Remove a merged table left by an earlier run (when no cell of this grid has finished)."""
+    for name in (TABLE_FILE, SUMMARY_FILE, PROVENANCE_FILE, RECONSTRUCTIONS_FILE):
+        (Path(folder) / name).unlink(missing_ok=True)

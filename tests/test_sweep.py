@@ -1,0 +1,334 @@
+"""splitleak sweep: grid files, dry runs, resumable local runs, failures, Ray (tiny digits grids)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from splitleak.cli import main
+from splitleak.results import Results, validate
+from splitleak.sweep import GridError, load_grid, parse_grid, plan_sweep, run_sweep
+from splitleak.sweep import jobs
+from splitleak.sweep.executors import ProcessExecutor, make_executor, usable_cores
+
+SHARED = """
+[data]
+limit_train = 300
+aux_pool = 200
+limit_test = 60
+
+[train]
+epochs = 1
+batch_size = 64
+
+[evaluate]
+limit = 60
+lpips = "none"
+semantic_epochs = 0
+gallery = 4
+
+[evaluate.attack_params.decoder]
+epochs = 1
+width = 16
+
+[evaluate.attack_params.rmle]
+steps = 3
+"""
+
+QUICK = (
+    """
+name = "quick"
+[grid]
+dataset = "digits"
+cut = [1, 2]
+seed = [0]
+attack = ["decoder"]
+
+[[defense]]
+name = "nopeek"
+alpha = [1, 5]
+"""
+    + SHARED
+)
+ROWS_PER_CELL = 3 + 3 * 60 + 2  # accuracy, dcor, dcor_u2; ssim/psnr/mse per image; dcor_recon, dcor_recon_u2
+
+
+@pytest.fixture
+def quick_grid(tmp_path: Path) -> Path:
+    path = tmp_path / "quick.toml"
+    path.write_text(QUICK)
+    return path
+
+
+class Counter:
+    """Wraps a function, counting calls (and failing for chosen arguments)."""
+
+    def __init__(self, fn, fail_when=None) -> None:  # noqa: ANN001
+        self.fn, self.fail_when, self.calls = fn, fail_when, []
+
+    def __call__(self, config, *args, **kwargs):  # noqa: ANN001, ANN204
+        self.calls.append(config)
+        if self.fail_when is not None and self.fail_when(config):
+            raise RuntimeError("simulated crash in this cell")
+        return self.fn(config, *args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------- grid
+
+
+def test_grid_is_the_explicit_cross_product() -> None:
+    grid = parse_grid(
+        """
+        [grid]
+        dataset = "digits"
+        cut = [1, 3]
+        seed = [0, 1]
+        attack = ["decoder", "rmle"]
+        [[defense]]
+        name = "none"
+        [[defense]]
+        name = "nopeek"
+        alpha = [1, 5.0]
+        """
+        + SHARED
+    )
+    assert len(grid.cells) == 2 * 3 * 2 * 2  # cuts x (none + 2 alphas) x seeds x attacks
+    first = grid.cells[0]
+    assert (first.train.cut, first.defense_label, first.train.seed, first.attack) == (1, "none", 0, "decoder")
+    assert [c.attack for c in grid.cells[:2]] == ["decoder", "rmle"] and grid.cells[0].train_key == grid.cells[1].train_key
+    assert len(grid.trainings()) == 12 and len({c.key for c in grid.cells}) == 24
+    nopeek = [c for c in grid.cells if c.train.defense == "nopeek"]
+    assert {c.train.defense_params["alpha"] for c in nopeek} == {1.0, 5.0}
+    assert {c.defense_label for c in nopeek} == {"nopeek-alpha1", "nopeek-alpha5"}
+    assert all(set(c.evaluation.attack_params) == {c.attack} for c in grid.cells)  # a cell keys on its own attack's options only
+    assert first.evaluation.attack_params["decoder"]["epochs"] == 1 and "lr" in first.evaluation.attack_params["decoder"]  # defaults resolved
+    assert first.folder.startswith("digits-small-cnn-cut1-none-s0-decoder-") and first.checkpoint.endswith(f"{first.train_key}.safetensors")
+
+
+def test_keys_ignore_spelling_and_file_locations() -> None:
+    text = '[grid]\ndataset = "digits"\n[[defense]]\nname = "nopeek"\nalpha = ALPHA\n' + SHARED
+    five = parse_grid(text.replace("ALPHA", "5")).cells[0]
+    assert parse_grid(text.replace("ALPHA", "5.0")).cells[0].key == five.key
+    assert parse_grid(text.replace("ALPHA", "5"), data_dir="/elsewhere").cells[0].key == five.key
+    assert parse_grid(text.replace("ALPHA", "6")).cells[0].key != five.key
+    assert parse_grid(text.replace("ALPHA", "5"), device="cuda").cells[0].key != five.key
+    # another decoder budget is another cell; the rmle options do not touch a decoder cell
+    assert parse_grid(text.replace("ALPHA", "5").replace("epochs = 1\nwidth", "epochs = 2\nwidth")).cells[0].key != five.key
+    assert parse_grid(text.replace("ALPHA", "5").replace("steps = 3", "steps = 4")).cells[0].key == five.key
+
+
+def test_cut_all_and_defaults() -> None:
+    grid = parse_grid('[grid]\ndataset = "digits"\ncut = "all"\n' + SHARED)
+    assert [c.train.cut for c in grid.cells] == [1, 2, 3, 4]
+    assert {c.train.defense for c in grid.cells} == {"none"} and {c.attack for c in grid.cells} == {"decoder"}
+    assert grid.name == "<grid>"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[grid]\ncut = [1]\n[trian]\nepochs = 1", "unknown top-level key(s) ['trian']"),
+        ("[grid]\nlayer = [1]", "unknown [grid] axis(es) ['layer']"),
+        ("[train]\nepoch = 1", "unknown training option(s) ['epoch']"),
+        ("[train]\ncut = 2", "[train] cut is set by [grid] cut"),
+        ("[[defense]]\nname = \"nopeek\"\nalpha = [1, -5]", "nopeek alpha must be >= 0.0, got -5"),
+        ("[[defense]]\nname = \"nopeek\"\nbeta = 1", "defense 'nopeek' has no parameter(s) ['beta']"),
+        ("[[defense]]\nname = \"magic\"", "unknown defense 'magic'"),
+        ("[grid]\nattack = [\"decoder\", \"mindreader\"]", "unknown; choose from"),
+        ("[grid]\ncut = [1, 9]", "has cuts [1, 2, 3, 4], got 9"),
+        ("[grid]\ncut = []", "[grid] cut is an empty list"),
+        ("[grid]\nseed = [0, 0]", "[grid] seed repeats a value"),
+        ("[grid]\ndataset = [\"imagenet\"]", "unknown dataset 'imagenet'"),
+        ("[data]\nlimit_test = 50\n[evaluate]\nlimit = 100", "limit = 100 exceeds [data] limit_test = 50"),
+        ("[evaluate]\nbudget_scale = 0", "budget scale must be a finite number > 0"),
+        ("[evaluate.attack_params.rmle]\nsteps = 0", "rmle steps must be a whole number >= 1"),
+        ("[[defense]]\nname = \"none\"\n[[defense]]\nname = \"none\"", "lists the same cell twice"),
+        ("[grid\ncut = 1", "not valid TOML"),
+    ],
+)
+def test_bad_grid_files_exit_2_with_one_line(tmp_path: Path, capsys, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(GridError, match="bad.toml"):
+        load_grid(path)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("splitleak: error:") and message in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_input_errors(tmp_path: Path, quick_grid: Path, capsys) -> None:
+    assert main(["sweep", str(tmp_path / "missing.toml"), "--dry-run"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["sweep", str(quick_grid)]) == 2
+    assert "needs --out" in capsys.readouterr().err
+    assert main(["sweep", str(quick_grid), "--out", str(tmp_path / "o"), "--workers", "many"]) == 2
+    assert "--workers must be" in capsys.readouterr().err
+    assert main(["sweep", str(quick_grid), "--out", str(tmp_path / "o"), "--workers", "0"]) == 2
+    assert not (tmp_path / "o").exists()
+
+
+def test_dry_run_lists_every_cell_and_runs_nothing(quick_grid: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(jobs, "train", Counter(None, fail_when=lambda c: True))
+    assert main(["sweep", str(quick_grid), "--dry-run", "--workers", "2"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if "cells/digits-small-cnn-" in line]
+    assert len(lines) == 4 and all("train+run" in line for line in lines)
+    assert "estimated cost" in out and "estimate" in out and "2 workers" in out and "nothing was run" in out
+    assert main(["sweep", str(quick_grid), "--dry-run", "--out", str(tmp_path / "never")]) == 0
+    assert not (tmp_path / "never").exists() and jobs.train.calls == []
+
+
+def test_example_tradeoff_grid(capsys) -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "nopeek_tradeoff.toml"
+    grid = load_grid(example)
+    assert len(grid.cells) == 24 and len(grid.trainings()) == 12
+    assert {(c.train.cut, c.defense_label, c.attack) for c in grid.cells} == {
+        (cut, d, a) for cut in (1, 2, 3) for d in ("none", "nopeek-alpha1", "nopeek-alpha5", "nopeek-alpha20") for a in ("decoder", "rmle")
+    }
+    assert {c.data.dataset for c in grid.cells} == {"fashion-mnist"} and {c.train.epochs for c in grid.cells} == {2}
+    assert {c.evaluation.limit for c in grid.cells} == {500}
+    assert plan_sweep(grid).seconds > 60
+    assert main(["sweep", str(example), "--dry-run", "--workers", "auto"]) == 0
+    assert capsys.readouterr().out.count("cells/fashion-mnist-small-cnn-cut") == 24
+
+
+def test_ray_executor_without_ray_is_bad_input(quick_grid: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    assert main(["sweep", str(quick_grid), "--out", str(tmp_path / "o"), "--executor", "ray"]) == 2
+    assert "pip install 'splitleak[ray]'" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_ctrl_c_stops_the_sweep_and_says_so(quick_grid: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    def interrupt(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jobs, "train", interrupt)
+    assert main(["sweep", str(quick_grid), "--out", str(tmp_path), "--quiet"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    sweep = json.loads((tmp_path / "sweep.json").read_text())
+    assert sweep["status"] == "interrupted" and sweep["counts"]["pending"] == 4 and sweep["failed"] == []
+
+
+def test_workers_share_the_cores() -> None:
+    pool = ProcessExecutor(2)  # no process starts before the first job
+    try:
+        assert pool.threads == max(1, usable_cores() // 2) and pool.capacity == 2
+    finally:
+        pool.close()
+    pool = ProcessExecutor(3, threads=1)
+    assert pool.threads == 1
+    pool.close()
+    assert make_executor("local").capacity == 1
+    with pytest.raises(ValueError, match="unknown executor"):
+        make_executor("slurm")
+
+
+# ------------------------------------------------------------------------------- local runs
+
+
+def _table(out: Path) -> pd.DataFrame:
+    table = pd.read_csv(out / "results.csv", keep_default_na=False, na_values={"sample": [""], "value": [""], "ci_low": [""], "ci_high": [""]})
+    return validate(table)
+
+
+def test_quick_grid_runs_resumes_and_never_duplicates(quick_grid: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    out = tmp_path / "sweep"
+    grid = load_grid(quick_grid)
+    # 1. one cell's training crashes: recorded, the other three finish, exit code 1
+    crash = Counter(jobs.train, fail_when=lambda c: c.cut == 2 and c.defense_params.get("alpha") == 5)
+    monkeypatch.setattr(jobs, "train", crash)
+    assert main(["sweep", str(quick_grid), "--out", str(out), "--quiet", "--no-report"]) == 1
+    printed = capsys.readouterr().out
+    assert "3/4 cells finished" in printed and "1 failed" in printed and "simulated crash" in printed
+    broken = next(c for c in grid.cells if c.train.cut == 2 and c.train.defense_params["alpha"] == 5)
+    error = json.loads((out / "cells" / broken.folder / "error.json").read_text())
+    assert error["stage"] == "train" and error["type"] == "RuntimeError" and "simulated crash" in error["traceback"]
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert sweep["status"] == "failed" and [f["key"] for f in sweep["failed"]] == [broken.key]
+    assert sweep["counts"] == {"cells": 4, "finished": 3, "failed": 1, "pending": 0, "reused": 0, "trained": 3}
+    assert len(_table(out)) == 3 * ROWS_PER_CELL and not (out / "report.pdf").exists()
+
+    # 2. re-run: only the failed cell runs (one training, one evaluation); exit 0; every row once
+    train_calls, eval_calls = Counter(crash.fn), Counter(jobs.evaluate)
+    monkeypatch.setattr(jobs, "train", train_calls)
+    monkeypatch.setattr(jobs, "evaluate", eval_calls)
+    outcome = run_sweep(grid, out)
+    assert outcome.exit_code == 0 and outcome.finished == [broken.key] and len(outcome.reused) == 3
+    assert [(c.cut, c.defense_params["alpha"]) for c in train_calls.calls] == [(2, 5.0)] and len(eval_calls.calls) == 1
+    assert not (out / "cells" / broken.folder / "error.json").exists()
+    table = _table(out)
+    assert len(table) == 4 * ROWS_PER_CELL and not table.duplicated(["run", "attack", "metric", "sample"]).any()
+    assert table.groupby(["cut", "defense_params"]).run.nunique().tolist() == [1, 1, 1, 1]
+    assert sorted(table.query("metric == 'ssim'").groupby("run").size()) == [60] * 4
+    assert (out / "report.pdf").read_bytes().startswith(b"%PDF") and len(Results.load(out).provenance["runs"]) == 4  # a results folder too
+    cells = pd.read_csv(out / "cells.csv")
+    assert cells.status.tolist() == ["finished"] * 4 and set(cells.run) == set(table.run)
+    before = (out / "results.csv").read_bytes()
+
+    # 3. a finished sweep runs nothing; a deleted cell folder is evaluated again from its checkpoint
+    assert plan_sweep(grid, out).to_run == 0
+    assert run_sweep(grid, out, report=False).reused == [c.key for c in grid.cells]
+    assert (out / "results.csv").read_bytes() == before
+    gone = grid.cells[1]
+    shutil.rmtree(out / "cells" / gone.folder)
+    outcome = run_sweep(grid, out, report=False)
+    assert outcome.finished == [gone.key] and outcome.trained == []
+    assert len(train_calls.calls) == 1 and len(eval_calls.calls) == 2
+    assert (out / "results.csv").read_bytes() == before  # same checkpoint, same seed: the same numbers
+
+
+def test_cells_of_one_model_share_its_checkpoint_and_model_rows(tmp_path: Path) -> None:
+    grid = parse_grid('[grid]\ndataset = "digits"\ncut = 1\nattack = ["decoder", "rmle"]\n' + SHARED)
+    outcome = run_sweep(grid, tmp_path, report=False)
+    assert outcome.exit_code == 0 and len(outcome.trained) == 1
+    merged = Results.load(tmp_path)
+    table = merged.table
+    assert table.run.nunique() == 1 and (table.attack == "").sum() == 3  # model-level rows once, not once per cell
+    assert len(table) == 3 + 2 * (3 * 60 + 2)
+    (run,) = merged.provenance["runs"]
+    assert merged.provenance["runs"][run]["evaluation"]["attacks"] == ["decoder", "rmle"]
+    assert {f"{run}/attack/decoder", f"{run}/attack/rmle", f"{run}/original"} <= set(merged.reconstructions)
+    assert len(list((tmp_path / "checkpoints").glob("*.safetensors"))) == 1
+
+
+@pytest.mark.slow
+def test_process_pool_gives_the_same_table(quick_grid: Path, tmp_path: Path) -> None:
+    grid = load_grid(quick_grid)
+    run_sweep(grid, tmp_path / "one", report=False, threads=1)
+    outcome = run_sweep(grid, tmp_path / "two", workers=2, threads=1, report=False)
+    assert outcome.exit_code == 0 and outcome.trained and len(outcome.finished) == 4
+    key = ["cut", "defense_params", "attack", "metric", "sample"]
+    one, two = (_table(tmp_path / d).sort_values(key).reset_index(drop=True) for d in ("one", "two"))
+    pd.testing.assert_series_equal(one.value, two.value)
+
+
+# ------------------------------------------------------------------------------------- Ray
+
+
+def test_ray_runs_the_grid_and_records_failed_tasks(quick_grid: Path, tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'splitleak[ray]')")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    try:
+        grid = load_grid(quick_grid)
+        outcome = run_sweep(grid, tmp_path, executor="ray", report=False)  # the report does not depend on the executor
+        assert outcome.exit_code == 0 and len(outcome.finished) == 4 and len(outcome.trained) == 4
+        table = _table(tmp_path)
+        assert len(table) == 4 * ROWS_PER_CELL and table.run.nunique() == 4
+        assert json.loads((tmp_path / "sweep.json").read_text())["executor"]["kind"] == "ray"
+        # a task that fails comes back as a failed Outcome, not an exception
+        executor = make_executor("ray")
+        cell = grid.cells[0]
+        job = jobs.EvalJob(key=cell.key, label=cell.label, data=cell.data, evaluation=cell.evaluation, checkpoint=b"not a checkpoint", checkpoint_path="x")
+        assert executor.resources(job) == {"num_cpus": 1, "num_gpus": 0}
+        result = executor.submit(job).result(timeout=120)
+        assert not result.ok and "not a readable safetensors checkpoint" in result.error["message"]
+        executor.close()
+        assert ray.is_initialized()  # an instance the caller started is left running
+    finally:
+        ray.shutdown()
