@@ -124,14 +124,19 @@ def distribution_pages(runs: Sequence[Run], subtitle: str) -> list[Figure]:
                 ax.axhline(SSIM_UNRECOGNISABLE, color="#2e7d32", linestyle="--", linewidth=0.8)
             ax.set_xlim(-0.6, len(chunk) - 0.4)
             ax.set_xticks(range(len(chunk)))
-            ax.set_xticklabels([textwrap.fill(r.label, 22) for r in chunk], fontsize=7)
+            chars = max(8, min(22, int(width / len(chunk) * 12)))  # ~12 characters of 7-pt text per inch
+            ax.set_xticklabels([textwrap.fill(r.label, chars) for r in chunk], fontsize=7)
             ax.grid(axis="x", visible=False)
         handles = [Patch(facecolor=attack_color(k), alpha=0.55, label=a) for k, a in enumerate(attacks)]
         fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(MARGIN / WIDTH, (CONTENT_BOTTOM + 0.42) / HEIGHT), ncol=len(handles), frameon=False, title="attack:", alignment="left")
-        text_at(
-            fig, MARGIN + 0.1 + 1.1 * len(handles) + 0.5, CONTENT_BOTTOM + 0.3,
-            "Boxes: quartiles, whiskers 1.5 IQR, dots beyond; white diamond = mean. SSIM: dashed line at 0.3 (He et al. 2019: unrecognisable below).\n"
+        left = MARGIN + 0.1 + 1.1 * len(handles) + 0.5
+        notes = (
+            "Boxes: quartiles, whiskers 1.5 IQR, dots beyond; white diamond = mean. SSIM: dashed line at 0.3 (He et al. 2019: unrecognisable below).",
             "Semantic accuracy: mean with bootstrap 95% CI; dashed line = the same classifier on the originals (the ceiling).",
+        )
+        chars = int((WIDTH - MARGIN - left) * 14)  # ~14 characters of 7-pt text per inch
+        text_at(
+            fig, left, CONTENT_BOTTOM + 0.3, "\n".join(textwrap.fill(n, chars) for n in notes),
             fontsize=7, color=MUTED, ha="left", va="center", linespacing=1.5,
         )
         pages.append(fig)
