@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -93,3 +94,17 @@ def malicious_pickle(path: Path, marker: Path, *, writer: str = "pickle") -> Pat
     else:
         torch.save({"weight": RunsCode()}, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A labelled folder of 40 PNGs (shared by the BYO and robustness tests)."""
+    return write_png_folder(tmp_path_factory.mktemp("pngs") / "digits", n=40)
+
+
+@pytest.fixture(scope="session")
+def scripted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A trained foreign encoder and head saved as TorchScript files."""
+    encoder, head = trained_pair()
+    root = tmp_path_factory.mktemp("ts")
+    return save_torchscript(encoder, root / "encoder.pt"), save_torchscript(head, root / "head.pt")

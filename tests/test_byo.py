@@ -12,21 +12,10 @@ from torch import nn
 
 from splitleak.cli import main
 from splitleak.results import Results
-from tests._byo import save_torchscript, trained_pair, write_factory_module, write_png_folder
+from tests._byo import folder, scripted, save_torchscript, trained_pair, write_factory_module, write_png_folder  # noqa: F401 (fixtures)
 
 FAST = ["--limit", "20", "--lpips", "none", "--semantic-epochs", "0", "--attack-param", "decoder.epochs=1", "--attack-param", "rmle.steps=3", "--quiet"]
 
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_png_folder(tmp_path_factory.mktemp("pngs") / "digits", n=40)
-
-
-@pytest.fixture(scope="module")
-def scripted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    encoder, head = trained_pair()
-    root = tmp_path_factory.mktemp("ts")
-    return save_torchscript(encoder, root / "encoder.pt"), save_torchscript(head, root / "head.pt")
 
 
 def _one_error_line(capsys) -> str:
