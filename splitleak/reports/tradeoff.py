@@ -56,7 +56,7 @@ def tradeoff_page(summary: pd.DataFrame, subtitle: str) -> Figure:
     x_lo, x_hi = summary["ssim_max_ci_low"].to_numpy(dtype=float), summary["ssim_max_ci_high"].to_numpy(dtype=float)
     y_lo, y_hi = summary["accuracy_ci_low"].to_numpy(dtype=float), summary["accuracy_ci_high"].to_numpy(dtype=float)
     low, high = _limits(x, x_lo, x_hi, -1.0, 1.0, 0.4)
-    ax.set_xlim(min(low, -0.02), max(high, 1.0))  # always the whole 0..1 scale, so 0.3 is in view
+    ax.set_xlim(min(low, -0.02), max(high, 1.03))  # always the whole 0..1 scale, so 0.3 is in view
     ax.set_ylim(*_limits(y, y_lo, y_hi, 0.0, 1.0, 0.15))
     xmin, xmax = ax.get_xlim()
     if xmin < SSIM_UNRECOGNISABLE:
