@@ -116,7 +116,7 @@ def ssim(
     return torch.cat(parts).to(x.dtype)
 
 
-_CHUNK_VALUES = 2**18  # pixels per chunk (x 5 filtered maps, float32: ~5 MB)
+_CHUNK_VALUES = 2**17  # pixels per chunk (x 5 filtered maps, float32: ~2.6 MB; fastest here)
 
 
 def _ssim_chunk(x: Tensor, y: Tensor, rows: Tensor, cols: Tensor, c1: float, c2: float) -> Tensor:
