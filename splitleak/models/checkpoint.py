@@ -115,6 +115,18 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return tensors, meta
 
 
+def load_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path, what: str) -> None:
+    """Load `tensors` into `module` (strict), refusing NaN/inf weights and naming `what` on a mismatch."""
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path} has non-finite weights in {bad[:3]}")
+    try:
+        module.load_state_dict(tensors, strict=True)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        raise CheckpointError(f"{path} weights do not fit {what}: {' '.join(first[:3])}") from None
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Load a checkpoint written by `save_checkpoint`; the model is returned in eval mode."""
     path = Path(path)
@@ -128,14 +140,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         model = build_model(meta)
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path} describes an invalid model: {err}") from None
-    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise CheckpointError(f"{path} has non-finite weights in {bad[:3]}")
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()
-        raise CheckpointError(f"{path} weights do not fit {meta['arch']} cut {meta['cut']}: {' '.join(first[:3])}") from None
+    load_weights(model, tensors, path, f"{meta['arch']} cut {meta['cut']}")
     model.eval()
     return Checkpoint(model=model, meta=meta, sha256=sha256_file(path), path=path)
 

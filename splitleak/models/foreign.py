@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from splitleak._io import sha256_file
 from splitleak.data import InputSpec
-from splitleak.models.checkpoint import Checkpoint, CheckpointError
+from splitleak.models.checkpoint import Checkpoint, CheckpointError, load_weights
 from splitleak.models.split import SplitModel
 
 SPLITLEAK = "splitleak-checkpoint"
@@ -408,15 +408,7 @@ def read_state_dict(path: str | os.PathLike[str], kind: str | None = None) -> di
 
 
 def _load_weights(module: nn.Module, path: Path, kind: str, spec: str) -> None:
-    tensors = read_state_dict(path, kind)
-    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise CheckpointError(f"{path} has non-finite weights in {bad[:3]}")
-    try:
-        module.load_state_dict(tensors, strict=True)
-    except RuntimeError as err:
-        lines = str(err).strip().splitlines()
-        raise CheckpointError(f"{path} weights do not fit the module from {spec}: {' '.join(lines[:3])}") from None
+    load_weights(module, read_state_dict(path, kind), path, f"the module from {spec}")
 
 
 def _probe(model: SplitModel, spec: InputSpec, source: ModelSource, num_classes: int | None) -> int | None:
