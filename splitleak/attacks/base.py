@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from torch import Tensor, nn
 
 from splitleak._config import FromDict
+from splitleak._validate import finite_number, positive_int
 from splitleak.data import ArraySplit, InputSpec
 
 C = TypeVar("C", bound="AttackConfig")
@@ -97,9 +98,22 @@ class ThreatModel:
 
 class AttackConfig(FromDict):
     """Base of the attacks' frozen config dataclasses: `budget_fields` name the whole-number
-    options (epochs, steps) that set how much compute the attack spends."""
+    options (epochs, steps) that set how much compute the attack spends.
+
+    Every option of an attack is a count or size (a whole number >= 1, when its default is an
+    int) or a rate or weight (a finite number >= 0, when its default is a float); the checks
+    name the option as "<what> <field>".
+    """
 
     budget_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        for option in dataclasses.fields(self):  # type: ignore[arg-type]
+            label, value = f"{self.what} {option.name}", getattr(self, option.name)
+            if isinstance(option.default, int):
+                positive_int(label, value)
+            else:
+                finite_number(label, value, minimum=0.0)
 
     def scaled(self: C, factor: float) -> C:
         """A copy with every budget field multiplied by `factor` (rounded, at least 1)."""

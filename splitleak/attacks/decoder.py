@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from splitleak._validate import finite_number, positive_int
 from splitleak.attacks.base import Access, AttackConfig, ThreatModel
 from splitleak.data import InputSpec
 from splitleak.progress import ProgressFactory, silent
@@ -33,13 +32,6 @@ class DecoderConfig(AttackConfig):
     batch_size: int = 128
     lr: float = 1e-3
     width: int = 32
-
-    def __post_init__(self) -> None:
-        positive_int("decoder epochs", self.epochs)
-        positive_int("decoder batch_size", self.batch_size)
-        positive_int("decoder width", self.width)
-        finite_number("decoder lr", self.lr, minimum=0.0)
-
 
 
 def _conv_block(c_in: int, c_out: int) -> list[nn.Module]:

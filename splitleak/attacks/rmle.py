@@ -30,7 +30,6 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from splitleak._validate import finite_number, positive_int
 from splitleak.attacks._optim import InputOptimiser, chunks, per_sample_mse, total_variation
 from splitleak.attacks.base import Access, AttackConfig, ThreatModel
 from splitleak.data import InputSpec
@@ -49,13 +48,6 @@ class RMLEConfig(AttackConfig):
     lr: float = 0.1
     tv_weight: float = 0.01
     batch_size: int = 256
-
-    def __post_init__(self) -> None:
-        positive_int("rmle steps", self.steps)
-        positive_int("rmle batch_size", self.batch_size)
-        finite_number("rmle lr", self.lr, minimum=0.0)
-        finite_number("rmle tv_weight", self.tv_weight, minimum=0.0)
-
 
 
 def noiseless_client(encoder: nn.Module, spec: InputSpec) -> Callable[[Tensor], Tensor]:

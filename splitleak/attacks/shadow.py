@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from splitleak._validate import finite_number, positive_int
 from splitleak.attacks._optim import attack_seed, fresh_client, frozen
 from splitleak.attacks.base import Access, AttackConfig, ThreatModel
 from splitleak.attacks.decoder import DecoderAttack, DecoderConfig
@@ -45,14 +44,6 @@ class ShadowConfig(AttackConfig):
     batch_size: int = 128
     lr: float = 1e-3
     decoder_width: int = 32
-
-    def __post_init__(self) -> None:
-        positive_int("shadow shadow_epochs", self.shadow_epochs)
-        positive_int("shadow decoder_epochs", self.decoder_epochs)
-        positive_int("shadow batch_size", self.batch_size)
-        positive_int("shadow decoder_width", self.decoder_width)
-        finite_number("shadow lr", self.lr, minimum=0.0)
-
 
 
 class ShadowAttack:

@@ -24,7 +24,6 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from splitleak._validate import finite_number, positive_int
 from splitleak.attacks._optim import InputOptimiser, attack_seed, chunks, fresh_client, per_sample_mse, total_variation
 from splitleak.attacks.base import Access, AttackConfig, ThreatModel
 from splitleak.data import InputSpec
@@ -46,14 +45,6 @@ class UnSplitConfig(AttackConfig):
     model_lr: float = 1e-3
     tv_weight: float = 0.05
     batch_size: int = 256
-
-    def __post_init__(self) -> None:
-        for name in ("outer_steps", "input_steps", "model_steps", "batch_size"):
-            positive_int(f"unsplit {name}", getattr(self, name))
-        finite_number("unsplit input_lr", self.input_lr, minimum=0.0)
-        finite_number("unsplit model_lr", self.model_lr, minimum=0.0)
-        finite_number("unsplit tv_weight", self.tv_weight, minimum=0.0)
-
 
 
 class UnSplitAttack:

@@ -1,5 +1,7 @@
 """Attack configs: budgets scale only the compute fields; bad options are refused by name."""
 
+import dataclasses
+
 import pytest
 
 from splitleak.attacks import ATTACKS, DecoderConfig, RMLEConfig, ShadowConfig, make_attack
@@ -33,3 +35,15 @@ def test_make_attack_applies_params_then_scale() -> None:
     assert attack.config == DecoderConfig(epochs=12, width=8)
     with pytest.raises(ValueError, match=r"unknown rmle option\(s\) \['stepz'\]"):
         make_attack("rmle", {"stepz": 3})
+
+
+@pytest.mark.parametrize(
+    "attack, option",
+    [(name, f.name) for name, (_, cfg) in sorted(ATTACKS.items()) for f in dataclasses.fields(cfg)],
+)
+def test_every_option_is_checked_by_name(attack: str, option: str) -> None:
+    config_cls = ATTACKS[attack][1]
+    is_count = isinstance(getattr(config_cls(), option), int)
+    for bad in ((0, 2.5, True) if is_count else (-0.1, float("nan"), float("inf"), "1")):
+        with pytest.raises(ValueError, match=f"^{attack} {option} must be"):
+            config_cls(**{option: bad})
