@@ -379,6 +379,18 @@ def _how_to_fix(spec: BackboneSpec) -> str:
     return "\n".join(lines)
 
 
+def _local_candidate(spec: BackboneSpec, path: Path, source: str, looked: list[str]) -> ResolvedWeights | None:
+    """The weights at `path` when that file exists and checks out; otherwise None, with why in `looked`."""
+    if not path.is_file():
+        looked.append(f"{source}: {path}: not there")
+        return None
+    try:
+        return _resolved(spec, path, source)
+    except WeightsError as err:
+        looked.append(f"{source}: {path}: unusable: {err}")
+        return None
+
+
 def find_backbone(
     net: str = "alex",
     *,
@@ -397,14 +409,9 @@ def find_backbone(
         return _resolved(spec, Path(path).expanduser().absolute(), SOURCE_EXPLICIT)
 
     looked: list[str] = []
-    hub_file = hub_checkpoint_dir() / spec.torchvision_file
-    if hub_file.is_file():
-        try:
-            return _resolved(spec, hub_file, SOURCE_HUB)
-        except WeightsError as err:
-            looked.append(f"{SOURCE_HUB}: {hub_file}: unusable: {err}")
-    else:
-        looked.append(f"{SOURCE_HUB}: {hub_file}: not there")
+    found = _local_candidate(spec, hub_checkpoint_dir() / spec.torchvision_file, SOURCE_HUB, looked)
+    if found is not None:
+        return found
 
     if allow_download:
         try:
@@ -414,14 +421,9 @@ def find_backbone(
     else:
         looked.append(f"{SOURCE_DOWNLOAD}: not attempted (downloads not allowed here)")
 
-    cached = weights_dir() / spec.converted_file
-    if cached.is_file():
-        try:
-            return _resolved(spec, cached, SOURCE_CACHE)
-        except WeightsError as err:
-            looked.append(f"{SOURCE_CACHE}: {cached}: unusable: {err}")
-    else:
-        looked.append(f"{SOURCE_CACHE}: {cached}: not there")
+    found = _local_candidate(spec, weights_dir() / spec.converted_file, SOURCE_CACHE, looked)
+    if found is not None:
+        return found
 
     raise WeightsUnavailable(
         f"no ImageNet {spec.arch} weights for LPIPS (net={net!r}); looked in:\n"
