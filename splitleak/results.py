@@ -22,6 +22,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from splitleak._io import atomic_path, umask, write_text_atomic
 from splitleak.uncertainty import summarize
 
 COLUMNS: tuple[str, ...] = (
@@ -114,18 +115,32 @@ class Results:
             raise ResultsError(f"{directory} exists and is not a folder")
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private (0700); results are ordinary files
+        staging.chmod(0o777 & ~umask())  # mkdtemp makes it private (0700); results are ordinary files
         try:
-            self.table.to_csv(staging / TABLE_FILE, index=False, float_format="%.10g")
-            self.summary().to_csv(staging / SUMMARY_FILE, index=False, float_format="%.10g")
-            (staging / PROVENANCE_FILE).write_text(json.dumps(self.provenance, indent=2, sort_keys=True) + "\n")
-            if self.reconstructions:
-                tensors = {k: v.detach().cpu().contiguous() for k, v in self.reconstructions.items()}
-                save_file(tensors, str(staging / RECONSTRUCTIONS_FILE))
+            self.write_into(staging)
             _swap_in(staging, directory)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return directory
+
+    def write_into(self, directory: str | os.PathLike[str]) -> list[Path]:
+        """Write the table, summary, provenance and reconstructions into the existing `directory`,
+        each file atomically, beside whatever else it holds (a stale reconstructions file is
+        removed when there are none); returns the paths written. `save` replaces a whole folder."""
+        directory = Path(directory)
+        written = [directory / TABLE_FILE, directory / SUMMARY_FILE, directory / PROVENANCE_FILE]
+        for table, target in ((self.table, written[0]), (self.summary(), written[1])):
+            with atomic_path(target) as tmp:
+                table.to_csv(tmp, index=False, float_format="%.10g")
+        write_text_atomic(written[2], json.dumps(self.provenance, indent=2, sort_keys=True) + "\n")
+        if self.reconstructions:
+            tensors = {k: v.detach().cpu().contiguous() for k, v in self.reconstructions.items()}
+            with atomic_path(directory / RECONSTRUCTIONS_FILE) as tmp:
+                save_file(tensors, str(tmp))
+            written.append(directory / RECONSTRUCTIONS_FILE)
+        else:
+            (directory / RECONSTRUCTIONS_FILE).unlink(missing_ok=True)
+        return written
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> "Results":
@@ -156,12 +171,6 @@ class Results:
             except (SafetensorError, OSError) as err:
                 raise ResultsError(f"{directory / RECONSTRUCTIONS_FILE} is unreadable ({err})") from None
         return cls(table=table, provenance=provenance, reconstructions=reconstructions)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _swap_in(staging: Path, directory: Path) -> None:

@@ -95,3 +95,19 @@ def test_load_rejects_bad_folders(tmp_path: Path) -> None:
     (tmp_path / "r" / "results.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ResultsError, match="lacks column"):
         Results.load(tmp_path / "r")
+
+
+def test_write_into_keeps_other_files_and_follows_the_umask(tmp_path: Path) -> None:
+    import os
+
+    (tmp_path / "cells").mkdir()
+    (tmp_path / "reconstructions.safetensors").write_bytes(b"stale")
+    previous = os.umask(0o022)
+    try:
+        written = Results(_table(), {"k": 1}).write_into(tmp_path)
+    finally:
+        os.umask(previous)
+    assert [p.name for p in written] == ["results.csv", "summary.csv", "provenance.json"]
+    assert (tmp_path / "cells").is_dir() and not (tmp_path / "reconstructions.safetensors").exists()
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in written)
+    pd.testing.assert_frame_equal(Results.load(tmp_path).table, Results(_table()).table)

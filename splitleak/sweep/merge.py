@@ -11,15 +11,12 @@ gate read from a folder that holds several runs (splitleak.reports.runs).
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
-from splitleak._io import atomic_path, write_text_atomic
 from splitleak.results import PROVENANCE_FILE, RECONSTRUCTIONS_FILE, SUMMARY_FILE, TABLE_FILE, Results
 
 IDENTITY = ["run", "attack", "metric", "sample"]
@@ -66,24 +63,7 @@ def merge_results(cells: Sequence[tuple[str, Results]], sweep: Mapping[str, Any]
 def write_merged(results: Results, folder: str | Path) -> list[Path]:
     """Write results.csv, summary.csv, provenance.json and reconstructions into `folder`, each
     atomically, beside whatever else the folder holds; returns the paths written."""
-    folder = Path(folder)
-    written = []
-    with atomic_path(folder / TABLE_FILE) as tmp:
-        results.table.to_csv(tmp, index=False, float_format="%.10g")
-    written.append(folder / TABLE_FILE)
-    with atomic_path(folder / SUMMARY_FILE) as tmp:
-        results.summary().to_csv(tmp, index=False, float_format="%.10g")
-    written.append(folder / SUMMARY_FILE)
-    write_text_atomic(folder / PROVENANCE_FILE, json.dumps(results.provenance, indent=2, sort_keys=True, default=str) + "\n")
-    written.append(folder / PROVENANCE_FILE)
-    if results.reconstructions:
-        tensors = {k: v.detach().cpu().contiguous() for k, v in results.reconstructions.items()}
-        with atomic_path(folder / RECONSTRUCTIONS_FILE) as tmp:
-            save_file(tensors, str(tmp))
-        written.append(folder / RECONSTRUCTIONS_FILE)
-    else:
-        (folder / RECONSTRUCTIONS_FILE).unlink(missing_ok=True)
-    return written
+    return results.write_into(folder)
 
 
 def remove_merged(folder: str | Path) -> None:
