@@ -18,9 +18,9 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    tmp_path.chmod(0o666 & ~umask())  # mkstemp makes it private (0600); the target is an ordinary file
     try:
         yield tmp_path
+        tmp_path.chmod(0o666 & ~umask())  # mkstemp (and some writers) make it private; the target is an ordinary file
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)

@@ -105,9 +105,11 @@ def test_write_into_keeps_other_files_and_follows_the_umask(tmp_path: Path) -> N
     previous = os.umask(0o022)
     try:
         written = Results(_table(), {"k": 1}).write_into(tmp_path)
+        assert (tmp_path / "cells").is_dir() and not (tmp_path / "reconstructions.safetensors").exists()
+        written += Results(_table(), {"k": 1}, {"original": torch.rand(2, 1, 4, 4)}).write_into(tmp_path)
     finally:
         os.umask(previous)
-    assert [p.name for p in written] == ["results.csv", "summary.csv", "provenance.json"]
-    assert (tmp_path / "cells").is_dir() and not (tmp_path / "reconstructions.safetensors").exists()
+    assert [p.name for p in written[:3]] == ["results.csv", "summary.csv", "provenance.json"]
+    assert written[-1].name == "reconstructions.safetensors"
     assert all(p.stat().st_mode & 0o777 == 0o644 for p in written)
     pd.testing.assert_frame_equal(Results.load(tmp_path).table, Results(_table()).table)
