@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
+
 
 def finite_number(name: str, value: Any, *, minimum: float | None = None) -> float:
     """`value` as a float, or a ValueError naming `name` if it is not a finite number >= minimum."""
@@ -22,3 +24,9 @@ def positive_int(name: str, value: Any, *, allow_none: bool = False) -> int | No
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
     return value
+
+
+def all_finite(*tensors: torch.Tensor) -> bool:
+    """True when no floating-point tensor holds NaN or +-inf (one min/max pass each; NaN propagates)."""
+    ends = [torch.stack(torch.aminmax(t.detach().reshape(-1))) for t in tensors if t.numel()]
+    return not ends or bool(torch.isfinite(torch.cat(ends)).all())

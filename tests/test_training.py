@@ -22,11 +22,14 @@ def test_training_learns_the_task(tiny_splits) -> None:
     assert trained.meta["test_accuracy"] > 0.6  # 10 classes: chance is 0.1
 
 
-def test_nopeek_lowers_dcor_and_records_its_penalty(tiny_splits) -> None:
+@pytest.mark.parametrize("sketch", [256, 0])
+def test_nopeek_lowers_dcor_and_records_its_penalty(tiny_splits, sketch: int) -> None:
     x = tiny_splits.test.x
     results = {}
-    for defense, params in [("none", {}), ("nopeek", {"alpha": 5.0})]:
-        trained = train(TrainConfig(cut=2, epochs=3, batch_size=64, defense=defense, defense_params=params), tiny_splits)
+    for defense, params in [("none", {}), ("nopeek", {"alpha": 5.0, "sketch": sketch})]:
+        config = TrainConfig(cut=2, epochs=3, batch_size=64, defense=defense, defense_params=params)
+        assert config.defense_params == params
+        trained = train(config, tiny_splits)
         with torch.no_grad():
             z = trained.model.client(x)
         results[defense] = u_distance_correlation_sqr(x.flatten(1).double(), z.flatten(1).double()).item()
@@ -34,6 +37,12 @@ def test_nopeek_lowers_dcor_and_records_its_penalty(tiny_splits) -> None:
         assert (trained.meta["log"][0]["penalty"] > 0) == (defense == "nopeek")
     # bias-corrected dCor^2: the V-statistic sits near 1 at n = 120 whatever the model does
     assert results["nopeek"] < results["none"] - 0.05
+
+
+def test_config_records_the_defense_with_its_defaults() -> None:
+    config = TrainConfig(defense="nopeek", defense_params={"alpha": 2})
+    assert config.defense_params == {"alpha": 2.0, "sketch": 0}
+    assert TrainConfig.from_dict(config.to_dict()) == config
 
 
 def test_noise_defense_is_part_of_the_model(tiny_splits) -> None:

@@ -18,6 +18,8 @@ import math
 import torch
 from torch import Tensor
 
+from splitleak._validate import all_finite
+
 __all__ = ["mse", "psnr", "ssim"]
 
 
@@ -38,7 +40,7 @@ def _check_pair(x: Tensor, y: Tensor, *, name: str, ndim: int | None = None) -> 
         raise ValueError(f"{name}: empty input of shape {tuple(x.shape)}")
     if x.device != y.device:
         raise ValueError(f"{name}: x on {x.device} but y on {y.device}")
-    if not (bool(torch.isfinite(x).all()) and bool(torch.isfinite(y).all())):
+    if not all_finite(x, y):
         raise ValueError(f"{name}: inputs contain NaN or infinite values")
 
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from splitleak.metrics.dependence import distance_correlation, u_distance_correlation_sqr
+from splitleak.metrics.dependence import as_rows, distance_correlation, u_distance_correlation_sqr
 
 TOL64 = 1e-6  # the contract in float64 (observed ~1e-13)
 TOL32 = 1e-4
@@ -328,3 +328,13 @@ def test_u_statistic_needs_four_samples() -> None:
     with pytest.raises(ValueError, match="at least 4"):
         u_distance_correlation_sqr(torch.randn(3, 2), torch.randn(3, 2))
     assert torch.isfinite(u_distance_correlation_sqr(torch.randn(4, 2), torch.randn(4, 2)))
+
+
+def test_as_rows_flattens_in_memory_order_without_copying() -> None:
+    z = torch.randn(6, 4, 5, 3).contiguous(memory_format=torch.channels_last)
+    rows = as_rows(z)
+    assert rows.shape == (6, 60) and rows.data_ptr() == z.data_ptr()
+    torch.testing.assert_close(rows, z.permute(0, 2, 3, 1).reshape(6, -1))
+    x = torch.randn(6, 7)
+    torch.testing.assert_close(distance_correlation(x, z), distance_correlation(x, z.contiguous().reshape(6, -1)))
+    assert as_rows(torch.randn(6, 2, 3)).is_contiguous()
