@@ -58,7 +58,6 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--cut", type=int, help="cut after this block (deeper = larger); default: the architecture's default")
     train.add_argument("--defense", default="none", choices=sorted(DEFENSES))
     train.add_argument("--alpha", type=float, help="nopeek: weight of the dCor(x, z) penalty (default 1.0)")
-    train.add_argument("--sketch", type=int, help="nopeek: sign-sketch both sides to this many columns each step (experimental, weaker at wide cuts; default 0: exact dCor)")
     train.add_argument("--noise-scale", type=float, help="noise: std (gaussian) or b (laplace) of the activation noise (default 1.0)")
     train.add_argument("--noise-distribution", choices=("gaussian", "laplace"), help="noise: distribution (default gaussian)")
     train.add_argument("--dropout-rate", type=float, help="dropout: fraction of activations zeroed at training and inference (default 0.5)")
@@ -145,7 +144,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from splitleak.models import save_checkpoint
     from splitleak.training import TrainConfig, train
 
-    params = {"alpha": args.alpha, "sketch": args.sketch, "scale": args.noise_scale, "distribution": args.noise_distribution, "rate": args.dropout_rate}
+    params = {"alpha": args.alpha, "scale": args.noise_scale, "distribution": args.noise_distribution, "rate": args.dropout_rate}
     given = {k: v for k, v in params.items() if v is not None}
     config = TrainConfig(
         arch=args.arch, cut=args.cut, defense=args.defense, defense_params=given,

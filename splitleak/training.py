@@ -49,7 +49,7 @@ class TrainConfig(FromDict):
             object.__setattr__(self, "cut", arch.default_cut)
         elif self.cut not in arch.cuts:
             raise ValueError(f"architecture {self.arch!r} has cuts {list(arch.cuts)}, got {self.cut}")
-        # validated, with defaults filled in: a config records the defense it trains (e.g. NoPeek's sketch)
+        # validated, with defaults filled in: a config records exactly the defense it trains
         object.__setattr__(self, "defense_params", make_defense(self.defense, dict(self.defense_params)).params())
         positive_int("epochs", self.epochs)
         positive_int("batch_size", self.batch_size)
