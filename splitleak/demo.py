@@ -3,7 +3,7 @@
 On Fashion-MNIST it trains small-cnn at cut 2 without a defense, with NoPeek at several alphas
 and with Gaussian activation noise, attacks every model with the whole attack suite, and writes
 the PDF leakage report. The attacker gets 5,000 auxiliary images; 300 test images are attacked.
-Sized for a 2-core CPU: 8 min 17 s in full here, 44 s with `quick` (6,000 training
+Sized for a 2-core CPU: 6 min 18 s in full here, 30 s with `quick` (6,000 training
 images, 2,000 auxiliary and 64 test images, quarter attack budgets; for tests and a first look).
 """
 
