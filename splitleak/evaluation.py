@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from splitleak._config import FromDict
-from splitleak._validate import positive_int
+from splitleak._validate import all_finite, positive_int
 from splitleak.attacks import ATTACKS, Access, make_attack
 from splitleak.attacks._optim import attack_seed
 from splitleak.data import ArraySplit, DataConfig, Splits
@@ -121,7 +121,7 @@ def _client_outputs(checkpoint: Checkpoint, x: Tensor, device: str, batch: int =
         zs.append(z.cpu())
         logits.append(out.cpu())
     z_all = torch.cat(zs)
-    if not torch.isfinite(z_all).all():
+    if not all_finite(z_all):
         raise FloatingPointError("the encoder produced NaN or infinite activations on the test set")
     return z_all, torch.cat(logits)
 
@@ -296,7 +296,7 @@ def evaluate(
         fitted = time.perf_counter()
         x_hat = attack.reconstruct(z_test)
         done = time.perf_counter()
-        if x_hat.shape != test.x.shape or not torch.isfinite(x_hat).all():
+        if x_hat.shape != test.x.shape or not all_finite(x_hat):
             raise FloatingPointError(f"attack {name!r} returned {tuple(x_hat.shape)} or non-finite values")
         x_hat = x_hat.clamp(*model.spec.value_range)
         scores = {metric: _score(metric, test.x, x_hat, model.spec.value_range) for metric in config.metrics}

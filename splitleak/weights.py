@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 
 from splitleak._io import atomic_path, sha256_file
+from splitleak._validate import all_finite
 
 __all__ = [
     "BACKBONES",
@@ -294,7 +295,7 @@ def _features(raw: object, spec: BackboneSpec, origin: str) -> dict[str, Tensor]
         if tuple(t.shape) != shape:
             raise WeightsError(f"{origin}: {key} has shape {tuple(t.shape)}, torchvision's {spec.arch} has {shape}")
         t = t.detach().to(device="cpu", dtype=torch.float32).contiguous().clone()
-        if not bool(torch.isfinite(t).all()):
+        if not all_finite(t):
             raise WeightsError(f"{origin}: {key} contains NaN or infinite values")
         out[key] = t
     return out

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from splitleak._validate import all_finite
+
 __all__ = ["accuracy"]
 
 
@@ -22,7 +24,7 @@ def accuracy(logits: Tensor, y: Tensor) -> float:
         raise ValueError(f"accuracy: empty input of shape {tuple(logits.shape)}")
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise ValueError(f"accuracy: y must hold integer class indices, got {y.dtype}")
-    if logits.is_floating_point() and not bool(torch.isfinite(logits).all()):
+    if logits.is_floating_point() and not all_finite(logits):
         raise ValueError("accuracy: logits contain NaN or infinite values")
     if bool(((y < 0) | (y >= logits.shape[1])).any()):
         raise ValueError(f"accuracy: labels must lie in [0, {logits.shape[1]})")

@@ -19,6 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from splitleak._io import atomic_path, sha256_file
+from splitleak._validate import all_finite
 from splitleak.data import InputSpec
 from splitleak.defenses import make_defense
 from splitleak.models.architectures import get_architecture
@@ -117,7 +118,7 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 def load_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path, what: str) -> None:
     """Load `tensors` into `module` (strict), refusing NaN/inf weights and naming `what` on a mismatch."""
-    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not all_finite(v)]
     if bad:
         raise CheckpointError(f"{path} has non-finite weights in {bad[:3]}")
     try:
