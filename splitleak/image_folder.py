@@ -2,9 +2,11 @@
 
 Layout: either class subfolders (``root/<class>/*.png``; labels are the subfolders in sorted
 order, as torchvision's ImageFolder numbers them) or images directly in ``root`` (no labels).
-Images are decoded with Pillow to grey (1 channel) or RGB (3 channels), must all have the input
-spec's height and width (a size mismatch is read from the header, before decoding), and are
-mapped from [0, 1] (8 bits / 255, 16 bits / 65535) linearly onto the spec's value range.
+Only PNG and JPEG are read, recognised by their first bytes (never by the file name) and handed
+to Pillow's PNG or JPEG plugin alone; any other content is refused before Pillow sees it. The
+size is read from the header and bounded (`MAX_PIXELS`, and the input spec's height and width)
+before a pixel is decoded. Images are decoded to grey (1 channel) or RGB (3 channels) and mapped
+from [0, 1] (8 bits / 255, 16 bits / 65535) linearly onto the spec's value range.
 
 The folder is sorted (class, then path), permuted with ``split_seed``; the first ``aux_pool``
 images are the attacker's, the rest (in folder order, the first ``limit_test``) are attacked.
@@ -17,7 +19,10 @@ import dataclasses
 import hashlib
 import logging
 import os
+import struct
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +34,16 @@ from splitleak.data import ArraySplit, DataConfig, DataError, InputSpec, Splits
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+"""Which files of a folder are listed as images; what they hold is decided from their bytes."""
+MAX_PIXELS = 89_478_485
+"""Largest width x height read (Pillow's default decompression-bomb limit; a lower `PIL.Image.MAX_IMAGE_PIXELS` wins)."""
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"))
+_PLUGIN_FORMATS = {"PNG": ("PNG",), "JPEG": ("JPEG", "MPO")}  # MPO: multi-picture JPEG, decoded by the JPEG plugin
+_LOOKS_LIKE = (
+    (b"GIF8", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"%!PS", "PostScript / EPS"),
+    (b"\xc5\xd0\xd3\xc6", "EPS"), (b"RIFF", "RIFF (WebP?)"), (b"\x00\x00\x00\x0cjP", "JPEG 2000"), (b"\x80", "a Python pickle"),
+    (b"PK\x03\x04", "a zip archive"),
+)
 FOLDER_DATASET = "image-folder"
 """`DataConfig.dataset` of an image folder (its path is `DataConfig.data_dir`)."""
 
@@ -82,46 +97,83 @@ def list_folder(root: str | os.PathLike[str]) -> FolderListing:
     return FolderListing(root, tuple(direct), (-1,) * len(direct), ())
 
 
-def read_image(path: Path, channels: int, size: tuple[int, int] | None) -> np.ndarray:
-    """One image as float32 [C, H, W] in [0, 1]; DataError naming the file if it cannot be used."""
-    from PIL import Image, UnidentifiedImageError
+def _image_format(path: Path, head: bytes) -> str:
+    """'PNG' or 'JPEG' from a file's first bytes; DataError naming the file otherwise."""
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    looks = next((f"it looks like {name}" for magic, name in _LOOKS_LIKE if head.startswith(magic)), f"it starts with {head[:8]!r}")
+    raise DataError(
+        f"cannot read image {path}: its content is not PNG or JPEG ({looks}); image folders take PNG and JPEG files only, "
+        "recognised by their bytes, not their name"
+    )
 
-    if channels not in (1, 3):
-        raise DataError(f"image folders give 1 (grey) or 3 (RGB) channels, the input spec asks for {channels}")
+
+@contextmanager
+def _open_image(path: Path) -> Iterator:  # -> PIL.Image.Image, header read, nothing decoded yet
+    """Open `path` with Pillow's PNG or JPEG plugin only, chosen from its bytes, its size bounded.
+
+    Every failure is a DataError naming the file; Pillow's decompression-bomb warning and error
+    are refusals. The image is lazy: decode it inside the `with` block.
+    """
+    from PIL import Image, JpegImagePlugin, PngImagePlugin  # noqa: F401 - registers the only two plugins used
+
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+        with open(path, "rb") as fp:
+            kind = _image_format(path, fp.read(8))
+            fp.seek(0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                try:
+                    # a file object, not the name: Pillow picks no plugin from the suffix; formats= tries these alone
+                    img = Image.open(fp, formats=[kind])
+                except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+                    raise DataError(f"cannot read image {path}: refused before decoding: {' '.join(str(err).split())}") from None
+            with img:
+                if img.format not in _PLUGIN_FORMATS[kind]:  # defensive: formats= should make this impossible
+                    raise DataError(f"cannot read image {path}: its bytes say {kind} but Pillow read it as {img.format}")
                 w, h = img.size
-                if size is not None and (h, w) != tuple(size):
-                    raise DataError(f"{path} is {h}x{w} pixels but the input spec wants {size[0]}x{size[1]}; resize the images first")
-                if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-                    if channels != 1:
-                        raise DataError(f"{path} is a 16-bit grey image but the input spec wants {channels} channels")
-                    array = np.asarray(img, dtype=np.float32)[None] / 65535.0
-                elif img.mode in ("I", "F"):
-                    raise DataError(f"{path}: 32-bit images (mode {img.mode}) are not supported; save 8- or 16-bit PNGs")
-                else:
-                    array = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.float32) / 255.0
-                    array = array[None] if channels == 1 else array.transpose(2, 0, 1)
+                limit = MAX_PIXELS if Image.MAX_IMAGE_PIXELS is None else min(MAX_PIXELS, int(Image.MAX_IMAGE_PIXELS))
+                if w * h > limit:
+                    raise DataError(
+                        f"cannot read image {path}: its header declares {h}x{w} pixels, more than the {limit} an image folder "
+                        "reads (a decompression bomb?); refused before decoding"
+                    )
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    yield img
     except DataError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise DataError(f"cannot read image {path}: {type(err).__name__}: {err}") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DataError(f"cannot read image {path}: {type(err).__name__}: {' '.join(str(err).split())}") from None
+
+
+def read_image(path: Path, channels: int, size: tuple[int, int] | None) -> np.ndarray:
+    """One image as float32 [C, H, W] in [0, 1]; DataError naming the file if it cannot be used."""
+    if channels not in (1, 3):
+        raise DataError(f"image folders give 1 (grey) or 3 (RGB) channels, the input spec asks for {channels}")
+    with _open_image(path) as img:
+        w, h = img.size
+        if size is not None and (h, w) != tuple(size):
+            raise DataError(f"{path} is {h}x{w} pixels but the input spec wants {size[0]}x{size[1]}; resize the images first")
+        if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+            if channels != 1:
+                raise DataError(f"{path} is a 16-bit grey image but the input spec wants {channels} channels")
+            array = np.asarray(img, dtype=np.float32)[None] / 65535.0
+        elif img.mode in ("I", "F"):
+            raise DataError(f"{path}: 32-bit images (mode {img.mode}) are not supported; save 8- or 16-bit PNGs")
+        else:
+            array = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.float32) / 255.0
+            array = array[None] if channels == 1 else array.transpose(2, 0, 1)
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
 def infer_shape(listing: FolderListing) -> tuple[int, int, int]:
     """(C, H, W) of the folder's first image: C = 1 for grey modes, else 3."""
-    from PIL import Image, UnidentifiedImageError
-
     first = listing.files[0]
-    try:
-        with Image.open(first) as img:
-            w, h = img.size
-            grey = img.mode in ("1", "L", "LA", "I", "F") or img.mode.startswith("I;16") or (img.mode == "P" and _palette_is_grey(img))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise DataError(f"cannot read image {first}: {type(err).__name__}: {err}") from None
+    with _open_image(first) as img:
+        w, h = img.size
+        grey = img.mode in ("1", "L", "LA", "I", "F") or img.mode.startswith("I;16") or (img.mode == "P" and _palette_is_grey(img))
     return (1 if grey else 3, h, w)
 
 
@@ -198,4 +250,4 @@ def load_image_folder(
     return splits
 
 
-__all__ = ["FOLDER_DATASET", "IMAGE_SUFFIXES", "FolderListing", "fingerprint", "infer_shape", "list_folder", "load_image_folder", "read_image"]
+__all__ = ["FOLDER_DATASET", "IMAGE_SUFFIXES", "MAX_PIXELS", "FolderListing", "fingerprint", "infer_shape", "list_folder", "load_image_folder", "read_image"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +12,13 @@ import pytest
 import torch
 from PIL import Image
 
+from splitleak.cli import main
 from splitleak.data import DataError, InputSpec
 from splitleak.image_folder import infer_shape, list_folder, load_image_folder
-from tests._byo import write_png_folder
+from tests._byo import scripted, write_png_folder  # noqa: F401 (fixture)
 
 GREY = InputSpec(shape=(1, 16, 16))
+FAST = ["--limit", "8", "--lpips", "none", "--semantic-epochs", "0", "--attacks", "decoder", "--attack-param", "decoder.epochs=1", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +109,128 @@ def test_bad_folders(tmp_path: Path, labelled: Path, layout: str, message: str) 
         kwargs = {"num_classes": 2}
     with pytest.raises(DataError, match=message):
         load_image_folder(root, spec, **kwargs)
+
+
+# --- hostile folders, through the CLI as a user runs it ------------------------------------------
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n%%EndComments\nnewpath 0 0 moveto 16 16 lineto stroke\nshowpage\n%%EOF\n"
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A 1-bit grey PNG whose header declares width x height; its few bytes of pixel data decode to nothing."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0" * 16)) + _chunk(b"IEND", b"")
+
+
+def _foreign(kind: str) -> bytes:
+    if kind == "eps":
+        return EPS
+    if kind == "not an image":
+        return b"hello, I am a text file\n"
+    buffer = io.BytesIO()
+    Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16)).save(buffer, format=kind.upper())
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def pillow_spy(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records (and stops) every use of a Pillow plugin other than PNG / JPEG, and every decode of a huge image."""
+    from PIL import BmpImagePlugin, EpsImagePlugin, GifImagePlugin, ImageFile, TiffImagePlugin
+
+    calls: list[str] = []
+    for cls in (EpsImagePlugin.EpsImageFile, GifImagePlugin.GifImageFile, BmpImagePlugin.BmpImageFile, TiffImagePlugin.TiffImageFile):
+
+        def _open(self, name=cls.__name__):  # noqa: ANN001
+            calls.append(name)
+            raise SyntaxError(f"{name} must not be used")
+
+        monkeypatch.setattr(cls, "_open", _open)
+    load = ImageFile.ImageFile.load
+
+    def guarded_load(self):  # noqa: ANN001
+        if self.size[0] * self.size[1] > 10_000:
+            calls.append(f"decoded {self.size[0]}x{self.size[1]}")
+            raise AssertionError(f"a {self.size} image was decoded")
+        return load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", guarded_load)
+    return calls
+
+
+def _evaluate(encoder: Path, folder: Path, out: Path, *extra: str) -> int:
+    return main(["evaluate", str(encoder), "--image-folder", str(folder), "--allow-code", "--out", str(out), *FAST, *extra])
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("splitleak: error:"), err
+    return err[0]
+
+
+@pytest.mark.parametrize("kind", ["eps", "gif", "bmp", "tiff", "not an image"])
+@pytest.mark.parametrize("where", ["first", "later"])
+def test_only_png_and_jpeg_bytes_reach_pillow(tmp_path: Path, scripted, pillow_spy: list[str], capsys, kind: str, where: str) -> None:
+    """A file whose bytes are not PNG / JPEG is refused by its bytes, whatever its name, before Pillow sees it."""
+    folder = write_png_folder(tmp_path / "imgs", n=20)
+    files = sorted(folder.rglob("*.png"))
+    # first: the shape is inferred from it (no --shape); later: read with the others against --shape
+    victim = files[0] if where == "first" else files[-1]
+    victim.write_bytes(_foreign(kind))
+    extra = () if where == "first" else ("--shape", "1,16,16")
+    assert _evaluate(scripted[0], folder, tmp_path / "res", *extra) == 2
+    line = _one_error_line(capsys)
+    assert str(victim) in line and "not PNG or JPEG" in line, line
+    assert pillow_spy == []
+    assert not (tmp_path / "res").exists()
+
+
+@pytest.mark.parametrize("where", ["first", "later"])
+@pytest.mark.parametrize("size", [(30000, 30000), (10000, 9000)])
+def test_decompression_bombs_are_refused_from_the_header(tmp_path: Path, scripted, pillow_spy: list[str], capsys, monkeypatch, where: str, size) -> None:
+    """A PNG declaring a huge size is one error line, before a pixel is decoded, even with Pillow's own limit off."""
+    from PIL import Image as PILImage
+
+    folder = write_png_folder(tmp_path / "imgs", n=20)
+    files = sorted(folder.rglob("*.png"))
+    victim = files[0] if where == "first" else files[-1]
+    victim.write_bytes(_png_declaring(*size))
+    extra = () if where == "first" else ("--shape", "1,16,16")
+    for limit in (PILImage.MAX_IMAGE_PIXELS, None):
+        monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", limit)
+        assert _evaluate(scripted[0], folder, tmp_path / "res", *extra) == 2
+        line = _one_error_line(capsys)
+        assert str(victim) in line and "cannot read image" in line, line
+        if where == "first" or limit is None:
+            assert f"{size[1]}x{size[0]}" in line or "decompression bomb" in line, line
+    assert pillow_spy == []
+
+
+def test_a_truncated_png_is_one_error_line(tmp_path: Path, scripted, capsys) -> None:
+    folder = write_png_folder(tmp_path / "imgs", n=20)
+    victim = sorted(folder.rglob("*.png"))[0]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: data.index(b"IDAT") + 12])
+    assert _evaluate(scripted[0], folder, tmp_path / "res") == 2
+    line = _one_error_line(capsys)
+    assert str(victim) in line and "truncated" in line, line
+
+
+def test_formats_come_from_the_bytes_not_the_name(tmp_path: Path, scripted, pillow_spy: list[str], capsys) -> None:
+    """PNG bytes named .jpg and JPEG bytes named .png are read as what they are."""
+    folder = write_png_folder(tmp_path / "imgs", n=40)
+    files = sorted(folder.rglob("*.png"))
+    png = files[0].rename(files[0].with_suffix(".jpg"))
+    pixels = np.asarray(Image.open(files[1]))
+    Image.fromarray(pixels).save(files[1], format="JPEG", quality=95)
+    assert files[1].read_bytes()[:3] == b"\xff\xd8\xff"
+    listing = list_folder(folder)
+    assert png in listing.files and files[1] in listing.files
+    splits = load_image_folder(folder, GREY, aux_pool=0)
+    np.testing.assert_allclose(splits.test.x[listing.files.index(png), 0].numpy(), np.asarray(Image.open(png), dtype=np.float32) / 255)
+    out = tmp_path / "res"
+    assert _evaluate(scripted[0], folder, out) == 0, capsys.readouterr().err
+    assert out.is_dir() and pillow_spy == []
