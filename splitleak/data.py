@@ -35,6 +35,12 @@ log = logging.getLogger(__name__)
 ENV_DATA_DIR = "SPLITLEAK_DATA_DIR"
 """Environment variable naming an extra data root (searched after an explicit ``data_dir``)."""
 
+LOCATION_FIELDS = ("data_dir", "download")
+""":class:`DataConfig` fields that say where the files are and whether to fetch them, not what is
+computed. A data config recorded in a file (a checkpoint, a results folder, a progress file) is
+replayed without them: only the caller (the command line) says where data is read from and whether
+anything is downloaded (docs/trust.md, "What a file says is data")."""
+
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 """Where Debian's ``dataset-fashion-mnist`` package installs the four IDX ``.gz`` files."""
 
@@ -719,6 +725,7 @@ __all__ = [
     "DATASETS",
     "DEBIAN_FASHION_MNIST_DIR",
     "ENV_DATA_DIR",
+    "LOCATION_FIELDS",
     "ArraySplit",
     "DataConfig",
     "DataError",

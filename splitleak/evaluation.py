@@ -18,7 +18,7 @@ from splitleak._config import FromDict
 from splitleak._validate import all_finite, positive_int
 from splitleak.attacks import ATTACKS, Access, make_attack
 from splitleak.attacks._optim import attack_seed
-from splitleak.data import ArraySplit, DataConfig, Splits
+from splitleak.data import LOCATION_FIELDS, ArraySplit, DataConfig, Splits
 from splitleak.metrics import IMAGE_METRICS, accuracy
 from splitleak.metrics.dependence_scale import DEFAULT_MEMORY_BUDGET, DcorEstimate, dcor_statistics
 from splitleak.metrics.perceptual import lpips_available, lpips_description, lpips_distance
@@ -104,12 +104,24 @@ class EvalConfig(FromDict):
 
 
 def data_config_for(checkpoint: Checkpoint, **overrides: Any) -> DataConfig:
-    """The checkpoint's own data splits (same seed, same attacker pool), with `overrides`."""
-    recorded = dict(checkpoint.meta.get("data") or {})
+    """The checkpoint's own data splits (same dataset, seed and attacker pool), with `overrides`.
+
+    What the checkpoint records is data, never an instruction: its `data_dir` and `download`
+    (`LOCATION_FIELDS`) are dropped, so the files are looked for only where `overrides` (the
+    command line), $SPLITLEAK_DATA_DIR and the default roots say, and nothing is downloaded
+    unless `overrides` say `download=True`. None in `overrides` means "not given".
+    """
+    recorded = checkpoint.meta.get("data")
     if not recorded:
         raise ValueError(f"{checkpoint.path} records no dataset; pass the data explicitly")
-    recorded.update({k: v for k, v in overrides.items() if v is not None})
-    return DataConfig.from_dict(recorded)
+    if not isinstance(recorded, Mapping):
+        raise ValueError(f"{checkpoint.path} records its data config as {type(recorded).__name__}, not a table")
+    ignored = [k for k in LOCATION_FIELDS if recorded.get(k) not in (None, False)]
+    if ignored:
+        log.info("%s: not using the recorded %s (only the caller says where data is and whether to download)", checkpoint.path, " and ".join(ignored))
+    values = {k: v for k, v in recorded.items() if k not in LOCATION_FIELDS}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return DataConfig.from_dict(values)
 
 
 @torch.no_grad()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from splitleak.data import Splits
+from splitleak.data import LOCATION_FIELDS, Splits
 from splitleak.evaluation import EvalConfig, evaluate
 from splitleak.models import load_checkpoint, save_checkpoint
 from splitleak.progress import ProgressFactory, silent
@@ -58,13 +58,23 @@ def recorded_configs(folder: Path) -> tuple[Any, Any, Any] | None:
         return None
 
 
+def _without_locations(data: Any) -> Any:
+    return {k: v for k, v in data.items() if k not in LOCATION_FIELDS} if isinstance(data, dict) else data
+
+
 def is_finished(cell: Cell, splits: Splits, evaluation: EvalConfig, folder: Path) -> bool:
-    """Whether `folder` holds results of exactly this cell's training, data and evaluation configs."""
+    """Whether `folder` holds results of exactly this cell's training, data and evaluation configs.
+
+    The folder's recorded configs are only compared, never acted on; where the data was read
+    from and whether it was downloaded (`LOCATION_FIELDS`) say nothing about what was computed
+    and are left out of the comparison, as a sweep does.
+    """
     recorded = recorded_configs(folder)
     if recorded is None:
         return False
-    wanted = (cell.train.to_dict(), splits.config.to_dict(), evaluation.to_dict())
-    return _canonical(recorded) == _canonical(wanted)
+    train, data, evaluated = recorded
+    wanted = (cell.train.to_dict(), _without_locations(splits.config.to_dict()), evaluation.to_dict())
+    return _canonical((train, _without_locations(data), evaluated)) == _canonical(wanted)
 
 
 def run_study(

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from splitleak.attacks import ATTACKS
-from splitleak.data import DataConfig, get_source
+from splitleak.data import LOCATION_FIELDS, DataConfig, get_source
 from splitleak.defenses import make_defense
 from splitleak.evaluation import EvalConfig
 from splitleak.models.architectures import get_architecture
@@ -49,7 +49,7 @@ from splitleak.training import TrainConfig
 AXES = ("dataset", "arch", "cut", "seed", "attack")
 SECTIONS = ("name", "description", "grid", "defense", "data", "train", "evaluate")
 # options that say where files are, not what is computed: left out of keys (a cluster's paths differ)
-LOCATION_OPTIONS = {"data": ("data_dir", "download"), "evaluate": ("lpips_weights",)}
+LOCATION_OPTIONS = {"data": LOCATION_FIELDS, "evaluate": ("lpips_weights",)}
 _AXIS_OWNED = {
     "data": {"dataset": "[grid] dataset"},
     "train": {"arch": "[grid] arch", "cut": "[grid] cut", "seed": "[grid] seed", "defense": "[[defense]] blocks", "defense_params": "[[defense]] blocks"},
