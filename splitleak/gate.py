@@ -3,7 +3,9 @@
 A policy holds threshold rules (``[[rule]]``: "the worst attack's mean SSIM stays <= 0.3") and
 baseline rules (``[[baseline]]``: "the worst attack's mean SSIM may not rise more than 0.02 above
 the baseline's"). Every rule is checked on every run (checkpoint) of a results folder; the
-verdict passes when no check fails. A policy or results folder the gate cannot use raises
+verdict passes when every check passed, and never on no evidence: a rule a run has no rows for,
+or a baseline rule without a (matching) baseline, is a failed check, and a verdict with no checks
+does not pass. A policy or results folder the gate cannot use (an empty table among them) raises
 :class:`GateError` (a ValueError: the CLI turns it into exit code 2). Everything here is a pure
 function of its inputs except :func:`load_policy`, :func:`run_gate` and
 :func:`write_starter_policy`, which read or write the files they are given. Reference: docs/ci.md.
@@ -43,6 +45,10 @@ Status = Literal["pass", "fail", "skip"]
 
 class GateError(ValueError):
     """A policy, results folder or baseline the gate cannot use (exit code 2 on the CLI)."""
+
+
+class _CannotCheck(Exception):
+    """The evidence one rule needs is missing for one run: that check fails with this reason."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,27 +104,56 @@ class Measure:
 
 @dataclass(frozen=True)
 class Comparison:
-    """How a rule reads a measure: which number it holds to an upper limit and which to a lower."""
+    """How a rule reads a measure: which number it holds to an upper limit, which to a lower, and
+    how much worse than a baseline's a measure counts (for a metric where higher is worse)."""
 
     name: str
     description: str
     against_max: Callable[[Measure], float]
     against_min: Callable[[Measure], float]
+    worsening: Callable[[Measure, Measure], float]  # (current, baseline) -> compared with the tolerance
+    fails_as: str  # how a failed threshold reads: "mean 0.35 {fails_as} above max 0.3"
+
+
+def _upper_worsening(current: Measure, baseline: Measure) -> float:
+    """Upper end of the 95% CI of (current - baseline): the difference of the means plus the two
+    CIs' half-widths on the worse side, added in quadrature (independent samples; current and
+    baseline scored on the same test images are positively correlated, which only narrows the
+    true interval, so this errs on the strict side)."""
+    spread = math.hypot(max(current.ci_high - current.value, 0.0), max(baseline.value - baseline.ci_low, 0.0))
+    return current.value - baseline.value + spread
 
 
 _COMPARISONS = (
-    Comparison("point", "compare the statistic itself", lambda m: m.value, lambda m: m.value),
+    Comparison("point", "compare the statistic itself", lambda m: m.value, lambda m: m.value, lambda c, b: c.value - b.value, "is"),
     Comparison(
         "ci",
-        "noise-aware: fail only when the whole 95% CI of the mean is on the wrong side "
+        "conservative: fail when any part of the 95% CI of the mean is on the wrong side "
+        "(a max rule fails when ci_high > max, a min rule when ci_low < min; a baseline rule "
+        "when the upper end of the 95% CI of the worsening exceeds the tolerance)",
+        lambda m: m.ci_high,
+        lambda m: m.ci_low,
+        _upper_worsening,
+        "reaches",
+    ),
+    Comparison(
+        "ci-lenient",
+        "lenient: fail only when the whole 95% CI of the mean is on the wrong side "
         "(a max rule fails when ci_low > max, a min rule when ci_high < min; a baseline rule "
         "only when the two CIs separate by more than the tolerance)",
         lambda m: m.ci_low,
         lambda m: m.ci_high,
+        lambda c, b: c.ci_low - b.ci_high,
+        "lies entirely",
     ),
 )
 COMPARISONS: dict[str, Comparison] = {c.name: c for c in _COMPARISONS}
 """Values of a rule's ``use`` key. Treat as read-only."""
+
+
+def _flipped(m: Measure) -> Measure:
+    """The measure of the negated metric: turns "lower is worse" into "higher is worse"."""
+    return Measure(m.attack, -m.value, -m.ci_high, -m.ci_low, m.n)
 
 
 def worse_direction(metric: str) -> Literal["higher", "lower"]:
@@ -244,8 +279,8 @@ def _parse_rule(entry: Mapping[str, Any], where: str, *, threshold: bool) -> Thr
     use = _string(entry, "use", where, default="point")
     if use not in COMPARISONS:
         raise GateError(f"{where}: use must be one of {list(COMPARISONS)}, got {use!r}")
-    if use == "ci" and statistic != "mean":
-        raise GateError(f"{where}: use = \"ci\" compares the 95% CI of the mean, so statistic must be \"mean\" (to hold one CI end to a limit, use statistic = \"ci_low\" or \"ci_high\" with use = \"point\")")
+    if use != "point" and statistic != "mean":
+        raise GateError(f"{where}: use = \"{use}\" compares the 95% CI of the mean, so statistic must be \"mean\" (to hold one CI end to a limit, use statistic = \"ci_low\" or \"ci_high\" with use = \"point\")")
     description = _string(entry, "description", where, default="")
     attack_value = MODEL_LEVEL if attack == MODEL else attack
     if threshold:
@@ -348,11 +383,16 @@ class _Cells:
         return self._cache[key]
 
     def measure(self, run: Run, rule: ThresholdRule | BaselineRule) -> Measure:
-        """The rule's statistic on this run; for WORST, of the attack that leaks most by it."""
+        """The rule's statistic on this run; for WORST, of the attack that leaks most by it.
+
+        Raises _CannotCheck when the run lacks the evidence (no rows for the metric or the attack,
+        no finite values, too few samples for a CI) and GateError when the policy asks something
+        the table's shape rules out (an attack of a model-level metric, or the reverse).
+        """
         present = self.attacks(run, rule.metric)
-        shown = MODEL if rule.attack == MODEL_LEVEL else rule.attack
+        shown = _attack_label(rule.attack)
         if not present:
-            raise GateError(f"rule {rule.name!r}: metric {rule.metric} is absent from the {self.what} (run {run.id})")
+            raise _CannotCheck(f"no rows for metric {rule.metric}, attack {shown} in the {self.what} (run {run.id}): cannot check")
         per_attack = [a for a in present if a != MODEL_LEVEL]
         if rule.attack == WORST:
             if not per_attack:
@@ -360,22 +400,29 @@ class _Cells:
             candidates = per_attack
         elif rule.attack in present:
             candidates = [rule.attack]
-        else:
+        elif rule.attack == MODEL_LEVEL or not per_attack:
             hint = f"it is measured per attack ({', '.join(per_attack)})" if per_attack else "it is model-level: omit attack"
             raise GateError(f"rule {rule.name!r}: the {self.what} have no {rule.metric} rows for attack {shown!r} (run {run.id}); {hint}")
+        else:
+            raise _CannotCheck(f"no rows for metric {rule.metric}, attack {shown} in the {self.what} (run {run.id} has {', '.join(per_attack)}): cannot check")
         measures = [self._measure(run, a, rule) for a in candidates]
         leaks_up = METRICS[rule.metric].leakage_direction == "higher"
         return max(measures, key=lambda m: m.value if leaks_up else -m.value)
 
     def _measure(self, run: Run, attack: str, rule: ThresholdRule | BaselineRule) -> Measure:
         cell = self.cell(run, attack, rule.metric)
+        where = f"{rule.metric} under {_attack_label(attack)} in the {self.what} (run {run.id})"
         if cell.values.size == 0:
-            raise GateError(f"rule {rule.name!r}: {rule.metric} under {attack or MODEL!r} has no finite values in the {self.what} (run {run.id})")
+            raise _CannotCheck(f"no finite values of {where}: cannot check")
         measure = Measure(attack, STATISTICS[rule.statistic].fn(cell), cell.ci[0], cell.ci[1], cell.n)
-        needs_ci = rule.use == "ci" or rule.statistic in ("ci_low", "ci_high")
-        if not math.isfinite(measure.value) or (needs_ci and not (math.isfinite(measure.ci_low) and math.isfinite(measure.ci_high))):
-            hint = "; set-level metrics without an estimator CI (accuracy) need use = \"point\" and statistic = \"mean\"" if needs_ci else ""
-            raise GateError(f"rule {rule.name!r}: the {self.what} give no {'95% CI for ' if needs_ci else 'value of '}{rule.metric} under {attack or MODEL!r} (run {run.id}){hint}")
+        needs_ci = rule.use != "point" or rule.statistic in ("ci_low", "ci_high")
+        has_ci = math.isfinite(measure.ci_low) and math.isfinite(measure.ci_high)
+        if needs_ci and not has_ci and cell.level == "set":
+            raise GateError(f"rule {rule.name!r}: the {self.what} give no 95% CI for {rule.metric} under {_attack_label(attack)!r} (run {run.id}); set-level metrics without an estimator CI (accuracy) need use = \"point\" and statistic = \"mean\"")
+        if needs_ci and not has_ci:
+            raise _CannotCheck(f"no 95% CI of {where} (fewer than 2 finite values): cannot check")
+        if not math.isfinite(measure.value):
+            raise _CannotCheck(f"no finite {rule.statistic} of {where}: cannot check")
         return measure
 
 
@@ -388,8 +435,8 @@ def match_baseline(current: tuple[Run, ...], baseline: tuple[Run, ...]) -> tuple
 
     One run on each side: they are paired whatever their configurations (a note says where they
     differ). Otherwise runs pair by (dataset, arch, cut, defense, defense_params); a current run
-    with no such baseline run is left unpaired (its baseline checks are skipped, with a note),
-    and two baseline runs with the same configuration are ambiguous (GateError).
+    with no such baseline run is left unpaired (its baseline checks fail, with a note), and two
+    baseline runs with the same configuration are ambiguous (GateError).
     """
     if len(current) == 1 and len(baseline) == 1:
         cur, base = current[0], baseline[0]
@@ -404,7 +451,7 @@ def match_baseline(current: tuple[Run, ...], baseline: tuple[Run, ...]) -> tuple
         if matches:
             pairs[run.id] = matches[0]
         else:
-            notes.append(f"no baseline run has run {run.id}'s configuration ({run.describe()}); its baseline rules are skipped")
+            notes.append(f"no baseline run has run {run.id}'s configuration ({run.describe()}); its baseline rules fail")
     return pairs, tuple(notes)
 
 
@@ -450,11 +497,12 @@ class Verdict:
 
     @property
     def passed(self) -> bool:
-        return not any(c.status == "fail" for c in self.checks)
+        """True when there are checks and every one passed: no evidence is no pass."""
+        return bool(self.checks) and all(c.status == "pass" for c in self.checks)
 
     @property
     def exit_code(self) -> int:
-        """0 when every check passed or was skipped, 1 when one failed."""
+        """0 when the verdict passed, 1 when it did not (a check failed or nothing was checked)."""
         return 0 if self.passed else 1
 
     def counts(self) -> dict[str, int]:
@@ -466,40 +514,50 @@ def _fmt(value: float) -> str:
 
 
 def _check_threshold(rule: ThresholdRule, run: Run, cells: _Cells) -> Check:
-    m = cells.measure(run, rule)
+    common = dict(rule=rule.name, kind="threshold", run=run.id, run_config=run.describe(), metric=rule.metric, statistic=rule.statistic, use=rule.use, limit=rule.limit(), description=rule.description)
+    try:
+        m = cells.measure(run, rule)
+    except _CannotCheck as missing:
+        return Check(status="fail", attack=_attack_label(rule.attack), message=str(missing), **common)  # type: ignore[arg-type]
     comparison = COMPARISONS[rule.use]
     what = f"{rule.statistic} {_fmt(m.value)}" if rule.use == "point" else f"95% CI of the mean [{_fmt(m.ci_low)}, {_fmt(m.ci_high)}]"
     reasons = []
     if rule.max is not None and comparison.against_max(m) > rule.max:
-        reasons.append(f"{what} {'is' if rule.use == 'point' else 'lies entirely'} above max {rule.max:g}")
+        reasons.append(f"{what} {comparison.fails_as} above max {rule.max:g}")
     if rule.min is not None and comparison.against_min(m) < rule.min:
-        reasons.append(f"{what} {'is' if rule.use == 'point' else 'lies entirely'} below min {rule.min:g}")
+        reasons.append(f"{what} {comparison.fails_as} below min {rule.min:g}")
     message = "; ".join(reasons) if reasons else f"{what} within {rule.limit()}"
     return Check(
-        rule=rule.name, kind="threshold", run=run.id, run_config=run.describe(), status="fail" if reasons else "pass",
-        metric=rule.metric, attack=_attack_label(m.attack), statistic=rule.statistic, use=rule.use, limit=rule.limit(),
-        message=message, value=m.value, ci_low=_finite(m.ci_low), ci_high=_finite(m.ci_high), description=rule.description,
+        status="fail" if reasons else "pass", attack=_attack_label(m.attack), message=message, value=m.value,
+        ci_low=_finite(m.ci_low), ci_high=_finite(m.ci_high), **common,  # type: ignore[arg-type]
     )
 
 
 def _check_baseline(rule: BaselineRule, run: Run, cells: _Cells, base_run: Run | None, base_cells: _Cells | None) -> Check:
     common = dict(rule=rule.name, kind="baseline", run=run.id, run_config=run.describe(), metric=rule.metric, statistic=rule.statistic, use=rule.use, limit=rule.limit(), description=rule.description)
     if base_cells is None or base_run is None:
-        reason = "no --baseline given" if base_cells is None else "no baseline run with this configuration"
-        return Check(status="skip", attack=_attack_label(rule.attack), message=f"skipped: {reason}", **common)  # type: ignore[arg-type]
-    cur, base = cells.measure(run, rule), base_cells.measure(base_run, rule)
+        reason = "no --baseline given" if base_cells is None else f"no baseline run has this run's configuration ({run.describe()})"
+        return Check(status="fail", attack=_attack_label(rule.attack), message=f"{reason}: cannot check a regression without a baseline", **common)  # type: ignore[arg-type]
+    try:
+        cur, base = cells.measure(run, rule), base_cells.measure(base_run, rule)
+    except _CannotCheck as missing:
+        return Check(status="fail", attack=_attack_label(rule.attack), message=str(missing), baseline_run=base_run.id, **common)  # type: ignore[arg-type]
     comparison = COMPARISONS[rule.use]
     if worse_direction(rule.metric) == "higher":
-        worsening = comparison.against_max(cur) - comparison.against_min(base)
+        worsening, change = comparison.worsening(cur, base), cur.value - base.value
     else:
-        worsening = comparison.against_max(base) - comparison.against_min(cur)
+        worsening, change = comparison.worsening(_flipped(cur), _flipped(base)), base.value - cur.value
     failed = worsening > rule.tolerance
     if rule.use == "point":
         detail = f"{rule.statistic} {_fmt(cur.value)} vs baseline {_fmt(base.value)}"
     else:
         detail = f"95% CI [{_fmt(cur.ci_low)}, {_fmt(cur.ci_high)}] vs baseline [{_fmt(base.ci_low)}, {_fmt(base.ci_high)}]"
     verdict = f"worse by {_fmt(worsening)} > tolerance {rule.tolerance:g}" if failed else f"worse by {_fmt(max(worsening, 0.0))} <= tolerance {rule.tolerance:g}"
-    if rule.use == "ci" and not failed:
+    if rule.use == "ci":
+        mean = f"mean {'worse' if change > 0 else 'better'} by {_fmt(abs(change))}"
+        bound = f"worse by up to {_fmt(worsening)}" if worsening > 0 else "not worse"
+        verdict = f"{mean}, {bound} within the 95% CI of the difference {'>' if failed else '<='} tolerance {rule.tolerance:g}"
+    if rule.use == "ci-lenient" and not failed:
         verdict = "CIs do not separate by more than the tolerance"
     if cur.n != base.n:
         verdict += f" (n {cur.n} vs baseline n {base.n}: compare at equal n)"
@@ -516,9 +574,17 @@ def _finite(value: float) -> float | None:
 
 
 def check_policy(policy: Policy, results: Results, baseline: Results | None = None, *, results_name: str = "results", baseline_name: str | None = None) -> Verdict:
-    """Apply every rule of ``policy`` to every run of ``results`` (baseline rules against ``baseline``)."""
+    """Apply every rule of ``policy`` to every run of ``results`` (baseline rules against ``baseline``).
+
+    An empty results table (or an empty baseline, when one is given) raises GateError: a gate
+    does not pass on no evidence. Baseline rules without ``baseline`` are failed checks.
+    """
     cells = _Cells(results.table, "results")
+    if not cells.runs:
+        raise GateError(f"results {results_name} have no rows (no runs): there is nothing to check, and a gate never passes on no evidence")
     base_cells = _Cells(baseline.table, "baseline results") if baseline is not None else None
+    if base_cells is not None and not base_cells.runs:
+        raise GateError(f"baseline {baseline_name or 'results'} have no rows (no runs): there is nothing to compare against")
     pairs: dict[str, Run] = {}
     notes: tuple[str, ...] = ()
     if base_cells is not None and policy.baseline:
@@ -563,7 +629,8 @@ _HEADER = ["status", "rule", "run", "attack", "statistic", "value", "95% CI of m
 def _summary_line(verdict: Verdict) -> str:
     n = verdict.counts()
     state = "PASSED" if verdict.passed else "FAILED"
-    return f"{state}: {n['fail']} failed, {n['pass']} passed, {n['skip']} skipped of {len(verdict.checks)} checks"
+    nothing = " (nothing was checked, so nothing passes)" if not verdict.checks else ""
+    return f"{state}: {n['fail']} failed, {n['pass']} passed, {n['skip']} skipped of {len(verdict.checks)} checks{nothing}"
 
 
 def render_table(verdict: Verdict) -> str:
@@ -645,15 +712,23 @@ STARTER_POLICY = f'''# splitleak privacy gate policy (format version {POLICY_VER
 #               must be <= max and/or >= min.
 # [[baseline]]  a regression check against `splitleak gate --baseline DIR`: the metric may not
 #               get worse than the baseline's by more than `tolerance` ("worse" = more leakage;
-#               for accuracy, lower). Skipped when no --baseline is given.
+#               for accuracy, lower). Without --baseline these rules FAIL ("no --baseline
+#               given"); delete them until you have a baseline (docs/ci.md).
 #
 # attack:    an attack name (decoder, rmle, shadow, unsplit), "worst" (the attack that leaks
 #            most on this run), or omitted / "model" for model-level metrics (accuracy, dcor).
 # statistic: mean, median, p95, ci_low, ci_high (ends of the 95% bootstrap CI of the mean).
-# use:       "point" compares the statistic itself; "ci" is noise-aware: a max rule fails only
-#            when the whole 95% CI of the mean lies above max (a baseline rule only when the
-#            two CIs separate by more than the tolerance). For the stricter reading, "pass only
-#            if the whole CI is below max", write statistic = "ci_high" with use = "point".
+# use:       "point" compares the statistic itself.
+#            "ci" is conservative: a max rule fails when any part of the 95% CI of the mean
+#            reaches above max (ci_high > max), a min rule when it reaches below min; a baseline
+#            rule fails when the regression could exceed the tolerance: when the upper end of
+#            the 95% CI of (current - baseline) in the worse direction is above the tolerance.
+#            "ci-lenient" gives noise the benefit of the doubt instead: it fails only when the
+#            whole CI is on the wrong side (a baseline rule: when the CIs separate by more than
+#            the tolerance). A mean of 0.33 with CI [0.29, 0.37] fails max = 0.3 under "ci"
+#            and passes it under "ci-lenient".
+# Missing evidence never passes: a run with no rows for a rule's metric or attack fails that
+# rule ("cannot check"); an empty results table is an error (exit 2).
 # The thresholds below are starting points for 28x28, 10-class data (Fashion-MNIST); tune them.
 version = {POLICY_VERSION}
 
@@ -683,7 +758,7 @@ min = 0.8
 
 [[baseline]]
 name = "ssim-no-regression"
-description = "The worst attack's mean SSIM may not rise above the baseline's beyond seed noise."
+description = "The worst attack's mean SSIM may not rise by more than 0.02 above the baseline's anywhere in the 95% CI of the difference."
 metric = "ssim"
 attack = "worst"
 statistic = "mean"

@@ -17,6 +17,7 @@ from splitleak.gate import (
     STARTER_POLICY,
     STATISTICS,
     GateError,
+    Verdict,
     check_policy,
     load_policy,
     parse_policy,
@@ -140,20 +141,47 @@ def test_statistics_match_numpy_and_the_summary(statistic: str) -> None:
     assert (check.ci_low, check.ci_high) == pytest.approx((summary["ci_low"], summary["ci_high"]), rel=1e-12)
 
 
-def test_ci_comparison_gives_noise_the_benefit_of_the_doubt() -> None:
+def test_ci_is_conservative_and_ci_lenient_gives_noise_the_benefit_of_the_doubt() -> None:
     point = _policy(SSIM_03)
     ci = _policy(SSIM_03 + 'use = "ci"\n')
+    lenient = _policy(SSIM_03 + 'use = "ci-lenient"\n')
     strict = _policy(SSIM_03.replace('max = 0.3', 'statistic = "ci_high"\nmax = 0.3'))
     near = _results(_standard(ssim={"decoder": 0.31}))  # mean above 0.3, CI (sd 0.05, n 40) straddles it
     (c,) = check_policy(ci, near).checks
     assert c.ci_low < 0.3 < c.ci_high
     assert check_policy(point, near).exit_code == 1
-    assert check_policy(ci, near).exit_code == 0
+    assert check_policy(ci, near).exit_code == 1 and "reaches above max 0.3" in c.message
+    assert check_policy(lenient, near).exit_code == 0
     assert check_policy(strict, near).exit_code == 1
     far = _results(_standard(ssim={"decoder": 0.4}))
-    assert check_policy(ci, far).exit_code == 1 and "lies entirely above" in check_policy(ci, far).checks[0].message
-    below = _results(_standard(ssim={"decoder": 0.29}))  # mean below, CI straddles: the strict reading fails it
-    assert check_policy(point, below).exit_code == 0 and check_policy(strict, below).exit_code == 1
+    assert check_policy(lenient, far).exit_code == 1 and "lies entirely above" in check_policy(lenient, far).checks[0].message
+    below = _results(_standard(ssim={"decoder": 0.29}))  # mean below, CI straddles: only the conservative readings fail it
+    assert check_policy(point, below).exit_code == 0 and check_policy(lenient, below).exit_code == 0
+    assert check_policy(ci, below).exit_code == 1 and check_policy(strict, below).exit_code == 1
+    clear = _results(_standard(ssim={"decoder": 0.2}))  # the whole CI below max: every reading passes
+    assert all(check_policy(p, clear).exit_code == 0 for p in (point, ci, lenient, strict))
+    # min rules mirror it: "ci" fails when the CI reaches below min, "ci-lenient" only when it lies entirely below
+    at_least = '[[rule]]\nmetric = "lpips"\nattack = "decoder"\nmin = 0.3\nuse = "{}"\n'
+    straddles = _results(_standard(lpips={"decoder": 0.31}))
+    (low,) = check_policy(_policy(at_least.format("ci")), straddles).checks
+    assert low.status == "fail" and "reaches below min 0.3" in low.message
+    assert check_policy(_policy(at_least.format("ci-lenient")), straddles).exit_code == 0
+
+
+def test_starter_policy_ci_fails_a_mean_above_the_limit() -> None:
+    """Issue 14: the starter's `use = "ci"` passed a mean SSIM of 0.33 against max 0.3."""
+    policy = parse_policy(STARTER_POLICY, "starter")
+    rule = next(r for r in policy.rules if r.name == "reconstructions-unrecognisable")
+    assert (rule.max, rule.use) == (0.3, "ci")
+    results = _results(_run_rows(samples={("decoder", "ssim"): _spread(0.33, sd=0.15)}))
+    only = parse_policy(SSIM_03.replace('attack = "decoder"', 'attack = "worst"') + 'use = "ci"\n')
+    (check,) = check_policy(only, results).checks
+    assert check.ci_low < 0.3 < 0.33 < check.ci_high  # the case of the issue: the CI straddles the limit
+    assert check.status == "fail" and "reaches above max 0.3" in check.message
+    starter = check_policy(policy, results, results)
+    assert next(c for c in starter.checks if c.rule == rule.name).status == "fail" and starter.exit_code == 1
+    lenient = parse_policy(SSIM_03.replace('attack = "decoder"', 'attack = "worst"') + 'use = "ci-lenient"\n')
+    assert check_policy(lenient, results).exit_code == 0  # the old reading, now an explicit choice
 
 
 def test_model_level_rules_and_set_level_cis() -> None:
@@ -167,11 +195,18 @@ def test_model_level_rules_and_set_level_cis() -> None:
         attack = "model"
         max = 0.89
         use = "ci"
+        [[rule]]
+        name = "dcor lenient"
+        metric = "dcor"
+        attack = "model"
+        max = 0.89
+        use = "ci-lenient"
         """
     )
-    acc, dcor = check_policy(policy, _results(_standard(accuracy=0.85))).checks
+    acc, dcor, dcor_lenient = check_policy(policy, _results(_standard(accuracy=0.85))).checks
     assert acc.status == "pass" and acc.attack == "model"
-    assert dcor.status == "pass" and (dcor.ci_low, dcor.ci_high) == (0.88, 0.92)  # the estimator's CI straddles 0.89
+    assert (dcor.ci_low, dcor.ci_high) == (0.88, 0.92)  # the estimator's CI straddles 0.89
+    assert dcor.status == "fail" and dcor_lenient.status == "pass"
     assert check_policy(policy, _results(_standard(accuracy=0.7))).checks[0].status == "fail"
 
 
@@ -232,23 +267,85 @@ def test_baseline_rules_take_their_direction_from_the_metric() -> None:
     assert ssim.baseline_run == "old" and math.isclose(ssim.baseline_value, 0.30)
 
 
-def test_baseline_worst_compares_worst_cases_and_ci_needs_separation() -> None:
+def test_baseline_worst_compares_worst_cases_and_ci_lenient_needs_separation() -> None:
     base = _results(_standard("old", ssim={"decoder": 0.30, "rmle": 0.10}))
     new = _results(_standard("new", ssim={"decoder": 0.10, "rmle": 0.32}))  # worst case rose by 0.02
     point = _policy('[[baseline]]\nmetric = "ssim"\nattack = "worst"\ntolerance = 0.01\n')
     (c,) = check_policy(point, new, base).checks
     assert (c.status, c.attack, c.baseline_attack) == ("fail", "rmle", "decoder")
-    ci = _policy('[[baseline]]\nmetric = "ssim"\nattack = "worst"\ntolerance = 0.0\nuse = "ci"\n')
-    assert check_policy(ci, new, base).exit_code == 0  # CIs (sd 0.05, n 40) still overlap
+    lenient = _policy('[[baseline]]\nmetric = "ssim"\nattack = "worst"\ntolerance = 0.0\nuse = "ci-lenient"\n')
+    assert check_policy(lenient, new, base).exit_code == 0  # CIs (sd 0.05, n 40) still overlap
     far = _results(_standard("new", ssim={"decoder": 0.10, "rmle": 0.45}))
-    assert check_policy(ci, far, base).exit_code == 1
+    assert check_policy(lenient, far, base).exit_code == 1
 
 
-def test_baseline_rules_are_skipped_without_a_baseline() -> None:
+def _baseline_rule(metric: str, tolerance: float, use: str) -> object:
+    return _policy(f'[[baseline]]\nmetric = "{metric}"\nattack = "decoder"\ntolerance = {tolerance}\nuse = "{use}"\n')
+
+
+def test_baseline_ci_fails_when_the_regression_could_exceed_the_tolerance() -> None:
+    base = _results(_standard("old", ssim={"decoder": 0.30}, lpips={"decoder": 0.50}))
+    same = _results(_standard("new", ssim={"decoder": 0.30}, lpips={"decoder": 0.50}))
+    worse = _results(_standard("new", ssim={"decoder": 0.31}, lpips={"decoder": 0.49}))  # 0.01 worse on both, inside the noise
+    for metric in ("ssim", "lpips"):  # higher SSIM and lower LPIPS are worse: both directions
+        # the point and the lenient readings let a 0.01 regression through a 0.02 tolerance ...
+        assert check_policy(_baseline_rule(metric, 0.02, "point"), worse, base).exit_code == 0
+        assert check_policy(_baseline_rule(metric, 0.02, "ci-lenient"), worse, base).exit_code == 0
+        # ... the conservative one does not: with CI half-widths ~0.016 (sd 0.05, n 40) it could be ~0.03
+        (c,) = check_policy(_baseline_rule(metric, 0.02, "ci"), worse, base).checks
+        cur_side = (c.ci_high - c.value) if metric == "ssim" else (c.value - c.ci_low)
+        base_side = (c.baseline_value - c.baseline_ci_low) if metric == "ssim" else (c.baseline_ci_high - c.baseline_value)
+        bound = 0.01 + math.hypot(cur_side, base_side)
+        assert c.status == "fail" and 0.02 < bound < 0.04
+        assert f"mean worse by 0.0100, worse by up to {bound:.4f} within the 95% CI of the difference > tolerance 0.02" in c.message, c.message
+        assert check_policy(_baseline_rule(metric, 0.04, "ci"), worse, base).exit_code == 0
+        # an unchanged model: no regression, but a zero tolerance cannot be shown with noisy numbers
+        assert check_policy(_baseline_rule(metric, 0.0, "ci-lenient"), same, base).exit_code == 0
+        assert check_policy(_baseline_rule(metric, 0.0, "ci"), same, base).exit_code == 1
+        assert check_policy(_baseline_rule(metric, 0.03, "ci"), same, base).exit_code == 0
+    better = _results(_standard("new", ssim={"decoder": 0.10}, lpips={"decoder": 0.80}))
+    (c,) = check_policy(_baseline_rule("ssim", 0.0, "ci"), better, base).checks
+    assert c.status == "pass" and "mean better by 0.2000, not worse within the 95% CI of the difference <= tolerance 0" in c.message, c.message
+    assert check_policy(_baseline_rule("lpips", 0.0, "ci"), better, base).exit_code == 0
+
+
+def test_baseline_rules_fail_without_a_baseline() -> None:
     verdict = check_policy(_policy(BASELINE), _results(_standard()))
-    assert verdict.exit_code == 0
-    assert [c.status for c in verdict.checks] == ["pass", "skip", "skip", "skip"]
-    assert "no --baseline" in verdict.checks[1].message
+    assert verdict.exit_code == 1
+    assert [c.status for c in verdict.checks] == ["pass", "fail", "fail", "fail"]
+    assert all(c.message.startswith("no --baseline given: cannot check") for c in verdict.checks[1:])
+
+
+def test_baseline_without_the_metric_fails_the_check() -> None:
+    policy = _policy('[[baseline]]\nmetric = "lpips"\nattack = "decoder"\ntolerance = 0.02\n')
+    new = _results(_standard("new", lpips={"decoder": 0.5}))
+    (c,) = check_policy(policy, new, _results(_standard("old"))).checks
+    assert c.status == "fail" and c.baseline_run == "old"
+    assert c.message == "no rows for metric lpips, attack decoder in the baseline results (run old): cannot check"
+    (c,) = check_policy(policy, _results(_standard("new")), _results(_standard("old", lpips={"decoder": 0.5}))).checks
+    assert c.status == "fail" and "no rows for metric lpips, attack decoder in the results (run new)" in c.message
+
+
+def test_missing_evidence_in_a_hand_built_table_fails_the_check() -> None:
+    # a metric one run lacks fails that run's check; the runs that have it are still checked
+    results = _results(_standard("with", lpips={"decoder": 0.5}), _standard("without"))
+    policy = _policy('[[rule]]\nmetric = "lpips"\nattack = "decoder"\nmin = 0.3\n')
+    assert [(c.run, c.status) for c in check_policy(policy, results).checks] == [("with", "pass"), ("without", "fail")]
+    # no finite values (PSNR of identical images is infinite: a perfect reconstruction) cannot pass
+    inf = _results(_run_rows(samples={("decoder", "psnr"): [math.inf] * 5}))
+    (c,) = check_policy(_policy('[[rule]]\nmetric = "psnr"\nattack = "decoder"\nmax = 20\n'), inf).checks
+    assert c.status == "fail" and c.message.startswith("no finite values of psnr under decoder") and c.message.endswith("cannot check")
+    # a CI needs two values
+    one = _results(_run_rows(samples={("decoder", "ssim"): [0.1]}))
+    (c,) = check_policy(_policy(SSIM_03 + 'use = "ci"\n'), one).checks
+    assert c.status == "fail" and "no 95% CI" in c.message
+
+
+def test_a_verdict_with_no_checks_never_passes() -> None:
+    verdict = Verdict(checks=(), policy="p.toml", results="r")
+    assert verdict.passed is False and verdict.exit_code == 1
+    assert render_table(verdict).splitlines()[-1].startswith("FAILED: 0 failed, 0 passed, 0 skipped of 0 checks")
+    assert json.loads(render_json(verdict))["passed"] is False
 
 
 def test_baseline_matching_by_position_and_by_configuration() -> None:
@@ -256,7 +353,7 @@ def test_baseline_matching_by_position_and_by_configuration() -> None:
     # one run each: paired whatever the configuration, with a note saying what differs
     verdict = check_policy(policy, _results(_standard("new", defense="nopeek", params='{"alpha": 2.0}')), _results(_standard("old")))
     assert verdict.checks[0].baseline_run == "old" and "compared with the baseline's only run old" in verdict.notes[0]
-    # several runs: by configuration; a configuration the baseline lacks is skipped with a note
+    # several runs: by configuration; a configuration the baseline lacks fails, with a note
     base = _results(_standard("b-none", ssim={"decoder": 0.5}), _standard("b-noise", defense="noise", params='{"scale": 1.0}', ssim={"decoder": 0.1}))
     new = _results(
         _standard("n-noise", defense="noise", params='{"scale": 1.0}', ssim={"decoder": 0.3}),
@@ -265,9 +362,10 @@ def test_baseline_matching_by_position_and_by_configuration() -> None:
     )
     verdict = check_policy(policy, new, base)
     assert [(c.run, c.baseline_run, c.status) for c in verdict.checks] == [
-        ("n-noise", "b-noise", "fail"), ("n-none", "b-none", "pass"), ("n-cut2", None, "skip"),
+        ("n-noise", "b-noise", "fail"), ("n-none", "b-none", "pass"), ("n-cut2", None, "fail"),
     ]
-    assert "n-cut2" in verdict.notes[0]
+    assert "n-cut2" in verdict.notes[0] and "its baseline rules fail" in verdict.notes[0]
+    assert verdict.checks[2].message.startswith("no baseline run has this run's configuration (none, small-cnn cut 2, digits)")
     twins = _results(_standard("a"), _standard("b"))
     with pytest.raises(GateError, match="share run"):
         check_policy(policy, new, twins)
@@ -288,17 +386,18 @@ def test_junit_json_markdown_and_table_render_every_check() -> None:
     assert len(cases) == n_checks and root.get("tests") == str(n_checks)
     assert [c.get("name") for c in cases[:2]] == ["ssim [a]", 'acc <&> "x" [a]']
     failed = [c.get("name") for c in cases if c.find("failure") is not None]
-    assert failed == ["ssim [b]"] and root.get("failures") == "1"
-    assert sum(c.find("skipped") is not None for c in cases) == 6 == int(root.get("skipped"))
+    baseline_names = [f"{r.name} [{run}]" for run in "ab" for r in policy.baseline]
+    assert failed == [*baseline_names[:3], "ssim [b]", *baseline_names[3:]] and root.get("failures") == "7"  # no --baseline: the baseline rules fail
+    assert sum(c.find("skipped") is not None for c in cases) == 0 == int(root.get("skipped"))
     data = json.loads(render_json(verdict))
     assert data["passed"] is False and data["exit_code"] == 1 and len(data["checks"]) == n_checks
     assert data["checks"][1]["ci_low"] is None  # accuracy has no CI: null, not NaN
     md = render_markdown(verdict)
     assert md.startswith("## splitleak privacy gate: ❌ failed")
-    assert sum(line.startswith("| ❌") for line in md.splitlines()) == 1
+    assert sum(line.startswith("| ❌") for line in md.splitlines()) == 7
     assert sum(line.startswith("| ") for line in md.splitlines()) == n_checks + 1
     table = render_table(verdict).splitlines()
-    assert len(table) == n_checks + 3 and table[-1].startswith("FAILED: 1 failed, 3 passed, 6 skipped")
+    assert len(table) == n_checks + 3 and table[-1].startswith("FAILED: 7 failed, 3 passed, 0 skipped")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,8 +455,9 @@ def test_cli_baseline_of_itself_passes(tiny_results: Path, tmp_path: Path) -> No
         (SSIM_03.replace("0.3", '"0.3"'), "max must be a finite number, got '0.3'"),
         (SSIM_03.replace('metric = "ssim"', "metric = 3"), "metric must be a non-empty string"),
         (SSIM_03 + "min = 0.5\n", "min 0.5 is above max 0.3"),
-        (SSIM_03 + 'use = "vibes"\n', "use must be one of ['point', 'ci']"),
+        (SSIM_03 + 'use = "vibes"\n', "use must be one of ['point', 'ci', 'ci-lenient']"),
         (SSIM_03 + 'use = "ci"\nstatistic = "median"\n', "statistic must be \"mean\""),
+        (SSIM_03 + 'use = "ci-lenient"\nstatistic = "p95"\n', "use = \"ci-lenient\" compares the 95% CI of the mean"),
         ('[[rule]]\nmetric = "accuracy"\nstatistic = "p95"\nmin = 0.5\n', "needs per-sample values"),
         (SSIM_03.replace('"decoder"', '"mindreader"'), "unknown attack 'mindreader'"),
         ('[rule]\nmetric = "ssim"\nmax = 0.3\n', "must be an array of tables"),
@@ -382,10 +482,9 @@ def test_malformed_policy_exits_2_with_one_line(tiny_results: Path, tmp_path: Pa
 @pytest.mark.parametrize(
     ("policy", "message"),
     [
-        ('[[rule]]\nmetric = "lpips"\nattack = "worst"\nmax = 0.3\n', "metric lpips is absent from the results"),
         ('[[rule]]\nmetric = "ssim"\nmax = 0.3\n', "no ssim rows for attack 'model'"),
-        ('[[rule]]\nmetric = "ssim"\nattack = "rmle"\nmax = 0.3\n', "no ssim rows for attack 'rmle'"),
         ('[[rule]]\nmetric = "accuracy"\nattack = "worst"\nmin = 0.3\n', "model-level metric"),
+        ('[[rule]]\nmetric = "accuracy"\nattack = "decoder"\nmin = 0.3\n', "it is model-level: omit attack"),
         ('[[rule]]\nmetric = "accuracy"\nmin = 0.3\nuse = "ci"\n', "no 95% CI for accuracy"),
     ],
 )
@@ -394,6 +493,56 @@ def test_policy_the_results_cannot_answer_exits_2(tiny_results: Path, tmp_path: 
     assert main(["gate", str(tiny_results), "--policy", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ('[[rule]]\nmetric = "lpips"\nattack = "worst"\nmax = 0.3\n', "no rows for metric lpips, attack worst in the results (run "),
+        ('[[rule]]\nmetric = "lpips"\nattack = "decoder"\nmax = 0.3\n', "no rows for metric lpips, attack decoder in the results (run "),
+        ('[[rule]]\nmetric = "ssim"\nattack = "rmle"\nmax = 0.3\n', "no rows for metric ssim, attack rmle in the results (run "),
+        ('[[baseline]]\nmetric = "ssim"\nattack = "worst"\ntolerance = 0.5\n', "no --baseline given: cannot check"),
+    ],
+)
+def test_cli_rule_without_evidence_fails_its_check(tiny_results: Path, tmp_path: Path, capsys, policy: str, message: str) -> None:
+    """Issue 14: a rule the results cannot answer for a run fails (exit 1), with the reason, beside the checks that ran."""
+    passing = SSIM_03.replace("0.3", "0.999").replace('name = "ssim"', 'name = "passes"')
+    path = _write(tmp_path / "p.toml", passing + "\n" + policy)
+    verdict = tmp_path / "v.json"
+    assert main(["gate", str(tiny_results), "--policy", str(path), "--json", str(verdict)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out.strip().splitlines()[-1].startswith("FAILED: 1 failed, 1 passed")
+    passed, missing = json.loads(verdict.read_text())["checks"]
+    assert passed["status"] == "pass" and missing["status"] == "fail" and missing["value"] is None
+    assert message in missing["message"] and "cannot check" in missing["message"] and message in captured.out
+
+
+def _empty_results(path: Path) -> Path:
+    path.mkdir()
+    (path / "results.csv").write_text(",".join(COLUMNS) + "\n")  # a header and no rows
+    return path
+
+
+def test_cli_empty_results_or_baseline_exit_2(tmp_path: Path, tiny_results: Path, capsys) -> None:
+    """Issue 14: a header-only results table printed PASSED with 0 checks and exited 0."""
+    empty = _empty_results(tmp_path / "empty")
+    threshold = _write(tmp_path / "t.toml", SSIM_03)
+    baseline = _write(tmp_path / "b.toml", '[[baseline]]\nmetric = "ssim"\nattack = "worst"\ntolerance = 0.02\n')
+    junit = tmp_path / "junit.xml"
+    cases = [
+        (["gate", str(empty), "--policy", str(threshold)], f"results {empty} have no rows (no runs)"),
+        (["gate", str(empty), "--policy", str(baseline), "--baseline", str(tiny_results)], f"results {empty} have no rows (no runs)"),
+        (["gate", str(tiny_results), "--policy", str(baseline), "--baseline", str(empty)], f"baseline {empty} have no rows (no runs)"),
+        (["gate", str(tiny_results), "--policy", str(threshold), "--baseline", str(empty)], f"baseline {empty} have no rows (no runs)"),
+    ]
+    for argv, message in cases:
+        assert main([*argv, "--junit", str(junit)]) == 2, argv
+        captured = capsys.readouterr()
+        err = captured.err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("splitleak: error:") and message in err[0], err
+        assert captured.out == "" and not junit.exists()
+    with pytest.raises(GateError, match="nothing to check"):
+        check_policy(_policy(SSIM_03), Results(table=pd.DataFrame(columns=list(COLUMNS))))
 
 
 def test_unreadable_results_and_missing_files_exit_2(tmp_path: Path, tiny_results: Path, capsys) -> None:
@@ -432,11 +581,13 @@ def test_init_writes_a_valid_starter_policy_and_never_overwrites(tmp_path: Path,
 
 def test_starter_policy_judges_results(tmp_path: Path) -> None:
     policy = load_policy(_write(tmp_path / "p.toml", STARTER_POLICY))
-    samples = {("decoder", "ssim"): _spread(0.2), ("decoder", "semantic_accuracy"): [0.0, 1.0, 0.0, 0.0, 0.0] * 8}
-    good = _run_rows(samples=samples, sets={("", "accuracy"): (0.85, np.nan, np.nan)})
-    assert check_policy(policy, _results(good)).exit_code == 0
+    samples = {("decoder", "ssim"): _spread(0.2, n=100), ("decoder", "semantic_accuracy"): ([1.0] + [0.0] * 9) * 10}
+    good = _results(_run_rows(samples=samples, sets={("", "accuracy"): (0.85, np.nan, np.nan)}))
+    assert check_policy(policy, good, good).exit_code == 0
+    without_baseline = check_policy(policy, good)  # its baseline rules cannot be checked, so it does not pass
+    assert without_baseline.exit_code == 1 and without_baseline.counts() == {"pass": 3, "fail": 2, "skip": 0}
     samples[("rmle", "ssim")] = _spread(0.6)
-    assert check_policy(policy, _results(_run_rows(samples=samples, sets={("", "accuracy"): (0.85, np.nan, np.nan)}))).exit_code == 1
+    assert check_policy(policy, _results(_run_rows(samples=samples, sets={("", "accuracy"): (0.85, np.nan, np.nan)})), good).exit_code == 1
 
 
 def test_gate_help() -> None:
