@@ -154,11 +154,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         dataset=args.dataset, data_dir=args.data_dir, split_seed=args.split_seed, aux_pool=args.aux_pool,
         limit_train=args.limit_train, limit_test=args.limit_test, download=args.download,
     )
-    splits = load_splits(data)
     from splitleak.byo import check_writable
-    from splitleak.resume import partial_path
+    from splitleak.models.checkpoint import claim_checkpoint
+    from splitleak.resume import claim_train_progress, partial_path
 
+    claim_checkpoint(args.out)
+    if not args.resume:  # --resume reads it first and refuses anything but a progress file
+        claim_train_progress(partial_path(args.out))
     check_writable(args.out)
+    splits = load_splits(data)
     trained = train(config, splits, progress=_progress(args.quiet), state_file=partial_path(args.out), resume=args.resume)
     path = save_checkpoint(args.out, trained.model, trained.meta)
     partial_path(args.out).unlink(missing_ok=True)
@@ -202,9 +206,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         lpips_weights=args.lpips_weights, require_lpips=args.require_lpips, gallery=args.gallery,
         semantic_epochs=args.semantic_epochs, seed=args.seed, device=args.device, metrics=metrics,
     )
+    from splitleak.results import claim_results_folder
+
+    store = AttackProgress.beside(args.out, resume=args.resume)
+    claim_results_folder(args.out)
+    store.claim()
     checkpoint, splits = target_from_args(args, limit_test=config.test_images_needed())
     check_writable(args.out)
-    store = AttackProgress.beside(args.out, resume=args.resume)
     results = evaluate(checkpoint, config, splits, progress=_progress(args.quiet), store=store)
     out = results.save(args.out)
     store.discard()
@@ -260,8 +268,18 @@ def _cmd_gate(args: argparse.Namespace) -> int:
         return 0
     if args.results is None:
         raise ValueError("gate needs a RESULTS_DIR (or --init to write a starter policy)")
+    from splitleak.outputs import claim_file, is_gate_json, starts_with
+
+    outputs = (
+        ("--json", args.json, gate.render_json, is_gate_json, "gate verdict (JSON)"),
+        ("--junit", args.junit, gate.render_junit, starts_with(b'<?xml version="1.0" encoding="utf-8"?>\n<testsuites name="splitleak gate"'), "gate JUnit file"),
+        ("--markdown", args.markdown, gate.render_markdown, starts_with(b"## splitleak privacy gate"), "gate Markdown summary"),
+    )
+    for option, path, _, recognise, what in outputs:
+        if path:
+            claim_file(path, recognise, what, option=option)
     verdict = gate.run_gate(args.results, args.policy, args.baseline)
-    for path, render in ((args.json, gate.render_json), (args.junit, gate.render_junit), (args.markdown, gate.render_markdown)):
+    for _, path, render, _, _ in outputs:
         if path:
             write_text_atomic(path, render(verdict))
     print(gate.render_table(verdict), end="")

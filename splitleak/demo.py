@@ -15,6 +15,7 @@ from pathlib import Path
 from splitleak.attacks import ATTACKS
 from splitleak.data import DataConfig, load_splits
 from splitleak.evaluation import EvalConfig
+from splitleak.outputs import claim_folder, mark_folder
 from splitleak.progress import ProgressFactory, silent
 from splitleak.reports import report
 from splitleak.study import Cell, run_study
@@ -24,6 +25,8 @@ CUT = 2
 NOPEEK_ALPHAS = (2.0, 5.0, 20.0)
 NOISE_SCALE = 1.0
 REPORT_FILE = "report.pdf"
+FOLDER_KIND = "demo"
+_LEGACY_ENTRIES = frozenset({"checkpoints", "results", REPORT_FILE, "report.summary.csv", "report.results.csv", "report.html"})
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,10 @@ def run_demo(
     out: str | Path, *, quick: bool = False, data_dir: str | None = None, device: str = "cpu", progress: ProgressFactory = silent
 ) -> Path:
     """Run the demo into `out` (checkpoints/, results/, report.pdf); returns the report's path."""
+    claim_folder(out, FOLDER_KIND, legacy=lambda entries: set(entries) <= _LEGACY_ENTRIES)
     plan = demo_plan(quick=quick, data_dir=data_dir, device=device)
     splits = load_splits(plan.data)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    mark_folder(out, FOLDER_KIND)
     folders = run_study(plan.cells, splits, plan.evaluation, out, reuse=True, progress=progress)
     return report(folders, Path(out) / REPORT_FILE)

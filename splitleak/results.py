@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from splitleak._io import atomic_path, umask, write_text_atomic
+from splitleak.outputs import claim_folder, mark_folder
 from splitleak.uncertainty import summarize
 
 COLUMNS: tuple[str, ...] = (
@@ -51,6 +52,13 @@ TABLE_FILE = "results.csv"
 SUMMARY_FILE = "summary.csv"
 PROVENANCE_FILE = "provenance.json"
 RECONSTRUCTIONS_FILE = "reconstructions.safetensors"
+FOLDER_KIND = "results"
+_FILES = frozenset({TABLE_FILE, SUMMARY_FILE, PROVENANCE_FILE, RECONSTRUCTIONS_FILE})
+
+
+def is_legacy_results_folder(entries: list[str]) -> bool:
+    """A results folder written before folders carried splitleak's marker: only results files."""
+    return TABLE_FILE in entries and set(entries) <= _FILES
 
 
 class ResultsError(ValueError):
@@ -109,15 +117,19 @@ class Results:
         return summarize(self.table)
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Write the folder atomically: readers see the old results or the new, never half."""
+        """Write the folder atomically: readers see the old results or the new, never half.
+
+        An existing `directory` is replaced only if splitleak wrote it as a results folder and it
+        holds nothing else (`claim_results_folder`); otherwise OutputError and nothing changes.
+        """
         directory = Path(directory)
-        if directory.exists() and not directory.is_dir():
-            raise ResultsError(f"{directory} exists and is not a folder")
+        claim_results_folder(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
         staging.chmod(0o777 & ~umask())  # mkdtemp makes it private (0700); results are ordinary files
         try:
-            self.write_into(staging)
+            written = self.write_into(staging)
+            mark_folder(staging, FOLDER_KIND, [p.name for p in written])
             _swap_in(staging, directory)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -171,6 +183,12 @@ class Results:
             except (SafetensorError, OSError) as err:
                 raise ResultsError(f"{directory / RECONSTRUCTIONS_FILE} is unreadable ({err})") from None
         return cls(table=table, provenance=provenance, reconstructions=reconstructions)
+
+
+def claim_results_folder(directory: str | os.PathLike[str], option: str = "--out") -> None:
+    """Refuse (OutputError) to replace `directory` unless it is absent, empty, or a results
+    folder splitleak wrote that holds only the files splitleak wrote there."""
+    claim_folder(directory, FOLDER_KIND, legacy=is_legacy_results_folder, replace=True, option=option)
 
 
 def _swap_in(staging: Path, directory: Path) -> None:

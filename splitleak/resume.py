@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from torch import Tensor
 
 from splitleak import __version__
 from splitleak._io import atomic_path
+from splitleak.outputs import claim_file, claim_folder, has_safetensors_key, mark_folder
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,9 @@ _TRAIN_FORMAT = "splitleak-train-progress"
 _HEADER = "splitleak-progress"
 _VERSION = 1
 _ROW_COLUMNS = ("attack", "metric", "value", "sample", "n", "ci_low", "ci_high")
+_PROGRESS_FOLDER = "evaluate-progress"
+_PROGRESS_ENTRY = re.compile(r"^(?:[A-Za-z0-9_.-]+-[0-9a-f]{16}\.safetensors|\..+\.tmp)$")
+is_progress_file = has_safetensors_key(_HEADER)
 
 
 class ProgressError(ValueError):
@@ -122,6 +127,10 @@ class AttackProgress:
     def beside(cls, out: str | os.PathLike[str], *, resume: bool = False) -> "AttackProgress":
         return cls(partial_path(out), resume=resume)
 
+    def claim(self) -> None:
+        """Refuse (OutputError) if the folder exists and is not one splitleak keeps progress in."""
+        claim_folder(self.directory, _PROGRESS_FOLDER, legacy=_is_legacy_progress, option="progress folder")
+
     def bind(self, *, checkpoint_sha256: str, evaluation: Mapping[str, Any], data: Mapping[str, Any], lpips: Mapping[str, Any]) -> None:
         """Fix what the keys are made of; starts over (empties the folder) unless resuming."""
         evaluation = dict(evaluation)
@@ -134,8 +143,7 @@ class AttackProgress:
             "data": dict(data),
             "lpips": dict(lpips),
         }
-        if self.directory.exists() and not self.directory.is_dir():
-            raise ProgressError(f"{self.directory} exists and is not a folder; it is where this run keeps its progress")
+        self.claim()
         if not self.resume and self.directory.exists():
             shutil.rmtree(self.directory)
 
@@ -199,11 +207,19 @@ class AttackProgress:
         }
         path = self.path(attack)
         _write(path, tensors, meta)
+        mark_folder(self.directory, _PROGRESS_FOLDER)
         return path
 
     def discard(self) -> None:
-        """Remove the folder (once the results are safely written)."""
-        shutil.rmtree(self.directory, ignore_errors=True)
+        """Remove the folder (once the results are safely written); only a folder this class keeps."""
+        if self.directory.is_dir():
+            self.claim()
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _is_legacy_progress(entries: list[str]) -> bool:
+    """A progress folder written before folders carried splitleak's marker."""
+    return all(_PROGRESS_ENTRY.match(e) for e in entries)
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,8 +246,12 @@ class TrainProgress:
     def __init__(self, path: str | os.PathLike[str], material: Mapping[str, Any]) -> None:
         self.path = Path(path)
         self.key = digest({"format": _TRAIN_FORMAT, "splitleak": __version__, **material})
+        self._claimed = False
 
     def save(self, epoch: int, model: torch.nn.Module, optimiser: torch.optim.Optimizer, order: torch.Generator, epochs_log: list[dict[str, Any]]) -> None:
+        if not self._claimed:  # a file this run did not load or write is not ours to replace
+            claim_train_progress(self.path)
+            self._claimed = True
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
         state = optimiser.state_dict()
         scalars: dict[str, dict[str, Any]] = {}
@@ -256,6 +276,7 @@ class TrainProgress:
         if not self.path.exists():
             return None
         tensors, meta = _read(self.path, _TRAIN_FORMAT)
+        self._claimed = True
         if meta.get("key") != self.key:
             raise ProgressError(
                 f"{self.path} was written by a training run with other settings (config or data); delete it, or run without --resume"
@@ -282,7 +303,14 @@ class TrainProgress:
             raise ProgressError(f"{self.path} is incomplete ({type(err).__name__}: {err}); delete it, or run without --resume") from None
 
     def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
+        if self.path.exists():
+            claim_train_progress(self.path)
+            self.path.unlink()
 
 
-__all__ = ["AttackProgress", "FinishedAttack", "ProgressError", "TrainProgress", "TrainState", "digest", "partial_path"]
+def claim_train_progress(path: str | os.PathLike[str]) -> None:
+    """Refuse (OutputError) if `path` exists and is not a progress file splitleak wrote."""
+    claim_file(path, is_progress_file, "training progress file", option="progress file")
+
+
+__all__ = ["AttackProgress", "claim_train_progress", "FinishedAttack", "ProgressError", "TrainProgress", "TrainState", "digest", "partial_path"]

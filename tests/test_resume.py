@@ -39,7 +39,7 @@ def test_evaluate_resumes_after_an_interrupt_with_the_same_table(tmp_path: Path,
     assert main(["evaluate", str(tiny_checkpoint), "--out", str(out), *EVAL]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert not out.exists()
-    saved = list((tmp_path / "res.partial").iterdir())
+    saved = sorted((tmp_path / "res.partial").glob("*.safetensors"))
     assert [p.name.split("-")[0] for p in saved] == ["decoder"]
     monkeypatch.undo()
     monkeypatch.setattr(DecoderAttack, "fit", _interrupt)  # a finished attack must not run again
@@ -172,7 +172,7 @@ def test_malicious_resume_files_are_refused_and_run_nothing(tmp_path: Path, tiny
     config = EvalConfig(attacks=("decoder",), attack_params={"decoder": {"epochs": 1}}, limit=20, lpips=None, semantic_epochs=0)
     store = AttackProgress(tmp_path / "p")
     evaluate(load_checkpoint(tiny_checkpoint), config, tiny_splits, store=store)
-    (saved,) = (tmp_path / "p").iterdir()
+    (saved,) = (tmp_path / "p").glob("*.safetensors")
     malicious_pickle(saved, marker, writer="pickle")
     with pytest.raises(ProgressError, match="refused"):
         evaluate(load_checkpoint(tiny_checkpoint), config, tiny_splits, store=AttackProgress(tmp_path / "p", resume=True))
@@ -184,7 +184,7 @@ def test_malicious_resume_files_are_refused_and_run_nothing(tmp_path: Path, tiny
     assert main(argv) == 130
     assert "interrupted" in capsys.readouterr().err
     monkeypatch.undo()
-    (saved,) = (tmp_path / "res.partial").iterdir()
+    (saved,) = (tmp_path / "res.partial").glob("*.safetensors")
     malicious_pickle(saved, marker, writer="torch.save")
     assert main([*argv, "--resume"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -209,9 +209,9 @@ def test_ctrl_c_stops_the_sweep_and_says_so(quick_grid: Path, tmp_path: Path, mo
         raise KeyboardInterrupt
 
     monkeypatch.setattr(jobs, "train", interrupt)
-    assert main(["sweep", str(quick_grid), "--out", str(tmp_path), "--quiet"]) == 130
+    assert main(["sweep", str(quick_grid), "--out", str(tmp_path / "out"), "--quiet"]) == 130
     assert "interrupted" in capsys.readouterr().err
-    sweep = json.loads((tmp_path / "sweep.json").read_text())
+    sweep = json.loads((tmp_path / "out" / "sweep.json").read_text())
     assert sweep["status"] == "interrupted" and sweep["counts"]["pending"] == 4 and sweep["failed"] == []
 
 
@@ -316,11 +316,11 @@ def test_ray_runs_the_grid_and_records_failed_tasks(quick_grid: Path, tmp_path: 
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
     try:
         grid = load_grid(quick_grid)
-        outcome = run_sweep(grid, tmp_path, executor="ray", report=False)  # the report does not depend on the executor
+        outcome = run_sweep(grid, tmp_path / "out", executor="ray", report=False)  # the report does not depend on the executor
         assert outcome.exit_code == 0 and len(outcome.finished) == 4 and len(outcome.trained) == 4
-        table = _table(tmp_path)
+        table = _table(tmp_path / "out")
         assert len(table) == 4 * ROWS_PER_CELL and table.run.nunique() == 4
-        assert json.loads((tmp_path / "sweep.json").read_text())["executor"]["kind"] == "ray"
+        assert json.loads((tmp_path / "out" / "sweep.json").read_text())["executor"]["kind"] == "ray"
         # a task that fails comes back as a failed Outcome, not an exception
         executor = make_executor("ray")
         cell = grid.cells[0]

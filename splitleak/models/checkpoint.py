@@ -24,6 +24,7 @@ from splitleak.data import InputSpec
 from splitleak.defenses import make_defense
 from splitleak.models.architectures import get_architecture
 from splitleak.models.split import SplitModel
+from splitleak.outputs import claim_file, has_safetensors_key
 
 FORMAT = "splitleak-checkpoint"
 FORMAT_VERSION = 1
@@ -69,8 +70,15 @@ def build_model(meta: dict[str, Any]) -> SplitModel:
     return SplitModel(encoder, head, spec, transform=defense.transform(), arch=arch.name, cut=int(meta["cut"]))
 
 
+def claim_checkpoint(path: str | os.PathLike[str], option: str = "--out") -> None:
+    """Refuse (OutputError) if `path` exists and is not a checkpoint splitleak wrote."""
+    claim_file(path, has_safetensors_key(_META_KEY), "splitleak checkpoint", option=option)
+
+
 def save_checkpoint(path: str | os.PathLike[str], model: SplitModel, meta: dict[str, Any]) -> Path:
-    """Write weights + metadata atomically to `path` (a .safetensors file) and return the path."""
+    """Write weights + metadata atomically to `path` (a .safetensors file) and return the path.
+    An existing file is replaced only if it is a splitleak checkpoint (`claim_checkpoint`)."""
+    claim_checkpoint(path)
     missing = [k for k in _REQUIRED if k not in meta]
     if missing:
         raise CheckpointError(f"checkpoint metadata lacks {missing}")

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from splitleak import __version__
 from splitleak._io import atomic_path
+from splitleak.outputs import claim_file, csv_with_header, is_splitleak_pdf, starts_with
 from splitleak.reports.dependence import dependence_page
 from splitleak.reports.distributions import distribution_pages
 from splitleak.reports.gallery import gallery_page, has_gallery
@@ -56,6 +57,19 @@ class ReportPaths:
             raise ReportError(f"{pdf} is a folder, not a PDF file name")
         stem = pdf.with_suffix("")
         return cls(pdf, Path(f"{stem}.summary.csv"), Path(f"{stem}.results.csv"), Path(f"{stem}.html"))
+
+    def claim(self, *, html: bool) -> None:
+        """Refuse (OutputError) before anything is written if one of the files exists and is not
+        splitleak's own (recognised by content: PDF creator, CSV header, HTML title)."""
+        claim_file(self.pdf, is_splitleak_pdf, "report PDF")
+        claim_file(self.summary_csv, csv_with_header("run", "label", "dataset"), "report summary CSV")
+        claim_file(self.results_csv, csv_with_header("run", "checkpoint", "checkpoint_sha256"), "report results CSV")
+        if html:
+            claim_file(self.html, _is_report_html, "report HTML page")
+
+
+def _is_report_html(path: Path) -> bool:
+    return starts_with(f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{TITLE}</title>".encode())(path)
 
 
 def _subtitle(runs: Sequence[Run]) -> str:
@@ -103,6 +117,7 @@ def figure_pages(content: ReportContent) -> list[tuple[str, Figure]]:
 def write_report(items: ResultsLike | Sequence[ResultsLike], path: str | os.PathLike[str], *, html: bool = False) -> ReportPaths:
     """Write the PDF, its two CSVs and (with `html`) the HTML version; return their paths."""
     paths = ReportPaths.for_pdf(path)
+    paths.claim(html=html)
     content = build_content(items)
     with report_style():
         figures = figure_pages(content)

@@ -32,9 +32,11 @@ from typing import Any
 
 from splitleak import __version__
 from splitleak._io import atomic_path, write_text_atomic
+from splitleak.outputs import add_to_marker, claim_folder, mark_folder
 from splitleak.models import load_checkpoint
 from splitleak.resume import partial_path
-from splitleak.results import Results, ResultsError
+from splitleak.results import FOLDER_KIND as RESULTS_KIND
+from splitleak.results import Results, ResultsError, claim_results_folder
 from splitleak.study import recorded_configs
 from splitleak.sweep import cost
 from splitleak.sweep.executors import Executor, InlineExecutor, ProcessExecutor, make_executor
@@ -51,6 +53,7 @@ REPORT_FILE = "report.pdf"
 CELLS_DIR = "cells"
 CHECKPOINTS_DIR = "checkpoints"
 FORMAT = "splitleak-sweep"
+FOLDER_KIND = "sweep"
 
 FINISHED, FAILED, PENDING = "finished", "failed", "pending"
 
@@ -241,7 +244,9 @@ class _Ledger:
         self.errors[cell.key] = record
         folder = cell_folder(self.out, cell)
         folder.mkdir(parents=True, exist_ok=True)
+        claim_results_folder(folder)
         write_text_atomic(folder / ERROR_FILE, json.dumps({**record, "config": cell.material()}, indent=2, sort_keys=True) + "\n")
+        add_to_marker(folder, RESULTS_KIND, [ERROR_FILE])  # so the cell's results may replace it later
         self.emit("failed", cell.label, seconds, f"{stage}: {error['type']}: {error['message']}")
         self.write("running")
 
@@ -322,13 +327,13 @@ def run_sweep(
     (one task per job with `cpus_per_task` CPUs, and `gpus_per_task` GPUs when the device is cuda).
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} exists and is not a folder")
+    claim_sweep_folder(out)
     runner = make_executor(executor, workers=workers, threads=threads, ray_address=ray_address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task)
     ledger = _Ledger(grid, out, runner.description, on_event)
     try:
         (out / CELLS_DIR).mkdir(parents=True, exist_ok=True)
         (out / CHECKPOINTS_DIR).mkdir(parents=True, exist_ok=True)
+        mark_folder(out, FOLDER_KIND)
         queue: deque[Job] = deque()
         local = isinstance(runner, (InlineExecutor, ProcessExecutor))
         for cells in grid.trainings().values():
@@ -361,6 +366,19 @@ def run_sweep(
     runner.close()
     _merge_and_report(ledger, report)
     return ledger.outcome
+
+
+def claim_sweep_folder(out: Path) -> None:
+    """Refuse (OutputError) unless `out` is absent, empty, or a sweep folder splitleak wrote
+    (marked, or with the sweep.json of a release before the marker)."""
+
+    def legacy(entries: list[str]) -> bool:
+        try:
+            return SWEEP_FILE in entries and json.loads((out / SWEEP_FILE).read_text(encoding="utf-8")).get("format") == FORMAT
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError, AttributeError):
+            return False
+
+    claim_folder(out, FOLDER_KIND, legacy=legacy)
 
 
 def _eval_job(out: Path, cell: SweepCell, blob: bytes) -> EvalJob:
