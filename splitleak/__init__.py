@@ -12,27 +12,36 @@ The pipeline, one function per stage (the CLI does the same):
 
 __version__ = "0.1.0"
 
-from splitleak.data import DataConfig, InputSpec, Splits, load_splits  # noqa: E402
-from splitleak.evaluation import EvalConfig, evaluate  # noqa: E402
-from splitleak.models import Checkpoint, SplitModel, load_checkpoint, save_checkpoint  # noqa: E402
-from splitleak.reports import report  # noqa: E402
-from splitleak.results import Results  # noqa: E402
-from splitleak.training import TrainConfig, train  # noqa: E402
+import importlib
+from typing import Any
 
-__all__ = [
-    "Checkpoint",
-    "DataConfig",
-    "EvalConfig",
-    "InputSpec",
-    "Results",
-    "SplitModel",
-    "Splits",
-    "TrainConfig",
-    "__version__",
-    "evaluate",
-    "load_checkpoint",
-    "load_splits",
-    "report",
-    "save_checkpoint",
-    "train",
-]
+# public names and the module each comes from: imported on first use, so `import splitleak.gate`
+# (which only reads results tables) does not load torch
+_EXPORTS = {
+    "Checkpoint": "splitleak.models",
+    "DataConfig": "splitleak.data",
+    "EvalConfig": "splitleak.evaluation",
+    "InputSpec": "splitleak.data",
+    "Results": "splitleak.results",
+    "SplitModel": "splitleak.models",
+    "Splits": "splitleak.data",
+    "TrainConfig": "splitleak.training",
+    "evaluate": "splitleak.evaluation",
+    "load_checkpoint": "splitleak.models",
+    "load_splits": "splitleak.data",
+    "report": "splitleak.reports",
+    "save_checkpoint": "splitleak.models",
+    "train": "splitleak.training",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'splitleak' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

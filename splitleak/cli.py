@@ -43,20 +43,18 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from splitleak.attacks import ATTACKS
-    from splitleak.data import DATASETS
-    from splitleak.defenses import DEFENSES
-    from splitleak.models import ARCHITECTURES
-
+    # registry names are checked when a command runs, not listed here: building the parser imports
+    # no torch and loads no plugin, so `splitleak gate` and `splitleak report` stay light
     parser = _Parser(prog="splitleak", description="How much raw data can a split-learning server rebuild from cut-layer activations?")
     parser.add_argument("--version", action="version", version=f"splitleak {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     train = commands.add_parser("train", help="train a split model under a defense and save a checkpoint", description="Train a split model (client encoder + server head) under a defense; write one safetensors checkpoint.")
-    train.add_argument("--dataset", default="fashion-mnist", choices=sorted(DATASETS))
-    train.add_argument("--arch", default="small-cnn", choices=sorted(ARCHITECTURES))
+    train.add_argument("--dataset", default="fashion-mnist", help="a registered dataset (default fashion-mnist; docs/data.md)")
+    train.add_argument("--arch", default="small-cnn", help="a registered split architecture (default small-cnn)")
     train.add_argument("--cut", type=int, help="cut after this block (deeper = larger); default: the architecture's default")
-    train.add_argument("--defense", default="none", choices=sorted(DEFENSES))
+    train.add_argument("--defense", default="none", help="a registered defense: none, nopeek, noise, dropout or a plugin's (default none)")
+    train.add_argument("--defense-param", action="append", default=[], metavar="DEFENSE.KEY=VALUE", help="set a defense parameter, e.g. nopeek.alpha=5 (repeatable; the defense must be --defense)")
     train.add_argument("--alpha", type=float, help="nopeek: weight of the dCor(x, z) penalty (default 1.0)")
     train.add_argument("--noise-scale", type=float, help="noise: std (gaussian) or b (laplace) of the activation noise (default 1.0)")
     train.add_argument("--noise-distribution", choices=("gaussian", "laplace"), help="noise: distribution (default gaussian)")
@@ -77,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = commands.add_parser("evaluate", help="attack a checkpoint and write a tidy results folder", description="Run attacks against a checkpoint's activations and score the reconstructions.")
     ev.add_argument("checkpoint", metavar="MODEL", help="a splitleak checkpoint (.safetensors), or a model trained elsewhere: TorchScript, torch.export .pt2, or weights for --factory (docs/byo.md)")
-    ev.add_argument("--attacks", default="decoder", help=f"comma-separated attacks from {sorted(ATTACKS)} (default: decoder)")
+    ev.add_argument("--attacks", default="decoder", help="comma-separated attacks (default: decoder; `splitleak attacks` lists them)")
     ev.add_argument("--out", required=True, help="results folder to write (replaced atomically)")
     ev.add_argument("--aux-size", type=int, help="auxiliary images the attacker gets (default: the whole reserved pool)")
     ev.add_argument("--limit", type=int, default=1000, help="attack and score this many test images (default 1000)")
@@ -146,6 +144,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     params = {"alpha": args.alpha, "scale": args.noise_scale, "distribution": args.noise_distribution, "rate": args.dropout_rate}
     given = {k: v for k, v in params.items() if v is not None}
+    for defense, options in _dotted_params(args.defense_param, "--defense-param", "DEFENSE.KEY=VALUE").items():
+        if defense != args.defense:
+            raise ValueError(f"--defense-param {defense}.* sets a parameter of defense {defense!r}, but --defense is {args.defense!r}")
+        given.update(options)
     config = TrainConfig(
         arch=args.arch, cut=args.cut, defense=args.defense, defense_params=given,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
@@ -177,6 +179,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _attack_params(settings: Sequence[str]) -> dict[str, dict[str, object]]:
     """`["rmle.steps=500", "decoder.lr=3e-4"]` -> {"rmle": {"steps": 500}, "decoder": {"lr": 0.0003}}."""
+    return _dotted_params(settings, "--attack-param", "ATTACK.OPTION=VALUE")
+
+
+def _dotted_params(settings: Sequence[str], option_name: str, form: str) -> dict[str, dict[str, object]]:
+    """`NAME.KEY=VALUE` settings by NAME; values are JSON scalars where they parse, else strings."""
     import json
 
     params: dict[str, dict[str, object]] = {}
@@ -184,7 +191,7 @@ def _attack_params(settings: Sequence[str]) -> dict[str, dict[str, object]]:
         key, sep, raw = setting.partition("=")
         attack, dot, option = key.strip().partition(".")
         if not (sep and dot and attack and option and raw.strip()):
-            raise ValueError(f"--attack-param wants ATTACK.OPTION=VALUE, got {setting!r}")
+            raise ValueError(f"{option_name} wants {form}, got {setting!r}")
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
@@ -250,7 +257,7 @@ def _cmd_attacks(args: argparse.Namespace) -> int:
 
     header = f"{'attack':10} {'encoder weights':16} {'queries':8} {'server head':12} {'aux data':9} threat model"
     print(header)
-    for name, (cls, _) in sorted(ATTACKS.items()):
+    for name, cls in sorted(ATTACKS.items()):
         tm = cls.threat_model
         aux = f">= {tm.min_aux}" if tm.aux_data else "-"
         print(f"{name:10} {mark(tm.encoder_weights):16} {mark(tm.query_access):8} {mark(tm.server_head):12} {aux:9} {tm.summary}")

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from splitleak.registry import Registry
+
 log = logging.getLogger(__name__)
 
 ENV_DATA_DIR = "SPLITLEAK_DATA_DIR"
@@ -608,9 +610,10 @@ _HOW_TO_GET_CIFAR = (
     "holds cifar-10-batches-py/. " + _WHERE
 )
 
-DATASETS: dict[str, DatasetSource] = {
-    s.name: s
-    for s in (
+DATASETS: Registry[DatasetSource] = Registry("dataset", group="splitleak.datasets")
+"""Registry of known datasets, keyed by name; other packages add theirs with an entry point."""
+
+for _source in (
         DatasetSource(
             name="fashion-mnist", shape=(1, 28, 28), num_classes=10, default_aux_pool=10_000,
             description="Fashion-MNIST: 60k train / 10k test 28x28 grey clothing images, 10 classes",
@@ -634,17 +637,15 @@ DATASETS: dict[str, DatasetSource] = {
             ),
             load=_load_digits, how_to_get="Bundled with scikit-learn; nothing to get.",
         ),
-    )
-}
-"""Registry of known datasets, keyed by name."""
+):
+    DATASETS.register(_source)
 
 
 def get_source(name: str) -> DatasetSource:
     """The registry entry for ``name``; :class:`DataError` listing valid names otherwise."""
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise DataError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}") from None
+    if not isinstance(name, str) or name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name]
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from splitleak._validate import all_finite, positive_int
 from splitleak.attacks import ATTACKS, Access, make_attack
 from splitleak.attacks._optim import attack_seed
 from splitleak.data import LOCATION_FIELDS, ArraySplit, DataConfig, Splits
-from splitleak.metrics import IMAGE_METRICS, accuracy
+from splitleak.metrics import METRICS, accuracy, reconstruction_metrics
 from splitleak.metrics.dependence_scale import DEFAULT_MEMORY_BUDGET, DcorEstimate, dcor_statistics
 from splitleak.metrics.perceptual import lpips_available, lpips_description, lpips_distance
 from splitleak.metrics.semantic import semantic_correct, train_classifier
@@ -73,13 +73,13 @@ class EvalConfig(FromDict):
         if not self.attacks:
             raise ValueError("evaluate needs at least one attack")
         for name in (*self.attacks, *self.attack_params):
-            if name not in ATTACKS:
-                raise ValueError(f"unknown attack {name!r}; choose from {sorted(ATTACKS)}")
+            ATTACKS.get_entry(name)  # unknown names fail here, listing the registered ones
         for name in dict.fromkeys((*self.attacks, *self.attack_params)):  # bad budgets fail now, not an hour in
             make_attack(name, self.attack_params.get(name), budget_scale=self.budget_scale)
+        selectable = reconstruction_metrics()
         for name in self.metrics:
-            if name not in IMAGE_METRICS:
-                raise ValueError(f"unknown reconstruction metric {name!r}; choose from {sorted(IMAGE_METRICS)}")
+            if name not in selectable:
+                raise ValueError(f"unknown reconstruction metric {name!r}; choose from {sorted(selectable)}")
         if self.lpips is not None and self.lpips not in LPIPS_NETS:
             raise ValueError(f"unknown LPIPS backbone {self.lpips!r}; choose from {list(LPIPS_NETS)} or None")
         if self.require_lpips and self.lpips is None:
@@ -180,10 +180,10 @@ class _Rows:
 
 def _score(metric: str, x: Tensor, x_hat: Tensor, value_range: tuple[float, float]) -> np.ndarray:
     """Per-sample values of an image metric, with reconstructions clipped to the value range."""
-    spec = IMAGE_METRICS[metric]
+    spec = METRICS[metric]
     low, high = value_range
     extra = {"data_range": high - low} if spec.takes_data_range else {}
-    return spec.fn(x, x_hat.clamp(low, high), **extra).numpy()
+    return np.asarray(spec.function(x, x_hat.clamp(low, high), **extra), dtype=np.float64).reshape(len(x))
 
 
 def _lpips_status(config: EvalConfig, shape: tuple[int, int, int]) -> dict[str, Any]:
@@ -251,7 +251,7 @@ def evaluate(
     if "ssim" in config.metrics and min(height, width) < SSIM_WINDOW:
         raise ValueError(f"ssim needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, the model takes {height}x{width}; drop it from the metrics")
     for name in config.attacks:  # what the evaluation cannot give an attack fails now, before any work
-        ATTACKS[name][0].threat_model.check(name, _access(checkpoint, splits, config, ()))
+        ATTACKS[name].threat_model.check(name, _access(checkpoint, splits, config, ()))
     test = _head(splits.test, config.limit)
     dcor_set = _head(splits.test, config.dcor_samples or len(test))
     if min(len(test), len(dcor_set)) < MIN_TEST_IMAGES:

@@ -27,8 +27,7 @@ import numpy as np
 import pandas as pd
 
 from splitleak._io import write_text_atomic
-from splitleak.attacks import ATTACKS
-from splitleak.metrics import METRICS
+from splitleak.metrics.specs import METRICS
 from splitleak.results import MODEL_LEVEL, Results
 from splitleak.uncertainty import CONFIDENCE, bootstrap_mean_ci
 
@@ -36,9 +35,6 @@ POLICY_VERSION = 1
 DEFAULT_POLICY = "splitleak-policy.toml"
 WORST = "worst"
 MODEL = "model"  # the policy's spelling of model-level rows (attack "" in the results table)
-UTILITY_METRICS = frozenset({"accuracy"})
-"""Metrics that measure utility, not leakage: for them "worse" means lower, whatever the spec's
-``leakage_direction`` (which for accuracy says "higher means more utility")."""
 
 Status = Literal["pass", "fail", "skip"]
 
@@ -158,10 +154,10 @@ def _flipped(m: Measure) -> Measure:
 
 def worse_direction(metric: str) -> Literal["higher", "lower"]:
     """Which direction of ``metric`` a baseline rule counts as worse: more leakage, less utility."""
-    direction = METRICS[metric].leakage_direction
-    if metric in UTILITY_METRICS:
-        return "lower" if direction == "higher" else "higher"
-    return direction
+    spec = METRICS[metric]
+    if spec.kind == "utility":  # its leakage_direction says which way means more utility
+        return "lower" if spec.leakage_direction == "higher" else "higher"
+    return spec.leakage_direction
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,8 +265,8 @@ def _parse_rule(entry: Mapping[str, Any], where: str, *, threshold: bool) -> Thr
     if metric not in METRICS:
         raise GateError(f"{where}: unknown metric {metric!r}; valid: {', '.join(sorted(METRICS))}")
     attack = _string(entry, "attack", where, default=MODEL)
-    if attack != WORST and attack != MODEL and attack not in ATTACKS:
-        raise GateError(f"{where}: unknown attack {attack!r}; use an attack name {sorted(ATTACKS)}, {WORST!r}, or {MODEL!r} (or omit it) for model-level metrics")
+    if not attack or not attack.replace("-", "_").replace(".", "_").isidentifier():
+        raise GateError(f"{where}: attack must be an attack's name, {WORST!r}, or {MODEL!r} (or omit it) for model-level metrics, got {attack!r}")
     statistic = _string(entry, "statistic", where, default="mean")
     if statistic not in STATISTICS:
         raise GateError(f"{where}: unknown statistic {statistic!r}; valid: {', '.join(STATISTICS)}")

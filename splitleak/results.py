@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.numpy import load_file, save_file
 
 from splitleak._io import atomic_path, umask, write_text_atomic
 from splitleak.outputs import claim_folder, mark_folder
@@ -101,16 +100,25 @@ def validate(table: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def as_array(value: Any) -> np.ndarray:
+    """A contiguous numpy array of a tensor (any device) or array-like, without importing torch."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.ascontiguousarray(value)
+
+
 @dataclass(frozen=True)
 class Results:
-    """A validated results table, its provenance and optional reconstructions."""
+    """A validated results table, its provenance and optional reconstructions (numpy arrays:
+    reading results never needs torch; tensors given here are converted)."""
 
     table: pd.DataFrame
     provenance: dict[str, Any] = field(default_factory=dict)
-    reconstructions: dict[str, torch.Tensor] = field(default_factory=dict)
+    reconstructions: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "table", validate(self.table))
+        object.__setattr__(self, "reconstructions", {k: as_array(v) for k, v in self.reconstructions.items()})
 
     def summary(self) -> pd.DataFrame:
         """One row per (run, attack, metric): mean, median, std, count, infinite, 95% CI."""
@@ -146,9 +154,8 @@ class Results:
                 table.to_csv(tmp, index=False, float_format="%.10g")
         write_text_atomic(written[2], json.dumps(self.provenance, indent=2, sort_keys=True) + "\n")
         if self.reconstructions:
-            tensors = {k: v.detach().cpu().contiguous() for k, v in self.reconstructions.items()}
             with atomic_path(directory / RECONSTRUCTIONS_FILE) as tmp:
-                save_file(tensors, str(tmp))
+                save_file(dict(self.reconstructions), str(tmp))
             written.append(directory / RECONSTRUCTIONS_FILE)
         else:
             (directory / RECONSTRUCTIONS_FILE).unlink(missing_ok=True)
@@ -176,7 +183,7 @@ class Results:
                 provenance = json.loads((directory / PROVENANCE_FILE).read_text())
             except json.JSONDecodeError as err:
                 raise ResultsError(f"{directory / PROVENANCE_FILE} is not valid JSON ({err})") from None
-        reconstructions: dict[str, torch.Tensor] = {}
+        reconstructions: dict[str, np.ndarray] = {}
         if (directory / RECONSTRUCTIONS_FILE).is_file():
             try:
                 reconstructions = load_file(str(directory / RECONSTRUCTIONS_FILE))

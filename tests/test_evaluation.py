@@ -42,7 +42,7 @@ def test_evaluate_returns_the_tidy_table(tiny_checkpoint, tiny_splits) -> None:
     best, median, worst = results.reconstructions["extremes/decoder/indices"].tolist()
     assert ssim[best] == ssim.max() and ssim[worst] == ssim.min() and ssim[worst] <= ssim[median] <= ssim[best]
     row = int(np.flatnonzero(tiny_splits.test.indices.numpy() == worst)[0])
-    assert torch.equal(results.reconstructions["extremes/decoder/original"][2], tiny_splits.test.x[row])
+    np.testing.assert_array_equal(results.reconstructions["extremes/decoder/original"][2], tiny_splits.test.x[row].numpy())
     prov = results.provenance
     assert prov["checkpoint"]["sha256"] == checkpoint.sha256
     assert prov["attacks"]["decoder"]["budget"]["epochs"] == 2  # 1 epoch x budget_scale 2

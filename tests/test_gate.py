@@ -459,7 +459,7 @@ def test_cli_baseline_of_itself_passes(tiny_results: Path, tmp_path: Path) -> No
         (SSIM_03 + 'use = "ci"\nstatistic = "median"\n', "statistic must be \"mean\""),
         (SSIM_03 + 'use = "ci-lenient"\nstatistic = "p95"\n', "use = \"ci-lenient\" compares the 95% CI of the mean"),
         ('[[rule]]\nmetric = "accuracy"\nstatistic = "p95"\nmin = 0.5\n', "needs per-sample values"),
-        (SSIM_03.replace('"decoder"', '"mindreader"'), "unknown attack 'mindreader'"),
+        (SSIM_03.replace('"decoder"', '"mind reader"'), "attack must be an attack's name"),
         ('[rule]\nmetric = "ssim"\nmax = 0.3\n', "must be an array of tables"),
         ("version = 1\n", "has no rules"),
         ("version = 2\n" + SSIM_03, "version must be 1"),
@@ -501,6 +501,7 @@ def test_policy_the_results_cannot_answer_exits_2(tiny_results: Path, tmp_path: 
         ('[[rule]]\nmetric = "lpips"\nattack = "worst"\nmax = 0.3\n', "no rows for metric lpips, attack worst in the results (run "),
         ('[[rule]]\nmetric = "lpips"\nattack = "decoder"\nmax = 0.3\n', "no rows for metric lpips, attack decoder in the results (run "),
         ('[[rule]]\nmetric = "ssim"\nattack = "rmle"\nmax = 0.3\n', "no rows for metric ssim, attack rmle in the results (run "),
+        ('[[rule]]\nmetric = "ssim"\nattack = "mindreader"\nmax = 0.3\n', "no rows for metric ssim, attack mindreader in the results (run "),
         ('[[baseline]]\nmetric = "ssim"\nattack = "worst"\ntolerance = 0.5\n', "no --baseline given: cannot check"),
     ],
 )

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from splitleak._config import FromDict
 from splitleak._validate import finite_number, positive_int
 from splitleak.data import ArraySplit, InputSpec
+from splitleak.registry import Registry
 
 C = TypeVar("C", bound="AttackConfig")
 
@@ -123,11 +124,31 @@ class AttackConfig(FromDict):
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
 
+@dataclass(frozen=True)
+class WorkSize:
+    """What a sweep's cost estimate knows about one evaluation: image counts and the device."""
+
+    aux: int
+    scored: int
+    device: str = "cpu"
+
+
 class Attack(Protocol):
-    """Fit on what the attacker has, then map observed activations back to inputs."""
+    """Fit on what the attacker has, then map observed activations back to inputs.
+
+    The class carries everything keyed by its name: `name`, its `config_class` (options and
+    budget), `threat_model`, a `label` for reports and `estimate_seconds` for sweeps.
+    """
 
     name: ClassVar[str]
+    label: ClassVar[str]
+    config_class: ClassVar[type[AttackConfig]]
     threat_model: ClassVar[ThreatModel]
+
+    @classmethod
+    def estimate_seconds(cls, config: AttackConfig, size: WorkSize) -> float:
+        """A rough CPU time of fit + reconstruct with `config` on `size` images (for sweep --dry-run)."""
+        ...
 
     def fit(self, access: Access) -> "Attack": ...
 
@@ -138,3 +159,15 @@ class Attack(Protocol):
     def budget(self) -> dict[str, Any]:
         """JSON-able configuration: the attack's budget and hyper-parameters."""
         ...
+
+
+def _check_attack(cls: Any) -> None:
+    missing = [a for a in ("name", "config_class", "threat_model", "fit", "reconstruct", "budget") if not hasattr(cls, a)]
+    if missing:
+        raise TypeError(f"attack class {cls!r} lacks {missing} (see splitleak.attacks.base.Attack)")
+    if not isinstance(cls.threat_model, ThreatModel):
+        raise TypeError(f"attack {cls.name!r}: threat_model must be a ThreatModel")
+
+
+ATTACKS: Registry[Any] = Registry("attack", group="splitleak.attacks", check=_check_attack)
+"""Attack classes by name. Other packages add theirs with an entry point in `splitleak.attacks`."""

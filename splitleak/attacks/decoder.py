@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from splitleak.attacks.base import Access, AttackConfig, ThreatModel
+from splitleak.attacks.base import ATTACKS, Access, AttackConfig, ThreatModel, WorkSize
 from splitleak.data import InputSpec
 from splitleak.progress import ProgressFactory, silent
 
@@ -71,16 +71,27 @@ class Decoder(nn.Module):
         return self.low + (self.high - self.low) * torch.sigmoid(x)
 
 
+IMAGES_PER_SECOND = 1000.0  # fit throughput in image-epochs per second, one core, small-cnn
+
+
+@ATTACKS.register
 class DecoderAttack:
     """He et al.'s black-box inverse network."""
 
     name: ClassVar[str] = "decoder"
+    label: ClassVar[str] = "Decoder"
+    config_class: ClassVar[type[DecoderConfig]] = DecoderConfig
     threat_model: ClassVar[ThreatModel] = ThreatModel(
         summary="black-box: queries the client with its own auxiliary data",
         query_access=True,
         aux_data=True,
         min_aux=16,
     )
+
+    @classmethod
+    def estimate_seconds(cls, config: DecoderConfig, size: WorkSize) -> float:
+        """Rough seconds of one core for fit + reconstruct (sweep --dry-run)."""
+        return config.epochs * size.aux / IMAGES_PER_SECOND
 
     def __init__(self, config: DecoderConfig | None = None, *, progress: ProgressFactory = silent) -> None:
         self.config = config or DecoderConfig()

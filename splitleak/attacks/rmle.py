@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from splitleak.attacks._optim import InputOptimiser, chunks, per_sample_mse, total_variation
-from splitleak.attacks.base import Access, AttackConfig, ThreatModel
+from splitleak.attacks.base import ATTACKS, Access, AttackConfig, ThreatModel, WorkSize
 from splitleak.data import InputSpec
 from splitleak.models.split import SplitModel
 from splitleak.progress import ProgressFactory, silent
@@ -63,14 +63,25 @@ def noiseless_client(encoder: nn.Module, spec: InputSpec) -> Callable[[Tensor], 
     return encoder
 
 
+STEPS_PER_SECOND = 1850.0  # image-steps (one image, one Adam step) per second, one core, small-cnn
+
+
+@ATTACKS.register
 class RMLEAttack:
     """He et al.'s white-box regularised MLE: optimise the input until it reproduces z."""
 
     name: ClassVar[str] = "rmle"
+    label: ClassVar[str] = "rMLE"
+    config_class: ClassVar[type[RMLEConfig]] = RMLEConfig
     threat_model: ClassVar[ThreatModel] = ThreatModel(
         summary="white-box: has the client encoder's weights, no data",
         encoder_weights=True,
     )
+
+    @classmethod
+    def estimate_seconds(cls, config: RMLEConfig, size: WorkSize) -> float:
+        """Rough seconds of one core for fit + reconstruct (sweep --dry-run)."""
+        return config.steps * size.scored / STEPS_PER_SECOND
 
     def __init__(self, config: RMLEConfig | None = None, *, progress: ProgressFactory = silent) -> None:
         self.config = config or RMLEConfig()

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from splitleak.attacks._optim import attack_seed, fresh_client, frozen
-from splitleak.attacks.base import Access, AttackConfig, ThreatModel
+from splitleak.attacks.base import ATTACKS, Access, AttackConfig, ThreatModel, WorkSize
 from splitleak.attacks.decoder import DecoderAttack, DecoderConfig
 from splitleak.models.split import SplitModel
 from splitleak.progress import ProgressFactory, silent
@@ -46,10 +46,16 @@ class ShadowConfig(AttackConfig):
     decoder_width: int = 32
 
 
+IMAGES_PER_SECOND = 1000.0  # shadow encoder and decoder fits, image-epochs per second, one core, small-cnn
+
+
+@ATTACKS.register
 class ShadowAttack:
     """He et al.'s query-free attack: train a shadow client under the frozen head, invert it."""
 
     name: ClassVar[str] = "shadow"
+    label: ClassVar[str] = "Shadow"
+    config_class: ClassVar[type[ShadowConfig]] = ShadowConfig
     threat_model: ClassVar[ThreatModel] = ThreatModel(
         summary="query-free: has the server head, labelled auxiliary data and the client's architecture",
         server_head=True,
@@ -58,6 +64,11 @@ class ShadowAttack:
         aux_labels=True,
         architecture=True,
     )
+
+    @classmethod
+    def estimate_seconds(cls, config: ShadowConfig, size: WorkSize) -> float:
+        """Rough seconds of one core for fit + reconstruct (sweep --dry-run)."""
+        return (config.shadow_epochs + config.decoder_epochs) * size.aux / IMAGES_PER_SECOND
 
     def __init__(self, config: ShadowConfig | None = None, *, progress: ProgressFactory = silent) -> None:
         self.config = config or ShadowConfig()

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from splitleak.attacks._optim import InputOptimiser, attack_seed, chunks, fresh_client, per_sample_mse, total_variation
-from splitleak.attacks.base import Access, AttackConfig, ThreatModel
+from splitleak.attacks.base import ATTACKS, Access, AttackConfig, ThreatModel, WorkSize
 from splitleak.data import InputSpec
 from splitleak.models.split import SplitModel
 from splitleak.progress import ProgressFactory, silent
@@ -47,14 +47,25 @@ class UnSplitConfig(AttackConfig):
     batch_size: int = 256
 
 
+STEPS_PER_SECOND = 1700.0  # image-steps of the input and model updates per second, one core, small-cnn
+
+
+@ATTACKS.register
 class UnSplitAttack:
     """Erdogan et al.'s UnSplit: jointly invert the activations and clone the client."""
 
     name: ClassVar[str] = "unsplit"
+    label: ClassVar[str] = "UnSplit"
+    config_class: ClassVar[type[UnSplitConfig]] = UnSplitConfig
     threat_model: ClassVar[ThreatModel] = ThreatModel(
         summary="data-oblivious: knows only the client's architecture and sees its activations",
         architecture=True,
     )
+
+    @classmethod
+    def estimate_seconds(cls, config: UnSplitConfig, size: WorkSize) -> float:
+        """Rough seconds of one core for fit + reconstruct (sweep --dry-run)."""
+        return config.outer_steps * (config.input_steps + config.model_steps) * size.scored / STEPS_PER_SECOND
 
     def __init__(self, config: UnSplitConfig | None = None, *, progress: ProgressFactory = silent) -> None:
         self.config = config or UnSplitConfig()

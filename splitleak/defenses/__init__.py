@@ -1,4 +1,5 @@
-"""Defenses: a registry from name to a frozen dataclass; `none` is a defense too."""
+"""Defenses: an open registry from name to a frozen dataclass; `none` is a defense too.
+Register one with `@DEFENSES.register` (splitleak.defenses.base.Defense says what it carries)."""
 
 from __future__ import annotations
 
@@ -6,21 +7,17 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from splitleak.defenses.base import Defense
-from splitleak.defenses.dropout import ActivationDropout
-from splitleak.defenses.noise import ActivationNoise
-from splitleak.defenses.nopeek import NoPeek
-from splitleak.defenses.none import NoDefense
-
-DEFENSES: dict[str, type] = {cls.name: cls for cls in (NoDefense, NoPeek, ActivationNoise, ActivationDropout)}
+from splitleak.defenses.base import DEFENSES, Defense, describe, strength_of
+# registration order is the order reports list defenses in
+from splitleak.defenses.none import NoDefense  # isort: skip
+from splitleak.defenses.nopeek import NoPeek  # isort: skip
+from splitleak.defenses.noise import ActivationNoise  # isort: skip
+from splitleak.defenses.dropout import ActivationDropout  # isort: skip
 
 
 def make_defense(name: str, params: Mapping[str, Any] | None = None) -> Defense:
     """Build a defense from its registry name and parameters, rejecting unknown ones."""
-    try:
-        cls = DEFENSES[name]
-    except KeyError:
-        raise ValueError(f"unknown defense {name!r}; choose from {sorted(DEFENSES)}") from None
+    cls = DEFENSES.get_entry(name)
     params = dict(params or {})
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(params) - known)
@@ -29,4 +26,4 @@ def make_defense(name: str, params: Mapping[str, Any] | None = None) -> Defense:
     return cls(**params)
 
 
-__all__ = ["DEFENSES", "ActivationDropout", "ActivationNoise", "Defense", "NoDefense", "NoPeek", "make_defense"]
+__all__ = ["DEFENSES", "ActivationDropout", "ActivationNoise", "Defense", "NoDefense", "NoPeek", "describe", "make_defense", "strength_of"]

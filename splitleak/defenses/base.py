@@ -1,16 +1,30 @@
-"""The Defense protocol: an optional loss term and an optional activation transform."""
+"""The Defense protocol: an optional loss term and an optional activation transform, plus what
+reports and sweeps need to know about it (label, main knob, training cost); and the registry."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol
 
 from torch import Tensor, nn
 
+from splitleak.registry import Registry
+
 
 class Defense(Protocol):
-    """A defense hooks into training (a penalty) and into the client's output (a transform)."""
+    """A defense hooks into training (a penalty) and into the client's output (a transform).
+
+    Class attributes: `name` (registry key), `label` (for reports: "NoPeek"), `strength` (the
+    parameter that sets how strong it is, or None), `symbol` (how reports write that parameter,
+    "α"), `training_speed` (training throughput relative to no defense, for sweep estimates).
+    """
 
     name: ClassVar[str]
+    label: ClassVar[str]
+    strength: ClassVar[str | None]
+    symbol: ClassVar[str]
+    training_speed: ClassVar[float]
 
     def penalty(self, x: Tensor, z: Tensor) -> Tensor | None:
         """Extra loss for a batch of inputs `x` and their activations `z`, or None."""
@@ -23,3 +37,44 @@ class Defense(Protocol):
     def params(self) -> dict[str, Any]:
         """JSON-able parameters that rebuild this defense."""
         ...
+
+
+def short_number(value: Any) -> str:
+    """A parameter value, short: 5.0 -> '5', 0.25 -> '0.25'."""
+    if isinstance(value, float) and math.isfinite(value) and value == round(value):
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def describe(cls: Any, params: Mapping[str, Any]) -> str:
+    """A defense's label with its main knob, as reports show it: 'NoPeek α=5', 'dropout p=0.5'."""
+    own = getattr(cls, "describe_params", None)
+    if own is not None:
+        return own(params)
+    strength = getattr(cls, "strength", None)
+    label = getattr(cls, "label", cls.name)
+    if strength is None:
+        return label
+    if strength in params:
+        return f"{label} {getattr(cls, 'symbol', strength)}={short_number(params[strength])}"
+    shown = ", ".join(f"{k}={short_number(v)}" for k, v in sorted(params.items()))
+    return f"{label} {shown}".strip()
+
+
+def strength_of(cls: Any, params: Mapping[str, Any]) -> float:
+    """The defense's main knob as a number: 0 without one, NaN when the parameters lack it."""
+    strength = getattr(cls, "strength", None)
+    if strength is None:
+        return 0.0
+    value = params.get(strength, math.nan)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def _check_defense(cls: Any) -> None:
+    missing = [a for a in ("name", "penalty", "transform", "params") if not hasattr(cls, a)]
+    if missing:
+        raise TypeError(f"defense class {cls!r} lacks {missing} (see splitleak.defenses.base.Defense)")
+
+
+DEFENSES: Registry[Any] = Registry("defense", group="splitleak.defenses", check=_check_defense)
+"""Defense classes by name. Other packages add theirs with an entry point in `splitleak.defenses`."""

@@ -7,12 +7,19 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from splitleak.defenses.base import DEFENSES
 
+
+@DEFENSES.register
 @dataclass(frozen=True)
 class NoDefense:
     """Plain split learning."""
 
     name: ClassVar[str] = "none"
+    label: ClassVar[str] = "no defense"
+    strength: ClassVar[str | None] = None
+    symbol: ClassVar[str] = ""
+    training_speed: ClassVar[float] = 1.0  # training throughput relative to no defense (sweep estimates)
 
     def penalty(self, x: Tensor, z: Tensor) -> Tensor | None:
         return None

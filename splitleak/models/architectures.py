@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from splitleak.registry import Registry
+
 
 def _conv(c_in: int, c_out: int, pool: bool) -> nn.Sequential:
     """3x3 conv + ReLU, after a 2x2 max-pool when `pool` (pooling first keeps convs cheap)."""
@@ -80,9 +82,10 @@ class Architecture:
         return nn.Sequential(*blocks[:cut]), nn.Sequential(*blocks[cut:])
 
 
-ARCHITECTURES: dict[str, Architecture] = {
-    arch.name: arch
-    for arch in (
+ARCHITECTURES: Registry[Architecture] = Registry("architecture", group="splitleak.architectures")
+"""Split architectures by name; other packages add theirs with an entry point (docs/architecture.md)."""
+
+for _arch in (
         Architecture(
             name="small-cnn",
             description="4 blocks (conv16, pool+conv32, pool+conv64, fc128) for 28x28 images",
@@ -101,16 +104,13 @@ ARCHITECTURES: dict[str, Architecture] = {
             channels=(1, 3),
             spatial_multiple=8,
         ),
-    )
-}
+):
+    ARCHITECTURES.register(_arch)
 
 
 def get_architecture(name: str) -> Architecture:
     """Look an architecture up by name, with a clear error listing the known ones."""
-    try:
-        return ARCHITECTURES[name]
-    except KeyError:
-        raise ValueError(f"unknown architecture {name!r}; choose from {sorted(ARCHITECTURES)}") from None
+    return ARCHITECTURES.get_entry(name)
 
 
 def classifier_architecture(shape: tuple[int, int, int], preferred: str | None = None) -> Architecture | None:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -37,18 +36,18 @@ class Extremes:
     attack: str
     samples: tuple[int, ...]
     ssim: tuple[float, ...]
-    originals: torch.Tensor
-    reconstructions: torch.Tensor
+    originals: np.ndarray
+    reconstructions: np.ndarray
     scope: str  # "all" (every scored image) or "gallery" (only the stored ones)
 
 
-def to_image(x: torch.Tensor, value_range: tuple[float, float]) -> tuple[np.ndarray, dict]:
+def to_image(x: np.ndarray, value_range: tuple[float, float]) -> tuple[np.ndarray, dict]:
     """[C, H, W] -> an array for imshow (row 0 at the top) and its colour-mapping keywords.
 
     Grey images keep their values with vmin/vmax fixed to the value range; RGB images are scaled
     to [0, 1] from the value range and clipped; other channel counts are averaged to grey."""
     low, high = value_range
-    array = x.detach().cpu().to(torch.float64).numpy()
+    array = np.asarray(x, dtype=np.float64)
     if array.ndim == 2:
         array = array[None]
     if array.shape[0] == 3:
@@ -57,7 +56,7 @@ def to_image(x: torch.Tensor, value_range: tuple[float, float]) -> tuple[np.ndar
     return grey, {"cmap": "gray", "vmin": low, "vmax": high}
 
 
-def _show(ax: Axes, x: torch.Tensor, value_range: tuple[float, float], left: float, bottom: float, size: float) -> None:
+def _show(ax: Axes, x: np.ndarray, value_range: tuple[float, float], left: float, bottom: float, size: float) -> None:
     """Draw one image on the page overlay (inches), row 0 at the top, with a thin frame."""
     image, kwargs = to_image(x, value_range)
     factor = max(1, -(-MIN_PIXELS // image.shape[0]))

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from matplotlib.figure import Figure
 
-from splitleak.metrics import METRICS
+from splitleak.metrics.specs import METRICS
 from splitleak.reports.canvas import CONTENT_BOTTOM, CONTENT_TOP, MARGIN, page, text_at
 from splitleak.reports.runs import Run
 from splitleak.reports.tables import SSIM_UNRECOGNISABLE
@@ -141,7 +141,7 @@ def _evaluation_blocks(runs: Sequence[Run]) -> list[Block]:
 
 def _metric_blocks(runs: Sequence[Run]) -> list[Block]:
     present = sorted({m for r in runs for m in r.table["metric"]})
-    rows = [(name, METRICS[name].level, METRICS[name].leakage_direction if name != "accuracy" else "(utility)", METRICS[name].description)
+    rows = [(name, METRICS[name].level, METRICS[name].leakage_direction if METRICS[name].kind == "leakage" else "(utility)", METRICS[name].description)
             for name in present if name in METRICS]
     lpips = sorted({str(_get(r.provenance, "lpips", "definition")) for r in runs} - {""})
     reasons = sorted({str(_get(r.provenance, "lpips", "reason")) for r in runs if not _get(r.provenance, "lpips", "available", default=False)} - {""})

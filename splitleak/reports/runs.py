@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
-import torch
 
 from splitleak.results import Results, ResultsError
 
@@ -40,7 +40,7 @@ class Run:
     label: str
     table: pd.DataFrame
     provenance: Mapping[str, Any] = field(default_factory=dict)
-    reconstructions: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    reconstructions: Mapping[str, np.ndarray] = field(default_factory=dict)
     source: str = ""
 
     def first(self, column: str) -> Any:
@@ -78,7 +78,7 @@ class Run:
             low, high = spec["value_range"]
             return float(low), float(high)
         original = self.reconstructions.get("original")
-        if original is not None and original.numel():
+        if original is not None and original.size:
             low, high = min(0.0, float(original.min())), max(1.0, float(original.max()))
             return low, high
         return 0.0, 1.0
@@ -171,7 +171,7 @@ def _run_provenance(provenance: Mapping[str, Any], run: str, sha: str) -> dict[s
     return {}
 
 
-def _run_reconstructions(stored: Mapping[str, torch.Tensor], run: str, owns_unprefixed: bool) -> dict[str, torch.Tensor]:
+def _run_reconstructions(stored: Mapping[str, np.ndarray], run: str, owns_unprefixed: bool) -> dict[str, np.ndarray]:
     prefix = f"{run}/"
     prefixed = {k[len(prefix):]: v for k, v in stored.items() if k.startswith(prefix)}
     if prefixed:
@@ -181,7 +181,7 @@ def _run_reconstructions(stored: Mapping[str, torch.Tensor], run: str, owns_unpr
     return {k: v for k, v in stored.items() if k in ("indices", "original") or k.startswith(("attack/", "extremes/"))}
 
 
-def _split_runs(source: str, results: Results) -> list[tuple[str, pd.DataFrame, dict[str, Any], dict[str, torch.Tensor]]]:
+def _split_runs(source: str, results: Results) -> list[tuple[str, pd.DataFrame, dict[str, Any], dict[str, np.ndarray]]]:
     table = results.table
     if table.empty:
         raise ReportError(f"{source} has no result rows")

@@ -11,23 +11,20 @@ differ, so the result is an estimate to size a grid with, not a promise.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from splitleak.attacks import ATTACKS
+from splitleak.attacks.base import WorkSize
+from splitleak.defenses import DEFENSES
 from splitleak.data import get_source
 from splitleak.sweep.grid import SweepCell
 
 # images per second, training (forward + backward), one thread
 TRAIN_IMAGES_PER_SECOND = {"small-cnn": 2400.0, "cifar-cnn": 500.0}
 DEFAULT_TRAIN_IMAGES_PER_SECOND = 500.0
-# training speed relative to no defense (the dCor penalty grows with the cut's activation size)
-DEFENSE_SPEED = {"none": 1.0, "nopeek": 0.6, "noise": 0.9, "dropout": 0.9}
-# attack work units per second on small-cnn; other architectures scale by their training speed
-DECODER_IMAGES_PER_SECOND = 1000.0  # decoder (and the shadow's decoder) fit: image-epochs
-SHADOW_IMAGES_PER_SECOND = 1000.0  # shadow encoder fit: image-epochs
-RMLE_STEPS_PER_SECOND = 1850.0  # image-steps (one image, one Adam step)
-UNSPLIT_STEPS_PER_SECOND = 1700.0  # image-steps of the input and model updates
+# training speed relative to no defense: each defense class's `training_speed`
+# attack work in seconds on small-cnn: each attack class's `estimate_seconds`; other
+# architectures scale by their training speed
 LPIPS_PAIRS_PER_SECOND = 400.0
 OVERHEAD_SECONDS = 2.0  # loading data, checkpoints and results, dCor, scoring
 # sizes of the registered datasets' parts (train, test), to size jobs without loading them
@@ -60,26 +57,17 @@ def _arch_factor(arch: str) -> float:
 def training_seconds(cell: SweepCell) -> float:
     """Estimated seconds of one core to train the cell's model (once per checkpoint)."""
     t = cell.train
-    rate = TRAIN_IMAGES_PER_SECOND.get(t.arch, DEFAULT_TRAIN_IMAGES_PER_SECOND) * DEFENSE_SPEED.get(t.defense, 0.9)
+    speed = getattr(DEFENSES[t.defense], "training_speed", 0.9)
+    rate = TRAIN_IMAGES_PER_SECOND.get(t.arch, DEFAULT_TRAIN_IMAGES_PER_SECOND) * speed
     return sizes(cell).train * t.epochs / rate + OVERHEAD_SECONDS
 
 
 def evaluation_seconds(cell: SweepCell) -> float:
     """Estimated seconds of one core to attack and score one cell."""
     ev, n = cell.evaluation, sizes(cell)
-    attack = cell.attack
-    cls, config_cls = ATTACKS[attack]
-    budget = dataclasses.asdict(config_cls.from_dict(dict(ev.attack_params.get(attack, {}))).scaled(ev.budget_scale))
-    if attack == "decoder":
-        work = budget["epochs"] * n.aux / DECODER_IMAGES_PER_SECOND
-    elif attack == "rmle":
-        work = budget["steps"] * n.test / RMLE_STEPS_PER_SECOND
-    elif attack == "shadow":
-        work = budget["shadow_epochs"] * n.aux / SHADOW_IMAGES_PER_SECOND + budget["decoder_epochs"] * n.aux / DECODER_IMAGES_PER_SECOND
-    elif attack == "unsplit":
-        work = budget["outer_steps"] * (budget["input_steps"] + budget["model_steps"]) * n.test / UNSPLIT_STEPS_PER_SECOND
-    else:  # an attack this model does not know: count it like a decoder
-        work = 10 * n.aux / DECODER_IMAGES_PER_SECOND
+    cls = ATTACKS[cell.attack]
+    config = cls.config_class.from_dict(dict(ev.attack_params.get(cell.attack, {}))).scaled(ev.budget_scale)
+    work = cls.estimate_seconds(config, WorkSize(aux=n.aux, scored=n.test, device=ev.device))
     factor = _arch_factor(cell.train.arch)
     semantic = ev.semantic_epochs * n.aux / TRAIN_IMAGES_PER_SECOND["small-cnn"]
     lpips = n.test / LPIPS_PAIRS_PER_SECOND if ev.lpips else 0.0

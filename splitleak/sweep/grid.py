@@ -295,7 +295,7 @@ def _attack_params(evaluate: dict[str, Any], attacks: Sequence[str]) -> dict[str
     for name in dict.fromkeys([*attacks, *given]):
         if name not in ATTACKS:
             raise GridError(f"[grid] attack {name!r} is unknown; choose from {sorted(ATTACKS)}")
-        config = ATTACKS[name][1].from_dict(dict(given.get(name, {})))
+        config = ATTACKS[name].config_class.from_dict(dict(given.get(name, {})))
         resolved[name] = dataclasses.asdict(config)
     return resolved
 

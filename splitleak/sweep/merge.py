@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 
 from splitleak.results import PROVENANCE_FILE, RECONSTRUCTIONS_FILE, SUMMARY_FILE, TABLE_FILE, Results
 
@@ -31,7 +31,7 @@ def merge_results(cells: Sequence[tuple[str, Results]], sweep: Mapping[str, Any]
     table = pd.concat([results.table for _, results in cells], ignore_index=True)
     table = table.drop_duplicates(subset=IDENTITY, keep="first").reset_index(drop=True)
     runs: dict[str, dict[str, Any]] = {}
-    reconstructions: dict[str, torch.Tensor] = {}
+    reconstructions: dict[str, np.ndarray] = {}
     for name, results in cells:
         ids = list(dict.fromkeys(results.table["run"]))
         if len(ids) != 1:

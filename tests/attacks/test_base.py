@@ -23,7 +23,7 @@ def test_scaled_refuses_bad_factors(factor) -> None:
 
 
 def test_every_attack_declares_existing_budget_fields() -> None:
-    for name, (_, config_cls) in ATTACKS.items():
+    for name, config_cls in ((n, c.config_class) for n, c in ATTACKS.items()):
         cfg = config_cls()
         assert config_cls.budget_fields, name
         for field in config_cls.budget_fields:
@@ -39,10 +39,10 @@ def test_make_attack_applies_params_then_scale() -> None:
 
 @pytest.mark.parametrize(
     "attack, option",
-    [(name, f.name) for name, (_, cfg) in sorted(ATTACKS.items()) for f in dataclasses.fields(cfg)],
+    [(name, f.name) for name, cls in sorted(ATTACKS.items()) for f in dataclasses.fields(cls.config_class)],
 )
 def test_every_option_is_checked_by_name(attack: str, option: str) -> None:
-    config_cls = ATTACKS[attack][1]
+    config_cls = ATTACKS[attack].config_class
     is_count = isinstance(getattr(config_cls(), option), int)
     for bad in ((0, 2.5, True) if is_count else (-0.1, float("nan"), float("inf"), "1")):
         with pytest.raises(ValueError, match=f"^{attack} {option} must be"):

@@ -54,7 +54,7 @@ def test_too_little_aux_data_is_named(tiny_checkpoint, tiny_splits) -> None:
 
 
 def test_registry_and_config_errors() -> None:
-    assert ATTACKS["decoder"][0] is DecoderAttack
+    assert ATTACKS["decoder"] is DecoderAttack
     with pytest.raises(ValueError, match="unknown attack"):
         make_attack("telepathy")
     with pytest.raises(ValueError, match="unknown decoder option"):

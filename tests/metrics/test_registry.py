@@ -8,6 +8,12 @@ import pytest
 import torch
 
 import splitleak.metrics as metrics
+import splitleak.metrics.dependence
+import splitleak.metrics.dependence_scale
+import splitleak.metrics.image
+import splitleak.metrics.perceptual
+import splitleak.metrics.semantic
+import splitleak.metrics.task
 from splitleak.metrics import IMAGE_METRICS, METRICS, MetricSpec, get_metric
 
 EXPECTED = {
@@ -31,9 +37,10 @@ def test_registry_contents() -> None:
     for name, (level, direction, fn) in EXPECTED.items():
         spec = get_metric(name)
         assert spec is METRICS[name]
-        assert (spec.name, spec.level, spec.leakage_direction, spec.fn) == (name, level, direction, fn)
+        assert (spec.name, spec.level, spec.leakage_direction, spec.function) == (name, level, direction, fn)
         assert spec.description
-    assert "utility" in METRICS["accuracy"].description
+    assert "utility" in METRICS["accuracy"].description and METRICS["accuracy"].kind == "utility"
+    assert {n for n, s in METRICS.items() if s.kind == "utility"} == {"accuracy"}
     assert "V-statistic" in METRICS["dcor"].description and "U-statistic" in METRICS["dcor_u2"].description
 
 
@@ -43,10 +50,10 @@ def test_image_metrics_are_per_sample() -> None:
     x_hat = (x + 0.1 * torch.randn_like(x)).clamp(0, 1)
     for name, spec in IMAGE_METRICS.items():
         assert spec is METRICS[name] and spec.level == "sample"
-        out = spec.fn(x, x_hat)
+        out = spec.function(x, x_hat)
         assert out.shape == (3,)
         # a better reconstruction moves the value in the leakage direction
-        better = spec.fn(x, (x + 0.01 * (x_hat - x)))
+        better = spec.function(x, (x + 0.01 * (x_hat - x)))
         more = better > out if spec.leakage_direction == "higher" else better < out
         assert bool(more.all()), name
 
@@ -54,8 +61,8 @@ def test_image_metrics_are_per_sample() -> None:
 def test_set_metrics_return_scalars() -> None:
     x, z = torch.randn(16, 1, 4, 4), torch.randn(16, 8)
     for name in ("dcor", "dcor_u2"):
-        assert METRICS[name].fn(x, z).shape == ()
-    assert isinstance(METRICS["accuracy"].fn(torch.randn(5, 3), torch.tensor([0, 1, 2, 0, 1])), float)
+        assert METRICS[name].function(x, z).shape == ()
+    assert isinstance(METRICS["accuracy"].function(torch.randn(5, 3), torch.tensor([0, 1, 2, 0, 1])), float)
 
 
 def test_get_metric_unknown_lists_valid_names() -> None:

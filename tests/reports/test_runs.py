@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -26,8 +27,8 @@ def test_a_folder_may_hold_several_runs(report_results) -> None:
     runs = collect_runs(Results(table=table, provenance=none.provenance, reconstructions=recon))
     assert [r.defense for r in runs] == ["none", "nopeek"]
     assert runs[0].provenance and not runs[1].provenance  # the folder's provenance names one checkpoint
-    assert torch.equal(runs[1].reconstructions["original"], nopeek.reconstructions["original"])
-    assert torch.equal(runs[0].reconstructions["attack/rmle"], none.reconstructions["attack/rmle"])
+    np.testing.assert_array_equal(runs[1].reconstructions["original"], nopeek.reconstructions["original"])
+    np.testing.assert_array_equal(runs[0].reconstructions["attack/rmle"], none.reconstructions["attack/rmle"])
     assert runs[1].value_range == (0.0, 1.0)  # from the stored originals
 
 
