@@ -1,5 +1,6 @@
 """A separate package adds an attack, a defense and a metric through entry points, and every
-command uses them with no edit in splitleak (docs/architecture.md)."""
+command uses them with no edit in splitleak: the worked example of docs/architecture.md,
+examples/plugin/, installed here as its files plus a .dist-info with its entry points."""
 
 from __future__ import annotations
 
@@ -7,117 +8,29 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
 
-PLUGIN = '''
-"""A tiny splitleak plugin: the mean-image attack, a clipping defense and an L1 metric."""
-
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
-
-import torch
-from torch import Tensor, nn
-
-from splitleak.attacks.base import Access, AttackConfig, ThreatModel, WorkSize
-from splitleak.metrics.specs import MetricSpec
-
-
-@dataclass(frozen=True)
-class MeanImageConfig(AttackConfig):
-    what: ClassVar[str] = "meanimage"
-    shrink: float = 1.0
-
-
-class MeanImageAttack:
-    """Guesses the auxiliary data's mean image for every activation."""
-
-    name: ClassVar[str] = "meanimage"
-    label: ClassVar[str] = "Mean image"
-    config_class: ClassVar[type] = MeanImageConfig
-    threat_model: ClassVar[ThreatModel] = ThreatModel(summary="has auxiliary data only", aux_data=True, min_aux=2)
-
-    @classmethod
-    def estimate_seconds(cls, config: MeanImageConfig, size: WorkSize) -> float:
-        return 0.001 * size.aux
-
-    def __init__(self, config: MeanImageConfig | None = None, *, progress: Any = None) -> None:
-        self.config = config or MeanImageConfig()
-        self.mean: Tensor | None = None
-
-    def fit(self, access: Access) -> "MeanImageAttack":
-        self.threat_model.check(self.name, access)
-        self.mean = access.aux.x.mean(0) * self.config.shrink
-        return self
-
-    def reconstruct(self, z: Tensor) -> Tensor:
-        return self.mean.expand(len(z), *self.mean.shape).clone()
-
-    def budget(self) -> dict[str, Any]:
-        return asdict(self.config)
-
-
-class Clip(nn.Module):
-    def __init__(self, bound: float) -> None:
-        super().__init__()
-        self.bound = bound
-
-    def forward(self, z: Tensor) -> Tensor:
-        return z.clamp(-self.bound, self.bound)
-
-
-@dataclass(frozen=True)
-class ClipDefense:
-    """Clips every activation to [-bound, bound]."""
-
-    bound: float = 1.0
-    name: ClassVar[str] = "clip"
-    label: ClassVar[str] = "clip"
-    strength: ClassVar[str] = "bound"
-    symbol: ClassVar[str] = "c"
-    training_speed: ClassVar[float] = 1.0
-
-    def penalty(self, x: Tensor, z: Tensor) -> Tensor | None:
-        return None
-
-    def transform(self) -> nn.Module | None:
-        return Clip(self.bound)
-
-    def params(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def l1(x: Tensor, x_hat: Tensor) -> Tensor:
-    return (x - x_hat).abs().flatten(1).mean(1)
-
-
-L1 = MetricSpec(name="l1", level="sample", leakage_direction="lower", description="Mean absolute error per sample.", fn=l1, reconstruction=True, label="L1")
-'''
-
-ENTRY_POINTS = """
-[splitleak.attacks]
-meanimage = slplugin:MeanImageAttack
-
-[splitleak.defenses]
-clip = slplugin:ClipDefense
-
-[splitleak.metrics]
-l1 = slplugin:L1
-"""
-
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "plugin"
 TINY = ["--dataset", "digits", "--limit-train", "300", "--aux-pool", "200", "--limit-test", "100", "--quiet"]
+
+
+def _entry_points() -> str:
+    """The entry points examples/plugin/pyproject.toml declares, in entry_points.txt form."""
+    groups = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]["entry-points"]
+    return "".join(f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in points.items()) + "\n" for group, points in groups.items())
 
 
 @pytest.fixture(scope="module")
 def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("site")
-    (root / "slplugin.py").write_text(textwrap.dedent(PLUGIN))
+    (root / "slplugin.py").write_text((EXAMPLE / "slplugin.py").read_text())
     info = root / "slplugin-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: slplugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(ENTRY_POINTS)
+    (info / "entry_points.txt").write_text(_entry_points())
     return root
 
 
