@@ -22,7 +22,7 @@ from splitleak.data import LOCATION_FIELDS, ArraySplit, DataConfig, Splits
 from splitleak.metrics import IMAGE_METRICS, accuracy
 from splitleak.metrics.dependence_scale import DEFAULT_MEMORY_BUDGET, DcorEstimate, dcor_statistics
 from splitleak.metrics.perceptual import lpips_available, lpips_description, lpips_distance
-from splitleak.metrics.semantic import semantic_correct, train_classifier
+from splitleak.metrics.semantic import semantic_correct, semantic_reference, train_classifier
 from splitleak.models.architectures import classifier_architecture
 from splitleak.models.checkpoint import Checkpoint
 from splitleak.progress import ProgressFactory, silent
@@ -286,7 +286,7 @@ def evaluate(
     del z_dcor
     classifier, semantic_log = _semantic_classifier(config, splits, meta, progress)
     if classifier is not None:
-        reference = semantic_correct(classifier, test.x, test.y).mean().item()
+        reference = semantic_reference(classifier, test.x, test.y).item()
         rows.per_set(MODEL_LEVEL, "semantic_reference", reference, len(test))
         semantic_log["reference_accuracy"] = reference
 

@@ -15,7 +15,7 @@ from splitleak.metrics.dependence import distance_correlation, u_distance_correl
 from splitleak.metrics.dependence_scale import dcor_statistics
 from splitleak.metrics.image import mse, psnr, ssim
 from splitleak.metrics.perceptual import lpips_distance
-from splitleak.metrics.semantic import semantic_correct, train_classifier
+from splitleak.metrics.semantic import semantic_correct, semantic_reference, train_classifier
 from splitleak.metrics.task import accuracy
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "mse",
     "psnr",
     "semantic_correct",
+    "semantic_reference",
     "ssim",
     "train_classifier",
     "u_distance_correlation_sqr",
@@ -139,7 +140,7 @@ _SPECS = (
         leakage_direction="higher",
         description="The same classifier's accuracy on the original test images: the ceiling "
         "for semantic_accuracy.",
-        fn=semantic_correct,
+        fn=semantic_reference,
     ),
     MetricSpec(
         name="accuracy",
