@@ -77,7 +77,7 @@ class ShadowAttack:
         assert access.head is not None and access.aux is not None
         cfg, device = self.config, access.device
         self.shadow, self.inverse, self.history, self.aux_accuracy = None, None, [], None
-        generator = attack_generator(access.seed, self.name, "order")
+        order = attack_generator(access.seed, self.name, "order")
         shadow = fresh_client(access, self.name, self.threat_model.summary, attack_generator(access.seed, self.name, "init"))
         head = frozen(access.head).to(device)
         optimiser = torch.optim.Adam(shadow.encoder.parameters(), lr=cfg.lr)
@@ -87,7 +87,7 @@ class ShadowAttack:
         shadow.train()
         with self.progress(total=cfg.shadow_epochs * n, desc="shadow attack: fit shadow") as bar:
             for _ in range(cfg.shadow_epochs):
-                perm = torch.randperm(n, generator=generator)
+                perm = torch.randperm(n, generator=order)
                 total = 0.0
                 for i in range(0, n, cfg.batch_size):
                     idx = perm[i : i + cfg.batch_size]
