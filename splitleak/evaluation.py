@@ -16,13 +16,13 @@ from torch import Tensor
 
 from splitleak._config import FromDict
 from splitleak._validate import all_finite, positive_int
+from splitleak._random import drawing_from, generator
 from splitleak.attacks import ATTACKS, Access, make_attack
-from splitleak.attacks._optim import attack_seed
 from splitleak.data import LOCATION_FIELDS, ArraySplit, DataConfig, Splits
 from splitleak.metrics import METRICS, accuracy, reconstruction_metrics
 from splitleak.metrics.dependence_scale import DEFAULT_MEMORY_BUDGET, DcorEstimate, dcor_statistics
 from splitleak.metrics.perceptual import lpips_available, lpips_description, lpips_distance
-from splitleak.metrics.semantic import semantic_correct, train_classifier
+from splitleak.metrics.semantic import semantic_correct, semantic_reference, train_classifier
 from splitleak.models.architectures import classifier_architecture
 from splitleak.models.checkpoint import Checkpoint
 from splitleak.progress import ProgressFactory, silent
@@ -241,9 +241,13 @@ def evaluate(
     """Score the checkpoint's leakage under each attack in `config` on `splits.test`.
 
     With `store`, each finished attack is saved there and, when the store resumes, attacks it
-    already holds are loaded instead of run (same numbers: every attack seeds itself).
+    already holds are loaded instead of run (same numbers: every attack has its own streams).
+
+    Randomness comes from named streams of `config.seed` (splitleak._random), never from torch's
+    global generator: a drawing defense transform (noise, dropout) draws from
+    "evaluate/activations" for the scored activations and from "evaluate/attack/<name>" while
+    that attack queries the client; each attack derives its own streams from the seed.
     """
-    torch.manual_seed(config.seed)
     model, meta = checkpoint.model, checkpoint.meta
     if tuple(splits.spec.shape) != tuple(model.spec.shape):
         raise ValueError(f"data shape {splits.spec.shape} does not match the model's input {model.spec.shape}")
@@ -257,8 +261,9 @@ def evaluate(
     if min(len(test), len(dcor_set)) < MIN_TEST_IMAGES:
         raise ValueError(f"evaluate needs at least {MIN_TEST_IMAGES} test images, got {min(len(test), len(dcor_set))}")
     lpips_status = _lpips_status(config, tuple(model.spec.shape))
-    z_dcor, _ = _client_outputs(checkpoint, dcor_set.x, config.device)
-    z_test, logits = _client_outputs(checkpoint, test.x, config.device)
+    with drawing_from(model, generator(config.seed, "evaluate", "activations")):
+        z_dcor, _ = _client_outputs(checkpoint, dcor_set.x, config.device)
+        z_test, logits = _client_outputs(checkpoint, test.x, config.device)
     rows = _Rows(
         {
             "run": checkpoint.sha256[:12],
@@ -281,7 +286,7 @@ def evaluate(
     del z_dcor
     classifier, semantic_log = _semantic_classifier(config, splits, meta, progress)
     if classifier is not None:
-        reference = semantic_correct(classifier, test.x, test.y).mean().item()
+        reference = semantic_reference(classifier, test.x, test.y).item()
         rows.per_set(MODEL_LEVEL, "semantic_reference", reference, len(test))
         semantic_log["reference_accuracy"] = reference
 
@@ -293,8 +298,6 @@ def evaluate(
     if store is not None:
         store.bind(checkpoint_sha256=checkpoint.sha256, evaluation=config.to_dict(), data={**splits.config.to_dict(), "origin": splits.origin}, lpips=lpips_status)
     for name in config.attacks:
-        # each attack's randomness is its own: neither the attacks before it nor a resume change it
-        torch.manual_seed(attack_seed(config.seed, name))
         finished = store.load(name) if store is not None else None
         if finished is not None:
             rows.frames.append(finished.frame(rows.base))
@@ -303,11 +306,13 @@ def evaluate(
             continue
         first_row, known = len(rows.frames), set(reconstructions)
         attack = make_attack(name, config.attack_params.get(name), budget_scale=config.budget_scale, progress=progress)
-        start = time.perf_counter()
-        attack.fit(access)
-        fitted = time.perf_counter()
-        x_hat = attack.reconstruct(z_test)
-        done = time.perf_counter()
+        # each attack's randomness is its own: neither the attacks before it nor a resume change it
+        with drawing_from(model, generator(config.seed, "evaluate", "attack", name)):
+            start = time.perf_counter()
+            attack.fit(access)
+            fitted = time.perf_counter()
+            x_hat = attack.reconstruct(z_test)
+            done = time.perf_counter()
         if x_hat.shape != test.x.shape or not all_finite(x_hat):
             raise FloatingPointError(f"attack {name!r} returned {tuple(x_hat.shape)} or non-finite values")
         x_hat = x_hat.clamp(*model.spec.value_range)

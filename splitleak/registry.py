@@ -17,6 +17,7 @@ This module imports nothing outside the standard library.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -116,6 +117,17 @@ class Registry(Mapping[str, T], Generic[T]):
         return f"Registry({self.kind!r}, {list(self._entries)})"
 
 
+def import_submodules(package: str, path: Any) -> None:
+    """Import every public module of `package` (its `__path__`), so a module that registers an
+    entry with a decorator joins the registry by being there: adding splitleak's own attack or
+    defense is one new file."""
+    import pkgutil
+
+    for module in pkgutil.iter_modules(path):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{package}.{module.name}")
+
+
 def _is_module(obj: Any) -> bool:
     import types
 
@@ -127,4 +139,4 @@ def _origin(entry: Any) -> str:
     return f"{module}.{getattr(entry, '__qualname__', type(entry).__qualname__)}"
 
 
-__all__ = ["GROUPS", "Registry", "RegistryError"]
+__all__ = ["GROUPS", "Registry", "RegistryError", "import_submodules"]

@@ -10,9 +10,10 @@ format) is refused with a message saying so; a file written for other settings i
   SHA-256, the evaluation config (this attack's options only, so adding an attack to the list
   keeps the others), the data config and origin, LPIPS availability and the splitleak version.
 * `TrainProgress`: one file beside the checkpoint (`OUT.partial`) with the model, the optimiser,
-  both random generators (batch order and torch's global one, which noise and dropout defenses
-  draw from) and the epoch log after the last finished epoch, keyed by the training config
-  (without `epochs`, so a longer run continues a shorter one) and the data config.
+  the training's random generators (batch order, and the stream the noise and dropout
+  defenses draw from; torch's global generator is not used) and the epoch log after the last
+  finished epoch, keyed by the training config (without `epochs`, so a longer run continues a
+  shorter one) and the data config.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ _ATTACK_FORMAT = "splitleak-attack-progress"
 _TRAIN_FORMAT = "splitleak-train-progress"
 _HEADER = "splitleak-progress"
 _VERSION = 1
+_TRAIN_VERSION = 2  # 2: named generators ("rng.order", "rng.transform") instead of torch's global state
+_RANDOM_STREAMS = 2  # in the attack keys: results of the global-generator era (1) are not reused
 _ROW_COLUMNS = ("attack", "metric", "value", "sample", "n", "ci_low", "ci_high")
 _PROGRESS_FOLDER = "evaluate-progress"
 _PROGRESS_ENTRY = re.compile(r"^(?:[A-Za-z0-9_.-]+-[0-9a-f]{16}\.safetensors|\..+\.tmp)$")
@@ -66,7 +69,7 @@ def digest(material: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _read(path: Path, expected_format: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
+def _read(path: Path, expected_format: str, version: int = _VERSION) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Tensors and JSON header of a progress file; ProgressError if it is anything else."""
     with open(path, "rb") as handle:
         head = handle.read(4)
@@ -79,8 +82,8 @@ def _read(path: Path, expected_format: str) -> tuple[dict[str, Tensor], dict[str
         meta = json.loads(header[_HEADER])
     except (SafetensorError, OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
         raise ProgressError(f"{path} is not a readable splitleak progress file ({type(err).__name__}: {err}); delete it, or run without --resume") from None
-    if not isinstance(meta, dict) or meta.get("format") != expected_format or meta.get("version") != _VERSION:
-        raise ProgressError(f"{path} is not a {expected_format} file of version {_VERSION}; delete it, or run without --resume")
+    if not isinstance(meta, dict) or meta.get("format") != expected_format or meta.get("version") != version:
+        raise ProgressError(f"{path} is not a {expected_format} file of version {version}; delete it, or run without --resume")
     return tensors, meta
 
 
@@ -137,6 +140,7 @@ class AttackProgress:
         self._material = {
             "format": _ATTACK_FORMAT,
             "splitleak": __version__,
+            "random_streams": _RANDOM_STREAMS,
             "checkpoint_sha256": checkpoint_sha256,
             "evaluation": {k: v for k, v in evaluation.items() if k not in ("attacks", "attack_params")},
             "attack_params": dict(evaluation.get("attack_params") or {}),
@@ -234,9 +238,8 @@ class TrainState:
     epoch: int
     model: dict[str, Tensor]
     optimiser: dict[str, Any]
-    rng_global: Tensor
     rng_order: Tensor
-    rng_cuda: Tensor | None
+    rng_transform: Tensor
     log: list[dict[str, Any]]
 
 
@@ -248,7 +251,10 @@ class TrainProgress:
         self.key = digest({"format": _TRAIN_FORMAT, "splitleak": __version__, **material})
         self._claimed = False
 
-    def save(self, epoch: int, model: torch.nn.Module, optimiser: torch.optim.Optimizer, order: torch.Generator, epochs_log: list[dict[str, Any]]) -> None:
+    def save(
+        self, epoch: int, model: torch.nn.Module, optimiser: torch.optim.Optimizer, generators: Mapping[str, torch.Generator], epochs_log: list[dict[str, Any]]
+    ) -> None:
+        """Write the state after `epoch`; `generators` are the run's named generators ("order", "transform")."""
         if not self._claimed:  # a file this run did not load or write is not ours to replace
             claim_train_progress(self.path)
             self._claimed = True
@@ -261,12 +267,10 @@ class TrainProgress:
                     tensors[f"optim.{pid}.{name}"] = value
                 else:
                     scalars.setdefault(str(pid), {})[name] = value
-        tensors["rng.global"] = torch.get_rng_state()
-        tensors["rng.order"] = order.get_state()
-        if torch.cuda.is_available() and any(t.is_cuda for t in model.parameters()):
-            tensors["rng.cuda"] = torch.cuda.get_rng_state()
+        for name, gen in generators.items():
+            tensors[f"rng.{name}"] = gen.get_state()
         meta = {
-            "format": _TRAIN_FORMAT, "version": _VERSION, "key": self.key, "epoch": epoch, "log": epochs_log,
+            "format": _TRAIN_FORMAT, "version": _TRAIN_VERSION, "key": self.key, "epoch": epoch, "log": epochs_log,
             "param_groups": state["param_groups"], "optim_scalars": scalars,
         }
         _write(self.path, tensors, meta)
@@ -275,7 +279,7 @@ class TrainProgress:
         """The saved state, None if there is no file; ProgressError if it is unusable or for other settings."""
         if not self.path.exists():
             return None
-        tensors, meta = _read(self.path, _TRAIN_FORMAT)
+        tensors, meta = _read(self.path, _TRAIN_FORMAT, _TRAIN_VERSION)
         self._claimed = True
         if meta.get("key") != self.key:
             raise ProgressError(
@@ -294,9 +298,8 @@ class TrainProgress:
                 epoch=int(meta["epoch"]),
                 model={k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")},
                 optimiser={"state": optim_state, "param_groups": groups},
-                rng_global=tensors["rng.global"],
                 rng_order=tensors["rng.order"],
-                rng_cuda=tensors.get("rng.cuda"),
+                rng_transform=tensors["rng.transform"],
                 log=list(meta["log"]),
             )
         except (KeyError, ValueError, TypeError) as err:

@@ -1,4 +1,10 @@
-"""Train a split model under a defense: CE loss + the defense's penalty, seeded, logged per epoch."""
+"""Train a split model under a defense: CE loss + the defense's penalty, seeded, logged per epoch.
+
+Randomness (splitleak._random): the seed becomes named generators -- "train/init" (weights),
+"train/order" (batch order), "train/transform" (the defense's noise or dropout mask) and
+"train/test-accuracy" (that transform while scoring the test set). torch's global generator is
+neither seeded nor drawn from.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import torch.nn.functional as F
 
 from splitleak import __version__
 from splitleak._config import FromDict
+from splitleak._random import build, drawing_from, generator
 from splitleak._validate import finite_number, positive_int
 from splitleak.data import Splits
 from splitleak.defenses import make_defense
@@ -70,12 +77,23 @@ class TrainedModel:
     meta: dict[str, Any]
 
 
-def build_split_model(config: TrainConfig, splits: Splits) -> SplitModel:
-    """A freshly initialised split model for `config` on `splits`' inputs."""
+def build_split_model(
+    config: TrainConfig, splits: Splits, *, init: torch.Generator | None = None, transform: torch.Generator | None = None
+) -> SplitModel:
+    """A freshly initialised split model for `config` on `splits`' inputs.
+
+    Weights are drawn from `init` (default: the "train/init" stream of `config.seed`); the
+    defense's transform, if it draws, draws from `transform` (default: its own, seeded 0).
+    """
     arch = get_architecture(config.arch)
-    encoder, head = arch.build(splits.spec.shape, splits.num_classes, int(config.cut))
     defense = make_defense(config.defense, config.defense_params)
-    return SplitModel(encoder, head, splits.spec, transform=defense.transform(), arch=arch.name, cut=int(config.cut))
+    layer = defense.transform(transform)
+
+    def fresh() -> SplitModel:
+        encoder, head = arch.build(splits.spec.shape, splits.num_classes, int(config.cut))
+        return SplitModel(encoder, head, splits.spec, transform=layer, arch=arch.name, cut=int(config.cut))
+
+    return build(fresh, init if init is not None else generator(config.seed, "train", "init"))
 
 
 def evaluate_accuracy(model: SplitModel, x: torch.Tensor, y: torch.Tensor, device: str, batch_size: int = 1024) -> float:
@@ -96,12 +114,12 @@ def train(
     epoch; with `resume` too, a run continues from the file's last finished epoch and ends with
     the same weights as an uninterrupted run (splitleak.resume.TrainProgress).
     """
-    torch.manual_seed(config.seed)
     device = torch.device(config.device)
-    model = build_split_model(config, splits).to(device)
+    noise = generator(config.seed, "train", "transform")
+    model = build_split_model(config, splits, transform=noise).to(device)
     defense = make_defense(config.defense, config.defense_params)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-    order = torch.Generator().manual_seed(config.seed)
+    order = generator(config.seed, "train", "order")
     x_all, y_all = splits.train.x, splits.train.y
     n = len(x_all)
     if n == 0:
@@ -118,10 +136,8 @@ def train(
                 raise ValueError(f"{state_file} holds {state.epoch} finished epochs, more than the {config.epochs} asked for")
             model.load_state_dict(state.model)
             optimiser.load_state_dict(state.optimiser)
-            torch.set_rng_state(state.rng_global)
             order.set_state(state.rng_order)
-            if state.rng_cuda is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state(state.rng_cuda)
+            noise.set_state(state.rng_transform)
             epochs_log = [dict(entry) for entry in state.log]
             first_epoch = state.epoch + 1
             log.info("resuming %s after epoch %d", state_file, state.epoch)
@@ -163,8 +179,9 @@ def train(
         epochs_log.append(entry)
         log.info("epoch %d: %s", epoch, entry)
         if saver is not None:
-            saver.save(epoch, model, optimiser, order, epochs_log)
-    test_accuracy = evaluate_accuracy(model, splits.test.x, splits.test.y, config.device)
+            saver.save(epoch, model, optimiser, {"order": order, "transform": noise}, epochs_log)
+    with drawing_from(model, generator(config.seed, "train", "test-accuracy")):
+        test_accuracy = evaluate_accuracy(model, splits.test.x, splits.test.y, config.device)
     model.eval()
     meta = {
         "arch": config.arch,

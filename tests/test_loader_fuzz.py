@@ -92,7 +92,7 @@ def test_truncated_progress_files_are_refused_cleanly(tmp_path: Path, fraction: 
         optimiser = torch.optim.Adam(model.parameters())
         model(torch.ones(1, 3)).sum().backward()
         optimiser.step()
-        progress.save(1, model, optimiser, torch.Generator().manual_seed(0), [{"epoch": 1}])
+        progress.save(1, model, optimiser, {"order": torch.Generator().manual_seed(0), "transform": torch.Generator().manual_seed(1)}, [{"epoch": 1}])
         path = progress.path
     else:
         import pandas as pd

@@ -126,7 +126,7 @@ def _die_after(monkeypatch, last_epoch: int) -> None:
 
 @pytest.mark.parametrize("defense", [["--defense", "none"], ["--defense", "noise", "--noise-scale", "0.2"]])
 def test_train_resumes_with_identical_weights(tmp_path: Path, monkeypatch, defense: list[str]) -> None:
-    """The noise defense draws from torch's global generator: its state must come back too."""
+    """The noise defense draws from the run's "train/transform" generator: its state must come back too."""
     whole, out = tmp_path / "whole.safetensors", tmp_path / "m.safetensors"
     assert main(["train", *TRAIN, *defense, "--epochs", "3", "--out", str(whole)]) == 0
     assert not (tmp_path / "whole.safetensors.partial").exists()

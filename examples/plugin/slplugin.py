@@ -73,8 +73,8 @@ class ClipDefense:
     def penalty(self, x: Tensor, z: Tensor) -> Tensor | None:
         return None
 
-    def transform(self) -> nn.Module | None:
-        return Clip(self.bound)
+    def transform(self, generator: torch.Generator | None = None) -> nn.Module | None:
+        return Clip(self.bound)  # deterministic: needs no generator
 
     def params(self) -> dict[str, Any]:
         return asdict(self)

@@ -12,6 +12,9 @@ from splitleak.attacks.rmle import RMLEAttack, RMLEConfig
 from splitleak.attacks.shadow import ShadowAttack, ShadowConfig
 from splitleak.attacks.unsplit import UnSplitAttack, UnSplitConfig
 from splitleak.progress import ProgressFactory, silent
+from splitleak.registry import import_submodules
+
+import_submodules(__name__, __path__)  # a new module here registers itself: no edit of this file
 
 
 def make_attack(

@@ -8,19 +8,19 @@
   loop).
 * `fresh_client`: a freshly initialised encoder of the victim's (public) architecture and cut,
   wrapped so that it takes inputs in the spec's value range, for attacks without the weights.
-* `attack_seed`: the seed an attack initialises its own networks with.
+* `attack_generator`: the generator of one of an attack's random streams.
 * `frozen`: a gradient-free eval-mode copy of a module the attacker must not modify (the head).
 """
 
 from __future__ import annotations
 
 import copy
-import zlib
 from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
 
+from splitleak._random import build, generator
 from splitleak.attacks.base import Access, ThreatModelError
 from splitleak.data import InputSpec
 from splitleak.models.architectures import activation_shape, get_architecture
@@ -77,19 +77,20 @@ class InputOptimiser:
         return self.x.detach().clone()
 
 
-def attack_seed(seed: int, attack: str) -> int:
-    """A seed for `attack`'s own random draws, derived from the evaluation's `seed`.
+def attack_generator(seed: int, attack: str, stream: str) -> torch.Generator:
+    """A fresh generator for `attack`'s `stream` ("init", "order", ...) under the evaluation's `seed`.
 
-    Not `seed` itself: the trainer seeds torch's generator with its seed and then builds the
-    victim, so an attack that seeded the same value and built the same architecture would
-    start from the victim's exact initial weights -- which, a few epochs later, are close to
-    its final ones (at cut 1 a random-looking "shadow" then already classified 91% of the tiny
-    digits). Salting with the attack's name keeps runs reproducible without that coincidence.
+    Named streams (splitleak._random.derive_seed), not `seed` itself: the trainer initialises the
+    victim from its "train/init" stream, and an attack that drew from the same stream while
+    building the same architecture would start from the victim's exact initial weights --
+    which, a few epochs later, are close to its final ones (at cut 1 a random-looking "shadow"
+    then already classified 91% of the tiny digits). A new generator on every call: fitting
+    twice draws the same numbers, and nothing the caller holds is advanced.
     """
-    return zlib.crc32(f"splitleak.attacks.{attack}:{seed}".encode())
+    return generator(seed, "attack", attack, stream)
 
 
-def fresh_client(access: Access, attack: str, summary: str) -> SplitModel:
+def fresh_client(access: Access, attack: str, summary: str, init: torch.Generator) -> SplitModel:
     """A freshly initialised copy of the victim's architecture up to its cut (random weights).
 
     Uses only public knowledge: `access.arch`, `access.cut` and the input spec (plus
@@ -97,13 +98,13 @@ def fresh_client(access: Access, attack: str, summary: str) -> SplitModel:
     SplitModel without transform whose `client(x)` normalises like the victim and whose head
     is the architecture's (untrained) head. Raises ThreatModelError when the architecture is
     unknown to the attacker, ValueError when it does not produce `access.activation_shape`.
-    Initialisation uses torch's global generator: seed it first, with `attack_seed`.
+    Weights are drawn from `init` (splitleak._random.build), never from torch's global generator.
 
     With `access.clone` (a client from a user's model factory) the clone is whatever that
-    builder returns, freshly initialised, instead of a registered architecture.
+    builder returns, re-initialised from `init`, instead of a registered architecture.
     """
     if access.clone is not None:
-        clone = access.clone()
+        clone = build(access.clone, init)
         training = clone.training
         got = activation_shape(clone.eval().client, access.spec.shape)  # eval: BatchNorm takes one sample
         clone.train(training)
@@ -117,15 +118,20 @@ def fresh_client(access: Access, attack: str, summary: str) -> SplitModel:
         raise ThreatModelError(
             f"attack {attack!r} ({summary}) needs the client's architecture and cut (Access.arch, Access.cut)"
         )
-    arch = get_architecture(access.arch)
-    encoder, head = arch.build(access.spec.shape, access.num_classes or 2, access.cut)
-    got = activation_shape(encoder, access.spec.shape)
+    arch, cut = get_architecture(access.arch), access.cut
+
+    def fresh() -> SplitModel:
+        encoder, head = arch.build(access.spec.shape, access.num_classes or 2, cut)
+        return SplitModel(encoder, head, access.spec, arch=arch.name, cut=cut)
+
+    model = build(fresh, init)
+    got = activation_shape(model.encoder, access.spec.shape)
     if tuple(got) != tuple(access.activation_shape):
         raise ValueError(
             f"attack {attack!r}: {access.arch} cut {access.cut} gives activations {got}, "
             f"but the observed ones are {tuple(access.activation_shape)}"
         )
-    return SplitModel(encoder, head, access.spec, arch=arch.name, cut=access.cut).to(access.device)
+    return model.to(access.device)
 
 
 def frozen(module: nn.Module) -> nn.Module:

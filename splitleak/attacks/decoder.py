@@ -3,6 +3,9 @@
 The attacker queries the client with its own auxiliary images, collects (activation, image)
 pairs and trains a convolutional decoder z -> x with an l2 loss; the decoder's shape is
 derived from the activation shape. It then decodes the activations it observes.
+
+Randomness: the decoder's weights and the batch order come from the "init" and "order" streams
+of `access.seed` (splitleak.attacks._optim.attack_generator), new on every `fit`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from splitleak._random import build
+from splitleak.attacks._optim import attack_generator
 from splitleak.attacks.base import ATTACKS, Access, AttackConfig, ThreatModel, WorkSize
 from splitleak.data import InputSpec
 from splitleak.progress import ProgressFactory, silent
@@ -101,22 +106,24 @@ class DecoderAttack:
         self.history: list[float] = []
 
     def fit(self, access: Access) -> "DecoderAttack":
+        """Train the decoder on (query(aux), aux) pairs; a second fit starts over (same result)."""
         self.threat_model.check(self.name, access)
         assert access.query is not None and access.aux is not None
         cfg = self.config
-        self.device = access.device
-        generator = torch.Generator().manual_seed(access.seed)
-        torch.manual_seed(access.seed)
+        self.decoder, self.history, self.device = None, [], access.device
+        order = attack_generator(access.seed, self.name, "order")
         x_aux = access.aux.x
         with torch.no_grad():
             z_aux = torch.cat([access.query(x_aux[i : i + 1024].to(self.device)).cpu() for i in range(0, len(x_aux), 1024)])
-        decoder = Decoder(tuple(z_aux.shape[1:]), access.spec, cfg.width).to(self.device)
+        z_shape = tuple(z_aux.shape[1:])
+        decoder = build(lambda: Decoder(z_shape, access.spec, cfg.width), attack_generator(access.seed, self.name, "init")).to(self.device)
         optimiser = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
         n = len(x_aux)
+        history: list[float] = []
         decoder.train()
         with self.progress(total=cfg.epochs * n, desc="decoder attack: fit") as bar:
             for _ in range(cfg.epochs):
-                perm = torch.randperm(n, generator=generator)
+                perm = torch.randperm(n, generator=order)
                 total = 0.0
                 for i in range(0, n, cfg.batch_size):
                     idx = perm[i : i + cfg.batch_size]
@@ -129,10 +136,10 @@ class DecoderAttack:
                     optimiser.step()
                     total += loss.item() * len(idx)
                     bar.update(len(idx))
-                self.history.append(total / n)
-                bar.set_postfix(mse=f"{self.history[-1]:.4f}")
+                history.append(total / n)
+                bar.set_postfix(mse=f"{history[-1]:.4f}")
         decoder.eval()
-        self.decoder = decoder
+        self.decoder, self.history = decoder, history
         return self
 
     @torch.no_grad()

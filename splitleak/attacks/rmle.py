@@ -94,6 +94,7 @@ class RMLEAttack:
     def fit(self, access: Access) -> "RMLEAttack":
         self.threat_model.check(self.name, access)
         assert access.encoder is not None
+        self.history = []
         self.client = noiseless_client(access.encoder, access.spec)
         self.spec = access.spec
         self.device = access.device

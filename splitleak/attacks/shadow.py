@@ -13,6 +13,10 @@ client's architecture and cut (public). It
 
 The shadow is trained without the defense's activation transform (the attacker only has the
 head); noise the head was trained with is therefore not simulated.
+
+Randomness: the shadow's weights and batch order come from the "init" and "order" streams of
+`access.seed`; its inverse network is a decoder attack fitted with a seed derived from
+`access.seed` ("attack/shadow/decoder"), so it does not share the plain decoder attack's streams.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from splitleak.attacks._optim import attack_seed, fresh_client, frozen
+from splitleak._random import derive_seed
+from splitleak.attacks._optim import attack_generator, fresh_client, frozen
 from splitleak.attacks.base import ATTACKS, Access, AttackConfig, ThreatModel, WorkSize
 from splitleak.attacks.decoder import DecoderAttack, DecoderConfig
 from splitleak.models.split import SplitModel
@@ -82,17 +87,18 @@ class ShadowAttack:
         self.threat_model.check(self.name, access)
         assert access.head is not None and access.aux is not None
         cfg, device = self.config, access.device
-        torch.manual_seed(attack_seed(access.seed, self.name))
-        generator = torch.Generator().manual_seed(attack_seed(access.seed, self.name))
-        shadow = fresh_client(access, self.name, self.threat_model.summary)
+        self.shadow, self.inverse, self.history, self.aux_accuracy = None, None, [], None
+        order = attack_generator(access.seed, self.name, "order")
+        shadow = fresh_client(access, self.name, self.threat_model.summary, attack_generator(access.seed, self.name, "init"))
         head = frozen(access.head).to(device)
         optimiser = torch.optim.Adam(shadow.encoder.parameters(), lr=cfg.lr)
         x_aux, y_aux = access.aux.x, access.aux.y
         n = len(x_aux)
+        history: list[float] = []
         shadow.train()
         with self.progress(total=cfg.shadow_epochs * n, desc="shadow attack: fit shadow") as bar:
             for _ in range(cfg.shadow_epochs):
-                perm = torch.randperm(n, generator=generator)
+                perm = torch.randperm(n, generator=order)
                 total = 0.0
                 for i in range(0, n, cfg.batch_size):
                     idx = perm[i : i + cfg.batch_size]
@@ -103,18 +109,18 @@ class ShadowAttack:
                     optimiser.step()
                     total += loss.item() * len(idx)
                     bar.update(len(idx))
-                self.history.append(total / n)
-                bar.set_postfix(ce=f"{self.history[-1]:.3f}")
+                history.append(total / n)
+                bar.set_postfix(ce=f"{history[-1]:.3f}")
         shadow.eval()
         for p in shadow.parameters():
             p.requires_grad_(False)
         with torch.no_grad():
             logits = torch.cat([head(shadow.client(x_aux[i : i + 1024].to(device))).cpu() for i in range(0, n, 1024)])
-        self.aux_accuracy = (logits.argmax(1) == y_aux).float().mean().item()
-        self.shadow = shadow
+        aux_accuracy = (logits.argmax(1) == y_aux).float().mean().item()
         decoder_config = DecoderConfig(epochs=cfg.decoder_epochs, batch_size=cfg.batch_size, lr=cfg.lr, width=cfg.decoder_width)
-        stand_in = dataclasses.replace(access, query=shadow.client, encoder=None)
-        self.inverse = DecoderAttack(decoder_config, progress=self.progress).fit(stand_in)
+        stand_in = dataclasses.replace(access, query=shadow.client, encoder=None, seed=derive_seed(access.seed, "attack", self.name, "decoder"))
+        inverse = DecoderAttack(decoder_config, progress=self.progress).fit(stand_in)
+        self.shadow, self.inverse, self.history, self.aux_accuracy = shadow, inverse, history, aux_accuracy
         return self
 
     def reconstruct(self, z: Tensor) -> Tensor:

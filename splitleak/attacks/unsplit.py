@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from splitleak.attacks._optim import InputOptimiser, attack_seed, chunks, fresh_client, per_sample_mse, total_variation
+from splitleak.attacks._optim import InputOptimiser, attack_generator, chunks, fresh_client, per_sample_mse, total_variation
 from splitleak.attacks.base import ATTACKS, Access, AttackConfig, ThreatModel, WorkSize
 from splitleak.data import InputSpec
 from splitleak.models.split import SplitModel
@@ -77,10 +77,11 @@ class UnSplitAttack:
         self.history: list[float] = []
 
     def fit(self, access: Access) -> "UnSplitAttack":
-        """Nothing to learn before seeing activations: build the seeded random clone."""
+        """Nothing to learn before seeing activations: build the random clone, its weights drawn
+        from the "init" stream of `access.seed` (a second fit builds the same clone)."""
         self.threat_model.check(self.name, access)
-        torch.manual_seed(attack_seed(access.seed, self.name))
-        self.initial_clone = fresh_client(access, self.name, self.threat_model.summary)
+        self.clone, self.history = None, []
+        self.initial_clone = fresh_client(access, self.name, self.threat_model.summary, attack_generator(access.seed, self.name, "init"))
         self.spec, self.device = access.spec, access.device
         return self
 

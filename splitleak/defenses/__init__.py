@@ -13,6 +13,9 @@ from splitleak.defenses.none import NoDefense  # isort: skip
 from splitleak.defenses.nopeek import NoPeek  # isort: skip
 from splitleak.defenses.noise import ActivationNoise  # isort: skip
 from splitleak.defenses.dropout import ActivationDropout  # isort: skip
+from splitleak.registry import import_submodules
+
+import_submodules(__name__, __path__)  # a new module here registers itself: no edit of this file
 
 
 def make_defense(name: str, params: Mapping[str, Any] | None = None) -> Defense:

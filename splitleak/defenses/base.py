@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol
 
+import torch
 from torch import Tensor, nn
 
 from splitleak.registry import Registry
@@ -30,8 +31,14 @@ class Defense(Protocol):
         """Extra loss for a batch of inputs `x` and their activations `z`, or None."""
         ...
 
-    def transform(self) -> nn.Module | None:
-        """A module applied to activations at training and inference, or None."""
+    def transform(self, generator: torch.Generator | None = None) -> nn.Module | None:
+        """A module applied to activations at training and inference, or None.
+
+        A transform that draws random numbers (noise, a dropout mask) draws them from
+        `generator` only -- never from torch's global generator -- and is a
+        `splitleak._random.Stochastic`, so `drawing_from` can lend it another stream; without a
+        generator it uses its own, seeded 0.
+        """
         ...
 
     def params(self) -> dict[str, Any]:

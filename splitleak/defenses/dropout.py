@@ -15,22 +15,23 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from splitleak._random import Stochastic
 from splitleak.defenses.base import DEFENSES
-
 from splitleak._validate import finite_number
 
 
-class AlwaysDropout(nn.Module):
-    """Inverted dropout with rate `rate`, active in training and evaluation alike."""
+class AlwaysDropout(Stochastic):
+    """Inverted dropout with rate `rate`, active in training and evaluation alike, its mask drawn
+    from its generator (see splitleak._random.Stochastic)."""
 
-    def __init__(self, rate: float) -> None:
-        super().__init__()
+    def __init__(self, rate: float, generator: torch.Generator | None = None) -> None:
+        super().__init__(generator)
         self.rate = rate
 
     def forward(self, z: Tensor) -> Tensor:
         if self.rate == 0:
             return z
-        keep = torch.rand(z.shape, device=z.device) >= self.rate  # contiguous draw (see noise.py)
+        keep = self.rand(z.shape, dtype=torch.float32, device=z.device) >= self.rate  # contiguous draw (see noise.py)
         return z * keep.to(z.dtype) / (1 - self.rate)
 
     def extra_repr(self) -> str:
@@ -58,8 +59,8 @@ class ActivationDropout:
     def penalty(self, x: Tensor, z: Tensor) -> Tensor | None:
         return None
 
-    def transform(self) -> nn.Module | None:
-        return AlwaysDropout(self.rate)
+    def transform(self, generator: torch.Generator | None = None) -> nn.Module | None:
+        return AlwaysDropout(self.rate, generator)
 
     def params(self) -> dict[str, Any]:
         return asdict(self)

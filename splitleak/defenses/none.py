@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from splitleak.defenses.base import DEFENSES
@@ -24,7 +25,7 @@ class NoDefense:
     def penalty(self, x: Tensor, z: Tensor) -> Tensor | None:
         return None
 
-    def transform(self) -> nn.Module | None:
+    def transform(self, generator: torch.Generator | None = None) -> nn.Module | None:
         return None
 
     def params(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from splitleak.defenses.base import DEFENSES
@@ -35,7 +36,7 @@ class NoPeek:
     def penalty(self, x: Tensor, z: Tensor) -> Tensor | None:
         return self.alpha * distance_correlation(as_rows(x), as_rows(z))
 
-    def transform(self) -> nn.Module | None:
+    def transform(self, generator: torch.Generator | None = None) -> nn.Module | None:
         return None
 
     def params(self) -> dict[str, Any]:

@@ -7,12 +7,11 @@ say "blurry" while the label still leaks (Titcombe et al. 2021); this measures t
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from splitleak._random import build, generator
 from splitleak.data import ArraySplit, InputSpec
 from splitleak.models.architectures import get_architecture
 from splitleak.progress import ProgressFactory, silent
@@ -34,12 +33,13 @@ def train_classifier(
     """A whole (unsplit) `arch` network trained on the attacker's auxiliary data, in eval mode."""
     if len(aux) < 2:
         raise ValueError("the semantic classifier needs at least 2 auxiliary images")
-    # Salted: with the trainer's seed the same architecture would start from the victim's own
-    # initial weights, and the "independent" classifier would not be independent.
-    salted = _salted(seed)
-    torch.manual_seed(salted)
-    order = torch.Generator().manual_seed(salted)
-    net = _Scaled(nn.Sequential(*get_architecture(arch).blocks(spec.shape, num_classes)), *spec.value_range).to(device)
+    # Its own named streams of `seed`: drawing from the trainer's "train/init" stream, the same
+    # architecture would start from the victim's own initial weights, and the "independent"
+    # classifier would not be independent.
+    order = generator(seed, "semantic-classifier", "order")
+    blocks = get_architecture(arch).blocks
+    low, high = spec.value_range
+    net = build(lambda: _Scaled(nn.Sequential(*blocks(spec.shape, num_classes)), low, high), generator(seed, "semantic-classifier", "init")).to(device)
     optimiser = torch.optim.Adam(net.parameters(), lr=lr)
     net.train()
     with progress(total=epochs * len(aux), desc="semantic classifier: fit") as bar:
@@ -53,12 +53,6 @@ def train_classifier(
                 optimiser.step()
                 bar.update(len(idx))
     return net.eval()
-
-
-def _salted(seed: int, salt: str = "semantic-classifier") -> int:
-    """A seed derived from `seed` that no trainer seed collides with in practice."""
-    digest = hashlib.sha256(f"{salt}:{seed}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
 class _Scaled(nn.Module):
@@ -80,3 +74,8 @@ def semantic_correct(classifier: nn.Module, x: Tensor, y: Tensor, *, batch_size:
     device = next(classifier.parameters()).device
     predictions = torch.cat([classifier(x[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
     return (predictions == y).to(torch.float32)
+
+
+def semantic_reference(classifier: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 1024) -> Tensor:
+    """The classifier's accuracy on the original images (a scalar): the ceiling for semantic_accuracy."""
+    return semantic_correct(classifier, x, y, batch_size=batch_size).mean()

@@ -144,7 +144,7 @@ _SPECS = (
         leakage_direction="higher",
         description="The same classifier's accuracy on the original test images: the ceiling "
         "for semantic_accuracy.",
-        fn="splitleak.metrics.semantic:semantic_correct",
+        fn="splitleak.metrics.semantic:semantic_reference",
     ),
     MetricSpec(
         name="accuracy",

@@ -19,6 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from splitleak._io import atomic_path, sha256_file
+from splitleak._random import constructed
 from splitleak._validate import all_finite
 from splitleak.data import InputSpec
 from splitleak.defenses import make_defense
@@ -62,12 +63,20 @@ class Checkpoint:
 
 
 def build_model(meta: dict[str, Any]) -> SplitModel:
-    """A freshly initialised SplitModel described by checkpoint metadata."""
+    """A SplitModel described by checkpoint metadata, its weights still to be loaded (the
+    constructors' default draws leave torch's global generator as it was).
+
+    A defense transform that draws (noise, dropout) draws from its own generator, seeded 0;
+    `evaluate` lends it the run's streams (splitleak._random.drawing_from)."""
     spec = InputSpec.from_dict(meta["input_spec"])
     arch = get_architecture(meta["arch"])
-    encoder, head = arch.build(spec.shape, int(meta["num_classes"]), int(meta["cut"]))
     defense = make_defense(meta["defense"]["name"], meta["defense"].get("params", {}))
-    return SplitModel(encoder, head, spec, transform=defense.transform(), arch=arch.name, cut=int(meta["cut"]))
+
+    def fresh() -> SplitModel:
+        encoder, head = arch.build(spec.shape, int(meta["num_classes"]), int(meta["cut"]))
+        return SplitModel(encoder, head, spec, transform=defense.transform(), arch=arch.name, cut=int(meta["cut"]))
+
+    return constructed(fresh)
 
 
 def claim_checkpoint(path: str | os.PathLike[str], option: str = "--out") -> None:

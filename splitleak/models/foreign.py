@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from splitleak._io import sha256_file
+from splitleak._random import constructed
 from splitleak.data import InputSpec
 from splitleak.models.checkpoint import Checkpoint, CheckpointError, load_weights
 from splitleak.models.split import SplitModel
@@ -356,8 +357,10 @@ def _import_factory(spec: str) -> Callable[[], nn.Module]:
 
 
 def _build(build: Callable[[], nn.Module], spec: str) -> nn.Module:
+    """The factory's module; its constructors' default draws leave torch's global generator as it
+    was (the weights are loaded next, or a clone is re-initialised from the attack's generator)."""
     try:
-        module = build()
+        module = constructed(build)
     except Exception as err:  # noqa: BLE001
         raise CheckpointError(f"factory {spec} raised {type(err).__name__}: {_first_line(err)}") from None
     if not isinstance(module, nn.Module):

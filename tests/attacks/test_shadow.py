@@ -6,9 +6,9 @@ import torch
 from splitleak.attacks import Access, ThreatModelError
 from splitleak.attacks.shadow import ShadowAttack, ShadowConfig
 from splitleak.metrics import ssim
-from splitleak.attacks._optim import attack_seed, fresh_client
-from splitleak.models import get_architecture
-from splitleak.training import TrainConfig, train
+from splitleak._random import generator
+from splitleak.attacks._optim import attack_generator, fresh_client
+from splitleak.training import TrainConfig, build_split_model, train
 
 TINY = ShadowConfig(shadow_epochs=3, decoder_epochs=2, batch_size=32, lr=3e-3, decoder_width=16)
 
@@ -39,21 +39,20 @@ def _head_accuracy(head, client, split) -> float:
 
 def test_the_attackers_networks_do_not_start_from_the_victims_initial_weights(victim, tiny_splits) -> None:
     access = _access(victim, tiny_splits)
-    torch.manual_seed(0)  # what the trainer did before building the victim
-    victim_init, _ = get_architecture("small-cnn").build((1, 28, 28), 10, 2)
-    torch.manual_seed(0)
-    assert torch.equal(victim_init[0][0].weight, fresh_client(access, "shadow", "test").encoder[0][0].weight)  # the hazard
-    torch.manual_seed(attack_seed(0, "shadow"))
-    assert not torch.equal(victim_init[0][0].weight, fresh_client(access, "shadow", "test").encoder[0][0].weight)
-    assert attack_seed(0, "shadow") != attack_seed(0, "unsplit") and attack_seed(0, "shadow") == attack_seed(0, "shadow")
+    victim_init = build_split_model(TrainConfig(cut=2, seed=0), tiny_splits)  # the trainer's "train/init" stream
+    same_stream = fresh_client(access, "shadow", "test", generator(0, "train", "init"))
+    assert torch.equal(victim_init.encoder[0][0].weight, same_stream.encoder[0][0].weight)  # the hazard
+    own = fresh_client(access, "shadow", "test", attack_generator(0, "shadow", "init"))
+    assert not torch.equal(victim_init.encoder[0][0].weight, own.encoder[0][0].weight)
+    seeds = {attack_generator(0, a, s).initial_seed() for a in ("shadow", "unsplit", "decoder") for s in ("init", "order")}
+    assert len(seeds) == 6 and attack_generator(0, "shadow", "init").initial_seed() == attack_generator(0, "shadow", "init").initial_seed()
 
 
 def test_shadow_learns_under_the_frozen_head_and_decodes(victim, tiny_splits) -> None:
     model = victim
     head_before = copy.deepcopy(model.head.state_dict())
     access = _access(model, tiny_splits)
-    torch.manual_seed(attack_seed(access.seed, "shadow"))
-    untrained = _head_accuracy(model.head, fresh_client(access, "shadow", "test").client, tiny_splits.aux)
+    untrained = _head_accuracy(model.head, fresh_client(access, "shadow", "test", attack_generator(access.seed, "shadow", "init")).client, tiny_splits.aux)
     attack = ShadowAttack(TINY).fit(access)
     assert attack.history[-1] < attack.history[0]
     assert untrained < 0.4 and attack.aux_accuracy > 0.7  # chance is 0.1; the head itself never moved

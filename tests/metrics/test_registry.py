@@ -27,7 +27,7 @@ EXPECTED = {
     "dcor_recon": ("set", "higher", metrics.dependence_scale.dcor_statistics),
     "dcor_recon_u2": ("set", "higher", metrics.dependence_scale.dcor_statistics),
     "semantic_accuracy": ("sample", "higher", metrics.semantic.semantic_correct),
-    "semantic_reference": ("set", "higher", metrics.semantic.semantic_correct),
+    "semantic_reference": ("set", "higher", metrics.semantic.semantic_reference),
     "accuracy": ("set", "higher", metrics.task.accuracy),
 }
 

@@ -25,9 +25,8 @@ def test_seeded_and_validated(tiny_splits) -> None:
 
 
 def test_classifier_does_not_start_from_the_victims_initial_weights(tiny_splits) -> None:
-    from splitleak.models import get_architecture
+    from splitleak.training import TrainConfig, build_split_model
 
-    torch.manual_seed(0)  # what the trainer does before building the victim with seed 0
-    victim_init = torch.nn.Sequential(*get_architecture("small-cnn").blocks(tiny_splits.spec.shape, 10))
+    victim_init = build_split_model(TrainConfig(seed=0), tiny_splits)  # what the trainer builds with seed 0
     clf = train_classifier(tiny_splits.aux, tiny_splits.spec, 10, epochs=1, seed=0, lr=0.0)
-    assert not torch.equal(clf.net[0][0].weight, victim_init[0][0].weight)
+    assert not torch.equal(clf.net[0][0].weight, victim_init.encoder[0][0].weight)
