@@ -39,6 +39,19 @@ def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+MAX_SAFETENSORS_HEADER = 100 * 2**20  # safetensors' own limit on its JSON header
+
+
+def is_safetensors_head(head: bytes, size: int) -> bool:
+    """Whether a file of `size` bytes starting with `head` (>= 9 bytes read) is laid out as
+    safetensors: an 8-byte little-endian header length, then a JSON object that fits. Check this
+    before any pickle magic: a header length whose low byte is 0x80 starts with a pickle's byte."""
+    if len(head) < 9 or size < 10:
+        return False
+    length = int.from_bytes(head[:8], "little")
+    return 2 <= length <= min(MAX_SAFETENSORS_HEADER, size - 8) and head[8:9] == b"{"
+
+
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()

@@ -166,7 +166,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     check_writable(args.out)
     splits = load_splits(data)
     trained = train(config, splits, progress=_progress(args.quiet), state_file=partial_path(args.out), resume=args.resume)
-    path = save_checkpoint(args.out, trained.model, trained.meta)
+    path = save_checkpoint(args.out, trained.model, trained.meta, trained.defense_state)
     partial_path(args.out).unlink(missing_ok=True)
     last = trained.meta["log"][-1]
     print(

@@ -36,7 +36,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from splitleak import __version__
-from splitleak._io import atomic_path
+from splitleak._io import atomic_path, is_safetensors_head
 from splitleak.outputs import claim_file, claim_folder, has_safetensors_key, mark_folder
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ _ATTACK_FORMAT = "splitleak-attack-progress"
 _TRAIN_FORMAT = "splitleak-train-progress"
 _HEADER = "splitleak-progress"
 _VERSION = 1
-_TRAIN_VERSION = 2  # 2: named generators ("rng.order", "rng.transform") instead of torch's global state
+_TRAIN_VERSION = 3  # 2: named generators instead of torch's global state; 3: one state dict per participant (model, client optimiser, server, defense)
 _RANDOM_STREAMS = 2  # in the attack keys: results of the global-generator era (1) are not reused
 _ROW_COLUMNS = ("attack", "metric", "value", "sample", "n", "ci_low", "ci_high")
 _PROGRESS_FOLDER = "evaluate-progress"
@@ -72,8 +72,8 @@ def digest(material: Mapping[str, Any]) -> str:
 def _read(path: Path, expected_format: str, version: int = _VERSION) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Tensors and JSON header of a progress file; ProgressError if it is anything else."""
     with open(path, "rb") as handle:
-        head = handle.read(4)
-    if head[:1] == b"\x80" or head == b"PK\x03\x04":
+        head = handle.read(9)
+    if not is_safetensors_head(head, path.stat().st_size) and (head[:1] == b"\x80" or head[:4] == b"PK\x03\x04"):
         raise ProgressError(f"refused {path}: it is a pickle or zip archive, not a splitleak progress file; nothing in it was loaded (delete it, or run without --resume)")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
@@ -233,14 +233,41 @@ def _is_legacy_progress(entries: list[str]) -> bool:
 
 @dataclass(frozen=True)
 class TrainState:
-    """Where a training run stood after its last finished epoch."""
+    """Where a training run stood after its last finished epoch: each participant's state dict
+    (model, client optimiser, server, defense), the named generators' states and the log."""
 
     epoch: int
-    model: dict[str, Tensor]
-    optimiser: dict[str, Any]
-    rng_order: Tensor
-    rng_transform: Tensor
+    parts: dict[str, Any]
+    generators: dict[str, Tensor]
     log: list[dict[str, Any]]
+
+
+def _encode(value: Any, tensors: dict[str, Tensor], path: str) -> Any:
+    """A JSON tree of `value` with its tensors moved to `tensors` (keys keep their types)."""
+    if isinstance(value, Tensor):
+        tensors[path] = value
+        return {"tensor": path}
+    if isinstance(value, Mapping):
+        return {"dict": [[k, _encode(v, tensors, f"{path}.{i}")] for i, (k, v) in enumerate(value.items())]}
+    if isinstance(value, (list, tuple)):
+        return {"tuple" if isinstance(value, tuple) else "list": [_encode(v, tensors, f"{path}.{i}") for i, v in enumerate(value)]}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return {"value": value}
+    raise TypeError(f"cannot keep a {type(value).__name__} in a progress file")
+
+
+def _decode(tree: Any, tensors: Mapping[str, Tensor]) -> Any:
+    (kind, body), = tree.items()
+    if kind == "tensor":
+        return tensors[body]
+    if kind == "dict":
+        return {k: _decode(v, tensors) for k, v in body}
+    if kind in ("list", "tuple"):
+        items = [_decode(v, tensors) for v in body]
+        return tuple(items) if kind == "tuple" else items
+    if kind == "value":
+        return body
+    raise ValueError(f"unknown entry {kind!r}")
 
 
 class TrainProgress:
@@ -251,28 +278,16 @@ class TrainProgress:
         self.key = digest({"format": _TRAIN_FORMAT, "splitleak": __version__, **material})
         self._claimed = False
 
-    def save(
-        self, epoch: int, model: torch.nn.Module, optimiser: torch.optim.Optimizer, generators: Mapping[str, torch.Generator], epochs_log: list[dict[str, Any]]
-    ) -> None:
-        """Write the state after `epoch`; `generators` are the run's named generators ("order", "transform")."""
+    def save(self, epoch: int, parts: Mapping[str, Any], generators: Mapping[str, torch.Generator], epochs_log: list[dict[str, Any]]) -> None:
+        """Write the state after `epoch`: every part's `state_dict()` and the named generators."""
         if not self._claimed:  # a file this run did not load or write is not ours to replace
             claim_train_progress(self.path)
             self._claimed = True
-        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-        state = optimiser.state_dict()
-        scalars: dict[str, dict[str, Any]] = {}
-        for pid, entry in state["state"].items():
-            for name, value in entry.items():
-                if isinstance(value, Tensor):
-                    tensors[f"optim.{pid}.{name}"] = value
-                else:
-                    scalars.setdefault(str(pid), {})[name] = value
+        tensors: dict[str, Tensor] = {}
+        trees = {name: _encode(part.state_dict(), tensors, f"part.{name}") for name, part in parts.items()}
         for name, gen in generators.items():
             tensors[f"rng.{name}"] = gen.get_state()
-        meta = {
-            "format": _TRAIN_FORMAT, "version": _TRAIN_VERSION, "key": self.key, "epoch": epoch, "log": epochs_log,
-            "param_groups": state["param_groups"], "optim_scalars": scalars,
-        }
+        meta = {"format": _TRAIN_FORMAT, "version": _TRAIN_VERSION, "key": self.key, "epoch": epoch, "log": epochs_log, "parts": trees, "generators": sorted(generators)}
         _write(self.path, tensors, meta)
 
     def load(self) -> TrainState | None:
@@ -286,23 +301,13 @@ class TrainProgress:
                 f"{self.path} was written by a training run with other settings (config or data); delete it, or run without --resume"
             )
         try:
-            optim_state: dict[int, dict[str, Any]] = {}
-            for name, value in tensors.items():
-                if name.startswith("optim."):
-                    _, pid, key = name.split(".", 2)
-                    optim_state.setdefault(int(pid), {})[key] = value
-            for pid, entry in dict(meta["optim_scalars"]).items():
-                optim_state.setdefault(int(pid), {}).update(entry)
-            groups = [{k: (tuple(v) if isinstance(v, list) and k != "params" else v) for k, v in g.items()} for g in meta["param_groups"]]
             return TrainState(
                 epoch=int(meta["epoch"]),
-                model={k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")},
-                optimiser={"state": optim_state, "param_groups": groups},
-                rng_order=tensors["rng.order"],
-                rng_transform=tensors["rng.transform"],
+                parts={name: _decode(tree, tensors) for name, tree in dict(meta["parts"]).items()},
+                generators={name: tensors[f"rng.{name}"] for name in meta["generators"]},
                 log=list(meta["log"]),
             )
-        except (KeyError, ValueError, TypeError) as err:
+        except (KeyError, ValueError, TypeError, AttributeError) as err:
             raise ProgressError(f"{self.path} is incomplete ({type(err).__name__}: {err}); delete it, or run without --resume") from None
 
     def discard(self) -> None:

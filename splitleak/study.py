@@ -102,7 +102,7 @@ def run_study(
             folders.append(out / "results" / cell.name)
             continue
         trained = train(cell.train, splits, progress=progress)
-        path = save_checkpoint(out / "checkpoints" / f"{cell.name}.safetensors", trained.model, trained.meta)
+        path = save_checkpoint(out / "checkpoints" / f"{cell.name}.safetensors", trained.model, trained.meta, trained.defense_state)
         results: Results = evaluate(load_checkpoint(path), evaluation, splits, progress=progress)
         folders.append(results.save(out / "results" / cell.name))
         log.info("study cell %s: test accuracy %.4f, results in %s", cell.name, trained.meta["test_accuracy"], folders[-1])

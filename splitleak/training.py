@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from splitleak import __version__
 from splitleak._config import FromDict
@@ -25,10 +25,12 @@ from splitleak._random import build, drawing_from, generator
 from splitleak._validate import finite_number, positive_int
 from splitleak.data import Splits
 from splitleak.defenses import make_defense
+from splitleak.defenses.base import start_session
 from splitleak.metrics.task import accuracy
 from splitleak.models.architectures import get_architecture
 from splitleak.models.split import SplitModel
 from splitleak.progress import ProgressFactory, silent
+from splitleak.protocol import HonestServer, Server, StepLog, client_parameters
 from splitleak.resume import TrainProgress
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ class TrainedModel:
 
     model: SplitModel
     meta: dict[str, Any]
+    defense_state: dict[str, torch.Tensor] = field(default_factory=dict)  # a trainable defense's modules, by "<module>.<key>"
 
 
 def build_split_model(
@@ -106,19 +109,32 @@ def evaluate_accuracy(model: SplitModel, x: torch.Tensor, y: torch.Tensor, devic
 
 
 def train(
-    config: TrainConfig, splits: Splits, *, progress: ProgressFactory = silent, state_file: str | os.PathLike[str] | None = None, resume: bool = False
+    config: TrainConfig,
+    splits: Splits,
+    *,
+    progress: ProgressFactory = silent,
+    state_file: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    server: Callable[[SplitModel], Server] | None = None,
 ) -> TrainedModel:
     """Train a split model on `splits.train` and report its accuracy on `splits.test`.
 
-    With `state_file`, the model, optimiser, random generators and log are saved there after every
-    epoch; with `resume` too, a run continues from the file's last finished epoch and ends with
-    the same weights as an uninterrupted run (splitleak.resume.TrainProgress).
+    Each step is the client/server exchange of `splitleak.protocol`: the client sends z, the
+    `server` (default: `HonestServer`, training the head on the task) replies with its
+    objective, the client adds its defense's penalty and updates its encoder from the gradient
+    it receives. `server` builds the server for the model (a malicious one steers training).
+    With `state_file`, the model, both sides' optimisers, the defense's and server's state, the
+    random generators and the log are saved there after every epoch; with `resume` too, a run
+    continues from the file's last finished epoch and ends with the same weights as an
+    uninterrupted run (splitleak.resume.TrainProgress).
     """
     device = torch.device(config.device)
     noise = generator(config.seed, "train", "transform")
     model = build_split_model(config, splits, transform=noise).to(device)
     defense = make_defense(config.defense, config.defense_params)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    session = start_session(defense, model=model, generator=generator(config.seed, "train", "defense"), device=device)
+    serving = (server or (lambda m: HonestServer(m, lr=config.lr)))(model)
+    optimiser = torch.optim.Adam(client_parameters(model), lr=config.lr)
     order = generator(config.seed, "train", "order")
     x_all, y_all = splits.train.x, splits.train.y
     n = len(x_all)
@@ -127,59 +143,55 @@ def train(
     epochs_log: list[dict[str, float]] = []
     first_epoch = 1
     saver = None
+    parts = {"model": model, "client_optimiser": optimiser, "server": serving, "defense": session}
+    generators = {"order": order, "transform": noise}
     if state_file is not None:
-        material = {"train": {k: v for k, v in config.to_dict().items() if k != "epochs"}, "data": splits.config.to_dict(), "train_size": n}
+        material = {"train": {k: v for k, v in config.to_dict().items() if k != "epochs"}, "data": splits.config.to_dict(), "train_size": n, "server": serving.describe()}
         saver = TrainProgress(state_file, material)
         state = saver.load() if resume else None
         if state is not None:
             if state.epoch > config.epochs:
                 raise ValueError(f"{state_file} holds {state.epoch} finished epochs, more than the {config.epochs} asked for")
-            model.load_state_dict(state.model)
-            optimiser.load_state_dict(state.optimiser)
-            order.set_state(state.rng_order)
-            noise.set_state(state.rng_transform)
+            for name, part in parts.items():
+                part.load_state_dict(state.parts[name])
+            for name, gen in generators.items():
+                gen.set_state(state.generators[name])
             epochs_log = [dict(entry) for entry in state.log]
             first_epoch = state.epoch + 1
             log.info("resuming %s after epoch %d", state_file, state.epoch)
     model.train()
     for epoch in range(first_epoch, config.epochs + 1):
         perm = torch.randperm(n, generator=order)
-        sums = {"loss": 0.0, "ce": 0.0, "penalty": 0.0, "correct": 0.0}
+        sums = StepLog()
         start = time.perf_counter()
         with progress(total=n, desc=f"train {config.defense} epoch {epoch}/{config.epochs}") as bar:
             for i in range(0, n, config.batch_size):
                 idx = perm[i : i + config.batch_size]
                 x, y = x_all[idx].to(device), y_all[idx].to(device)
-                logits, z = model(x)
-                ce = F.cross_entropy(logits, y)
-                penalty = defense.penalty(x, z) if len(idx) > 3 else None
-                loss = ce if penalty is None else ce + penalty
+                z = model.client(x)
+                reply = serving.respond(z, y)
+                penalty = session.penalty(x, z) if len(idx) > 3 else None
+                loss = reply.loss if penalty is None else reply.loss + penalty
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"training diverged at epoch {epoch}: loss is {loss.item()}")
                 optimiser.zero_grad(set_to_none=True)
+                serving.zero_grad()
                 loss.backward()
+                serving.update()
                 optimiser.step()
+                after = session.after_step(x, z.detach(), y)
                 b = len(idx)
-                sums["loss"] += loss.item() * b
-                sums["ce"] += ce.item() * b
-                sums["penalty"] += (penalty.item() if penalty is not None else 0.0) * b
-                sums["correct"] += (logits.argmax(1) == y).sum().item()
+                correct = (reply.logits.argmax(1) == y).sum().item() if reply.logits is not None else math.nan
+                means = {"loss": loss.item(), **reply.terms, "penalty": penalty.item() if penalty is not None else 0.0}
+                sums.add(b, means, {"train_accuracy": correct, **{k: v * b for k, v in after.items()}})
                 bar.update(b)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         seconds = time.perf_counter() - start
-        entry = {
-            "epoch": epoch,
-            "loss": sums["loss"] / n,
-            "ce": sums["ce"] / n,
-            "penalty": sums["penalty"] / n,
-            "train_accuracy": sums["correct"] / n,
-            "seconds": seconds,
-            "images_per_second": n / seconds,
-        }
+        entry = {"epoch": epoch, **sums.means(), "seconds": seconds, "images_per_second": n / seconds}
         epochs_log.append(entry)
         log.info("epoch %d: %s", epoch, entry)
         if saver is not None:
-            saver.save(epoch, model, optimiser, {"order": order, "transform": noise}, epochs_log)
+            saver.save(epoch, parts, generators, epochs_log)
     with drawing_from(model, generator(config.seed, "train", "test-accuracy")):
         test_accuracy = evaluate_accuracy(model, splits.test.x, splits.test.y, config.device)
     model.eval()
@@ -189,6 +201,7 @@ def train(
         "num_classes": splits.num_classes,
         "input_spec": splits.spec.to_dict(),
         "defense": {"name": config.defense, "params": defense.params()},
+        "server": serving.describe(),
         "data": splits.config.to_dict(),
         "train": config.to_dict(),
         "log": epochs_log,
@@ -199,4 +212,5 @@ def train(
         "splitleak_version": __version__,
         "torch_version": torch.__version__,
     }
-    return TrainedModel(model=model.cpu(), meta=meta)
+    defense_state = {f"{name}.{k}": v.detach().cpu() for name, module in session.modules().items() for k, v in module.state_dict().items()}
+    return TrainedModel(model=model.cpu(), meta=meta, defense_state=defense_state)

@@ -46,6 +46,43 @@ class Defense(Protocol):
         ...
 
 
+class DefenseSession:
+    """The part of a defense that lives through one training run.
+
+    The default holds nothing: it adds the defense's penalty and has no state. A trainable defense
+    (attacker-aware training: a simulated inversion network it trains against) returns a subclass
+    from its `session(model=..., generator=..., device=...)` method, owning modules and an
+    optimiser, updating them in `after_step`, and saving them with `state_dict`.
+    """
+
+    def __init__(self, defense: Any) -> None:
+        self.defense = defense
+
+    def penalty(self, x: Tensor, z: Tensor) -> Tensor | None:
+        return self.defense.penalty(x, z)
+
+    def after_step(self, x: Tensor, z: Tensor, y: Tensor) -> Mapping[str, float]:
+        """Called after the client's update with the batch and its (detached) activations."""
+        return {}
+
+    def modules(self) -> Mapping[str, nn.Module]:
+        """Modules the defense owns (saved in the checkpoint under `defense.<name>.`)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state:
+            raise ValueError(f"defense {self.defense.name!r} keeps no state, but {sorted(state)} was given")
+
+
+def start_session(defense: Any, *, model: Any, generator: torch.Generator, device: torch.device) -> DefenseSession:
+    """The defense's session for one run: its own `session(...)` if it has one, else the default."""
+    factory = getattr(defense, "session", None)
+    return factory(model=model, generator=generator, device=device) if factory is not None else DefenseSession(defense)
+
+
 def short_number(value: Any) -> str:
     """A parameter value, short: 5.0 -> '5', 0.25 -> '0.25'."""
     if isinstance(value, float) and math.isfinite(value) and value == round(value):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from splitleak._io import atomic_path, sha256_file
+from splitleak._io import atomic_path, is_safetensors_head, sha256_file
 from splitleak._random import constructed
 from splitleak._validate import all_finite
 from splitleak.data import InputSpec
@@ -46,6 +46,7 @@ class Checkpoint:
     meta: dict[str, Any]
     sha256: str
     path: Path
+    defense_state: dict[str, torch.Tensor] = field(default_factory=dict)  # a trainable defense's modules
 
     @property
     def has_head(self) -> bool:
@@ -84,15 +85,22 @@ def claim_checkpoint(path: str | os.PathLike[str], option: str = "--out") -> Non
     claim_file(path, has_safetensors_key(_META_KEY), "splitleak checkpoint", option=option)
 
 
-def save_checkpoint(path: str | os.PathLike[str], model: SplitModel, meta: dict[str, Any]) -> Path:
-    """Write weights + metadata atomically to `path` (a .safetensors file) and return the path.
+DEFENSE_PREFIX = "defense/"  # tensors of a trainable defense's own modules ('/' is never in a module's keys)
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str], model: SplitModel, meta: dict[str, Any], defense_state: Mapping[str, torch.Tensor] | None = None
+) -> Path:
+    """Write weights + metadata atomically to `path` (a .safetensors file) and return the path;
+    `defense_state` (a trainable defense's modules) is stored beside the weights.
     An existing file is replaced only if it is a splitleak checkpoint (`claim_checkpoint`)."""
     claim_checkpoint(path)
     missing = [k for k in _REQUIRED if k not in meta]
     if missing:
         raise CheckpointError(f"checkpoint metadata lacks {missing}")
     header = {_META_KEY: json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **meta}, sort_keys=True)}
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {**model.state_dict(), **{DEFENSE_PREFIX + k: v for k, v in (defense_state or {}).items()}}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     path = Path(path)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=header)
@@ -101,7 +109,9 @@ def save_checkpoint(path: str | os.PathLike[str], model: SplitModel, meta: dict[
 
 def _refuse_pickles(path: Path) -> None:
     with open(path, "rb") as handle:
-        head = handle.read(4)
+        head = handle.read(9)
+    if is_safetensors_head(head, path.stat().st_size):
+        return
     for magic, what in _PICKLE_MAGIC.items():
         if head.startswith(magic):
             raise CheckpointError(
@@ -158,7 +168,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         model = build_model(meta)
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path} describes an invalid model: {err}") from None
-    load_weights(model, tensors, path, f"{meta['arch']} cut {meta['cut']}")
+    defense_state = {k[len(DEFENSE_PREFIX):]: v for k, v in tensors.items() if k.startswith(DEFENSE_PREFIX)}
+    weights = {k: v for k, v in tensors.items() if not k.startswith(DEFENSE_PREFIX)}
+    load_weights(model, weights, path, f"{meta['arch']} cut {meta['cut']}")
     model.eval()
-    return Checkpoint(model=model, meta=meta, sha256=sha256_file(path), path=path)
+    return Checkpoint(model=model, meta=meta, sha256=sha256_file(path), path=path, defense_state=defense_state)
 

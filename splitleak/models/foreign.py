@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from splitleak._io import sha256_file
+from splitleak._io import is_safetensors_head, sha256_file
 from splitleak._random import constructed
 from splitleak.data import InputSpec
 from splitleak.models.checkpoint import Checkpoint, CheckpointError, load_weights
@@ -84,7 +84,7 @@ def detect(path: str | os.PathLike[str]) -> str:
     size = path.stat().st_size
     with open(path, "rb") as handle:
         head = handle.read(4096)
-    if head[:1] == b"\x80":
+    if head[:1] == b"\x80" and not is_safetensors_head(head, size):
         return PICKLE
     if size < 8:
         raise CheckpointError(f"{path} is empty or truncated ({size} bytes)")

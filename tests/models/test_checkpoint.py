@@ -101,3 +101,20 @@ def test_non_finite_weights_are_refused(tiny_checkpoint: Path, tmp_path: Path) -
     path = _rewrite(tiny_checkpoint, tmp_path / "nan.safetensors", tensors=poison)
     with pytest.raises(CheckpointError, match="non-finite"):
         load_checkpoint(path)
+
+
+def test_a_header_length_ending_in_0x80_is_not_mistaken_for_a_pickle(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """A safetensors file starts with its header's length: low byte 0x80 is also a pickle's first
+    byte. Checkpoints, model files and progress files are told apart by their whole layout."""
+    from splitleak.models.foreign import SPLITLEAK, detect
+
+    loaded = load_checkpoint(tiny_checkpoint)
+    for pad in range(300):
+        path = save_checkpoint(tmp_path / f"c{pad}.safetensors", loaded.model, {**loaded.meta, "note": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+        path.unlink()
+    else:
+        pytest.fail("no padding gave a header length ending in 0x80")
+    assert detect(path) == SPLITLEAK
+    assert load_checkpoint(path).meta["note"] == "x" * pad
