@@ -7,13 +7,15 @@ from typing import Any
 
 import torch
 
+from splitleak.errors import InputError
+
 
 def finite_number(name: str, value: Any, *, minimum: float | None = None) -> float:
     """`value` as a float, or a ValueError naming `name` if it is not a finite number >= minimum."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise InputError(f"{name} must be a finite number, got {value!r}")
     if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+        raise InputError(f"{name} must be >= {minimum}, got {value!r}")
     return float(value)
 
 
@@ -22,7 +24,7 @@ def positive_int(name: str, value: Any, *, allow_none: bool = False) -> int | No
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        raise InputError(f"{name} must be a whole number >= 1, got {value!r}")
     return value
 
 

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from splitleak.errors import InputError
+
 log = logging.getLogger(__name__)
 
 ENV_DATA_DIR = "SPLITLEAK_DATA_DIR"
@@ -57,7 +59,7 @@ IDX_FILES = {
 
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A dataset cannot be found, parsed, or split as configured."""
 
 

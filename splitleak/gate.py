@@ -28,6 +28,7 @@ import pandas as pd
 
 from splitleak._io import write_text_atomic
 from splitleak.attacks import ATTACKS
+from splitleak.errors import InputError
 from splitleak.metrics import METRICS
 from splitleak.results import MODEL_LEVEL, Results
 from splitleak.uncertainty import CONFIDENCE, bootstrap_mean_ci
@@ -43,7 +44,7 @@ UTILITY_METRICS = frozenset({"accuracy"})
 Status = Literal["pass", "fail", "skip"]
 
 
-class GateError(ValueError):
+class GateError(InputError):
     """A policy, results folder or baseline the gate cannot use (exit code 2 on the CLI)."""
 
 

@@ -18,6 +18,7 @@ from splitleak._config import FromDict
 from splitleak._validate import finite_number, positive_int
 from splitleak.data import Splits
 from splitleak.defenses import make_defense
+from splitleak.errors import InputError, NumericalError
 from splitleak.metrics.task import accuracy
 from splitleak.models.architectures import get_architecture
 from splitleak.models.split import SplitModel
@@ -48,14 +49,14 @@ class TrainConfig(FromDict):
         if self.cut is None:
             object.__setattr__(self, "cut", arch.default_cut)
         elif self.cut not in arch.cuts:
-            raise ValueError(f"architecture {self.arch!r} has cuts {list(arch.cuts)}, got {self.cut}")
+            raise InputError(f"architecture {self.arch!r} has cuts {list(arch.cuts)}, got {self.cut}")
         # validated, with defaults filled in: a config records exactly the defense it trains
         object.__setattr__(self, "defense_params", make_defense(self.defense, dict(self.defense_params)).params())
         positive_int("epochs", self.epochs)
         positive_int("batch_size", self.batch_size)
         finite_number("lr", self.lr, minimum=0.0)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed must be a whole number, got {self.seed!r}")
+            raise InputError(f"seed must be a whole number, got {self.seed!r}")
 
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,7 +106,7 @@ def train(
     x_all, y_all = splits.train.x, splits.train.y
     n = len(x_all)
     if n == 0:
-        raise ValueError("the training split is empty")
+        raise InputError("the training split is empty")
     epochs_log: list[dict[str, float]] = []
     first_epoch = 1
     saver = None
@@ -115,7 +116,7 @@ def train(
         state = saver.load() if resume else None
         if state is not None:
             if state.epoch > config.epochs:
-                raise ValueError(f"{state_file} holds {state.epoch} finished epochs, more than the {config.epochs} asked for")
+                raise InputError(f"{state_file} holds {state.epoch} finished epochs, more than the {config.epochs} asked for")
             model.load_state_dict(state.model)
             optimiser.load_state_dict(state.optimiser)
             torch.set_rng_state(state.rng_global)
@@ -139,7 +140,7 @@ def train(
                 penalty = defense.penalty(x, z) if len(idx) > 3 else None
                 loss = ce if penalty is None else ce + penalty
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"training diverged at epoch {epoch}: loss is {loss.item()}")
+                    raise NumericalError(f"training diverged at epoch {epoch}: loss is {loss.item()}")
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()

@@ -10,6 +10,7 @@ from splitleak.attacks.decoder import DecoderAttack, DecoderConfig
 from splitleak.attacks.rmle import RMLEAttack, RMLEConfig
 from splitleak.attacks.shadow import ShadowAttack, ShadowConfig
 from splitleak.attacks.unsplit import UnSplitAttack, UnSplitConfig
+from splitleak.errors import InputError
 from splitleak.progress import ProgressFactory, silent
 
 ATTACKS: dict[str, tuple[type, type]] = {
@@ -27,7 +28,7 @@ def make_attack(
     try:
         cls, config_cls = ATTACKS[name]
     except KeyError:
-        raise ValueError(f"unknown attack {name!r}; choose from {sorted(ATTACKS)}") from None
+        raise InputError(f"unknown attack {name!r}; choose from {sorted(ATTACKS)}") from None
     return cls(config_cls.from_dict(dict(params or {})).scaled(budget_scale), progress=progress)
 
 

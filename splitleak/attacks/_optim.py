@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from splitleak.attacks.base import Access, ThreatModelError
 from splitleak.data import InputSpec
+from splitleak.errors import InputError
 from splitleak.models.architectures import activation_shape, get_architecture
 from splitleak.models.split import SplitModel
 
@@ -96,7 +97,7 @@ def fresh_client(access: Access, attack: str, summary: str) -> SplitModel:
     `access.num_classes`, which the encoder's blocks do not depend on). Returned as a
     SplitModel without transform whose `client(x)` normalises like the victim and whose head
     is the architecture's (untrained) head. Raises ThreatModelError when the architecture is
-    unknown to the attacker, ValueError when it does not produce `access.activation_shape`.
+    unknown to the attacker, InputError when it does not produce `access.activation_shape`.
     Initialisation uses torch's global generator: seed it first, with `attack_seed`.
 
     With `access.clone` (a client from a user's model factory) the clone is whatever that
@@ -108,7 +109,7 @@ def fresh_client(access: Access, attack: str, summary: str) -> SplitModel:
         got = activation_shape(clone.eval().client, access.spec.shape)  # eval: BatchNorm takes one sample
         clone.train(training)
         if tuple(got) != tuple(access.activation_shape):
-            raise ValueError(
+            raise InputError(
                 f"attack {attack!r}: a fresh model from the factory gives activations {got}, "
                 f"but the observed ones are {tuple(access.activation_shape)}"
             )
@@ -121,7 +122,7 @@ def fresh_client(access: Access, attack: str, summary: str) -> SplitModel:
     encoder, head = arch.build(access.spec.shape, access.num_classes or 2, access.cut)
     got = activation_shape(encoder, access.spec.shape)
     if tuple(got) != tuple(access.activation_shape):
-        raise ValueError(
+        raise InputError(
             f"attack {attack!r}: {access.arch} cut {access.cut} gives activations {got}, "
             f"but the observed ones are {tuple(access.activation_shape)}"
         )

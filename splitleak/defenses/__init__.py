@@ -11,6 +11,7 @@ from splitleak.defenses.dropout import ActivationDropout
 from splitleak.defenses.noise import ActivationNoise
 from splitleak.defenses.nopeek import NoPeek
 from splitleak.defenses.none import NoDefense
+from splitleak.errors import InputError
 
 DEFENSES: dict[str, type] = {cls.name: cls for cls in (NoDefense, NoPeek, ActivationNoise, ActivationDropout)}
 
@@ -20,12 +21,12 @@ def make_defense(name: str, params: Mapping[str, Any] | None = None) -> Defense:
     try:
         cls = DEFENSES[name]
     except KeyError:
-        raise ValueError(f"unknown defense {name!r}; choose from {sorted(DEFENSES)}") from None
+        raise InputError(f"unknown defense {name!r}; choose from {sorted(DEFENSES)}") from None
     params = dict(params or {})
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(params) - known)
     if unknown:
-        raise ValueError(f"defense {name!r} has no parameter(s) {unknown}; it takes {sorted(known) or 'none'}")
+        raise InputError(f"defense {name!r} has no parameter(s) {unknown}; it takes {sorted(known) or 'none'}")
     return cls(**params)
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from splitleak._validate import finite_number
+from splitleak.errors import InputError
 
 
 class AlwaysDropout(nn.Module):
@@ -45,7 +46,7 @@ class ActivationDropout:
     def __post_init__(self) -> None:
         rate = finite_number("dropout rate", self.rate, minimum=0.0)
         if rate >= 1:
-            raise ValueError(f"dropout rate must be < 1, got {rate}")
+            raise InputError(f"dropout rate must be < 1, got {rate}")
         object.__setattr__(self, "rate", rate)
 
     def penalty(self, x: Tensor, z: Tensor) -> Tensor | None:

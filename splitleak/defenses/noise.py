@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from splitleak._validate import finite_number
+from splitleak.errors import InputError
 
 
 class AdditiveNoise(nn.Module):
@@ -43,7 +44,7 @@ class ActivationNoise:
     def __post_init__(self) -> None:
         object.__setattr__(self, "scale", finite_number("noise scale", self.scale, minimum=0.0))
         if self.distribution not in ("gaussian", "laplace"):
-            raise ValueError(f"noise distribution must be 'gaussian' or 'laplace', got {self.distribution!r}")
+            raise InputError(f"noise distribution must be 'gaussian' or 'laplace', got {self.distribution!r}")
 
     def penalty(self, x: Tensor, z: Tensor) -> Tensor | None:
         return None

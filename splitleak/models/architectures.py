@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from splitleak.errors import InputError
+
 
 def _conv(c_in: int, c_out: int, pool: bool) -> nn.Sequential:
     """3x3 conv + ReLU, after a 2x2 max-pool when `pool` (pooling first keeps convs cheap)."""
@@ -61,17 +63,17 @@ class Architecture:
     spatial_multiple: int
 
     def check(self, shape: tuple[int, int, int], cut: int) -> None:
-        """Raise ValueError if this architecture cannot take `shape` or be cut at `cut`."""
+        """Raise InputError if this architecture cannot take `shape` or be cut at `cut`."""
         c, h, w = shape
         if c not in self.channels:
-            raise ValueError(f"architecture {self.name!r} takes {self.channels} channel(s), got {c}")
+            raise InputError(f"architecture {self.name!r} takes {self.channels} channel(s), got {c}")
         if h % self.spatial_multiple or w % self.spatial_multiple or h < 8 or w < 8:
-            raise ValueError(
+            raise InputError(
                 f"architecture {self.name!r} needs height and width divisible by "
                 f"{self.spatial_multiple}, got {h}x{w}"
             )
         if cut not in self.cuts:
-            raise ValueError(f"architecture {self.name!r} has cuts {list(self.cuts)}, got {cut}")
+            raise InputError(f"architecture {self.name!r} has cuts {list(self.cuts)}, got {cut}")
 
     def build(self, shape: tuple[int, int, int], num_classes: int, cut: int) -> tuple[nn.Sequential, nn.Sequential]:
         """Return freshly initialised (encoder, head) for a cut after block `cut`."""
@@ -110,7 +112,7 @@ def get_architecture(name: str) -> Architecture:
     try:
         return ARCHITECTURES[name]
     except KeyError:
-        raise ValueError(f"unknown architecture {name!r}; choose from {sorted(ARCHITECTURES)}") from None
+        raise InputError(f"unknown architecture {name!r}; choose from {sorted(ARCHITECTURES)}") from None
 
 
 def classifier_architecture(shape: tuple[int, int, int], preferred: str | None = None) -> Architecture | None:

@@ -22,6 +22,7 @@ from splitleak._io import atomic_path, sha256_file
 from splitleak._validate import all_finite
 from splitleak.data import InputSpec
 from splitleak.defenses import make_defense
+from splitleak.errors import InputError
 from splitleak.models.architectures import get_architecture
 from splitleak.models.split import SplitModel
 from splitleak.outputs import claim_file, has_safetensors_key
@@ -33,7 +34,7 @@ _REQUIRED = ("arch", "cut", "num_classes", "input_spec", "defense")
 _PICKLE_MAGIC = {b"\x80": "a Python pickle", b"PK\x03\x04": "a torch.save zip archive (pickle inside)"}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint that cannot be read safely or does not describe a valid model."""
 
 
