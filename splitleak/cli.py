@@ -2,7 +2,8 @@
 
 Exit codes: 0 done; 1 a gate or sweep failure, or an internal error (a bug: one line
 `splitleak: internal error: ...`, the traceback with -v); 2 bad input (an InputError or an
-OSError: one line `splitleak: error: ...`); 130 interrupted.
+OSError: one line `splitleak: error: ...`); 130 interrupted. Options that need argparse live in
+splitleak/_cli/; the library never imports argparse.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from splitleak._cli.byo import add_evaluate_options
+    from splitleak._cli.sweep import add_sweep_command
     from splitleak.attacks import ATTACKS
     from splitleak.data import DATASETS
     from splitleak.defenses import DEFENSES
@@ -104,8 +107,6 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0, help="evaluation seed (attack init, noise draws)")
     ev.add_argument("--metrics", default="ssim,psnr,mse", help="comma-separated reconstruction metrics (default: ssim,psnr,mse)")
     ev.add_argument("--resume", action="store_true", help="reuse the attacks already finished in OUT.partial (same final table as an uninterrupted run)")
-    from splitleak.byo import add_evaluate_options
-
     add_evaluate_options(ev)
     _data_options(ev)
     _common_options(ev)
@@ -148,8 +149,6 @@ def _parser() -> argparse.ArgumentParser:
     _verbose_option(gt)
     gt.set_defaults(run=_cmd_gate)
 
-    from splitleak.sweep.command import add_sweep_command
-
     add_sweep_command(commands)
     return parser
 
@@ -169,7 +168,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         dataset=args.dataset, data_dir=args.data_dir, split_seed=args.split_seed, aux_pool=args.aux_pool,
         limit_train=args.limit_train, limit_test=args.limit_test, download=args.download,
     )
-    from splitleak.byo import check_writable
+    from splitleak._io import check_writable
     from splitleak.models.checkpoint import claim_checkpoint
     from splitleak.resume import claim_train_progress, partial_path
 
@@ -209,7 +208,8 @@ def _attack_params(settings: Sequence[str]) -> dict[str, dict[str, object]]:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from splitleak.byo import check_writable, target_from_args
+    from splitleak._cli.byo import target_from_args
+    from splitleak._io import check_writable
     from splitleak.evaluation import EvalConfig, evaluate
     from splitleak.resume import AttackProgress
 

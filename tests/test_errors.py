@@ -1,5 +1,5 @@
 """Bad input exits 2 with one line; a bug exits 1 with one short line (its traceback with -v);
-the library's validations raise InputError."""
+the library's validations raise InputError; only the CLI modules import argparse."""
 
 from __future__ import annotations
 
@@ -236,7 +236,7 @@ def test_every_value_error_subclass_in_the_library_is_an_input_error() -> None:
                 assert not bases & {"ValueError", "FloatingPointError"}, f"{path.relative_to(PACKAGE)}: {node.name}"
 
 
-# --- layout -------------------------------------------------------------------------------
+# --- layout: argparse only in the CLI ----------------------------------------------------
 
 
 def _imports(path: Path) -> set[str]:
@@ -248,6 +248,17 @@ def _imports(path: Path) -> set[str]:
             names.add(node.module)
             names.update(f"{node.module}.{alias.name}" for alias in node.names)
     return names
+
+
+def test_only_the_cli_modules_import_argparse() -> None:
+    cli = {PACKAGE / "cli.py", *(PACKAGE / "_cli").rglob("*.py")}
+    importers = sorted(
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if path not in cli and any(name == "argparse" or name.startswith("argparse.") for name in _imports(path))
+    )
+    assert importers == []
+    assert any("argparse" in _imports(path) for path in cli)  # the check looks at the right files
 
 
 def test_errors_module_imports_nothing() -> None:

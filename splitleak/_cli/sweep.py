@@ -1,8 +1,8 @@
 """`splitleak sweep GRID.toml --out DIR`: the command-line face of splitleak.sweep.
 
-Kept beside the sweep code so that splitleak/cli.py only registers it. Exit codes: 0 every cell
-finished, 1 a cell (or the report) failed, 2 bad input (raised as InputError, which the CLI's
-`main` turns into one line `splitleak: error: ...`).
+splitleak/cli.py registers it. Exit codes: 0 every cell finished, 1 a cell (or the report)
+failed, 2 bad input (an InputError, which the CLI's `main` turns into one line
+`splitleak: error: ...`).
 """
 
 from __future__ import annotations
