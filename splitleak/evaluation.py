@@ -16,8 +16,7 @@ from torch import Tensor
 
 from splitleak._config import FromDict
 from splitleak._validate import all_finite, positive_int
-from splitleak.attacks import ATTACKS, Access, make_attack
-from splitleak.attacks._optim import attack_seed
+from splitleak.attacks import ATTACKS, Access, attack_seed, make_attack
 from splitleak.data import LOCATION_FIELDS, ArraySplit, DataConfig, Splits
 from splitleak.errors import InputError, NumericalError
 from splitleak.metrics import IMAGE_METRICS, accuracy

@@ -236,7 +236,7 @@ def test_every_value_error_subclass_in_the_library_is_an_input_error() -> None:
                 assert not bases & {"ValueError", "FloatingPointError"}, f"{path.relative_to(PACKAGE)}: {node.name}"
 
 
-# --- layout: argparse only in the CLI ----------------------------------------------------
+# --- layout: argparse only in the CLI; evaluation uses public modules ----------------------
 
 
 def _imports(path: Path) -> set[str]:
@@ -264,3 +264,15 @@ def test_only_the_cli_modules_import_argparse() -> None:
 def test_errors_module_imports_nothing() -> None:
     assert _imports(PACKAGE / "errors.py") <= {"__future__", "__future__.annotations"}
 
+
+def test_evaluation_imports_no_private_attack_module() -> None:
+    private = sorted(name for name in _imports(PACKAGE / "evaluation.py") if name.startswith("splitleak.attacks._"))
+    assert private == []
+
+
+def test_attack_seed_is_public_and_the_old_name_still_works() -> None:
+    from splitleak.attacks import _optim, attack_seed
+    from splitleak.attacks.base import attack_seed as base_seed
+
+    assert attack_seed is base_seed is _optim.attack_seed
+    assert attack_seed(0, "shadow") == attack_seed(0, "shadow") != attack_seed(0, "unsplit")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from splitleak.attacks.base import Access, Attack, AttackConfig, ThreatModel, ThreatModelError
+from splitleak.attacks.base import Access, Attack, AttackConfig, ThreatModel, ThreatModelError, attack_seed
 from splitleak.attacks.decoder import DecoderAttack, DecoderConfig
 from splitleak.attacks.rmle import RMLEAttack, RMLEConfig
 from splitleak.attacks.shadow import ShadowAttack, ShadowConfig
@@ -47,5 +47,6 @@ __all__ = [
     "ThreatModelError",
     "UnSplitAttack",
     "UnSplitConfig",
+    "attack_seed",
     "make_attack",
 ]

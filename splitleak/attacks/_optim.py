@@ -8,20 +8,20 @@
   loop).
 * `fresh_client`: a freshly initialised encoder of the victim's (public) architecture and cut,
   wrapped so that it takes inputs in the spec's value range, for attacks without the weights.
-* `attack_seed`: the seed an attack initialises its own networks with.
+* `attack_seed`: re-exported from splitleak.attacks.base, where it now lives.
 * `frozen`: a gradient-free eval-mode copy of a module the attacker must not modify (the head).
 """
 
 from __future__ import annotations
 
 import copy
-import zlib
 from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
 
 from splitleak.attacks.base import Access, ThreatModelError
+from splitleak.attacks.base import attack_seed as attack_seed  # moved to base; the old name for now
 from splitleak.data import InputSpec
 from splitleak.errors import InputError
 from splitleak.models.architectures import activation_shape, get_architecture
@@ -76,18 +76,6 @@ class InputOptimiser:
     def result(self) -> Tensor:
         """The current inputs, detached, in the value range."""
         return self.x.detach().clone()
-
-
-def attack_seed(seed: int, attack: str) -> int:
-    """A seed for `attack`'s own random draws, derived from the evaluation's `seed`.
-
-    Not `seed` itself: the trainer seeds torch's generator with its seed and then builds the
-    victim, so an attack that seeded the same value and built the same architecture would
-    start from the victim's exact initial weights -- which, a few epochs later, are close to
-    its final ones (at cut 1 a random-looking "shadow" then already classified 91% of the tiny
-    digits). Salting with the attack's name keeps runs reproducible without that coincidence.
-    """
-    return zlib.crc32(f"splitleak.attacks.{attack}:{seed}".encode())
 
 
 def fresh_client(access: Access, attack: str, summary: str) -> SplitModel:

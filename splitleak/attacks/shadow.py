@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from splitleak.attacks._optim import attack_seed, fresh_client, frozen
-from splitleak.attacks.base import Access, AttackConfig, ThreatModel
+from splitleak.attacks._optim import fresh_client, frozen
+from splitleak.attacks.base import Access, AttackConfig, ThreatModel, attack_seed
 from splitleak.attacks.decoder import DecoderAttack, DecoderConfig
 from splitleak.models.split import SplitModel
 from splitleak.progress import ProgressFactory, silent

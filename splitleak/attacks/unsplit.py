@@ -24,8 +24,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from splitleak.attacks._optim import InputOptimiser, attack_seed, chunks, fresh_client, per_sample_mse, total_variation
-from splitleak.attacks.base import Access, AttackConfig, ThreatModel
+from splitleak.attacks._optim import InputOptimiser, chunks, fresh_client, per_sample_mse, total_variation
+from splitleak.attacks.base import Access, AttackConfig, ThreatModel, attack_seed
 from splitleak.data import InputSpec
 from splitleak.models.split import SplitModel
 from splitleak.progress import ProgressFactory, silent
