@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from splitleak._config import FromDict
+from splitleak._validate import SEED_RANGE
 from splitleak.data import DATASETS, ArraySplit, DataConfig, InputSpec, Splits, load_splits
 from splitleak.errors import InputError
 from splitleak.models.checkpoint import Checkpoint, load_checkpoint
@@ -97,8 +98,8 @@ class InputConfig(FromDict):
             raise InputError(f"input spec image_folder must be a folder path, got {self.image_folder!r}")
         if self.dataset is not None and self.image_folder is not None:
             raise InputError("input spec: give a dataset or an image_folder, not both")
-        if not _is_int(self.split_seed):
-            raise InputError(f"input spec split_seed must be a whole number, got {self.split_seed!r}")
+        if not _is_int(self.split_seed) or not SEED_RANGE[0] <= self.split_seed <= SEED_RANGE[1]:
+            raise InputError(f"input spec split_seed must be a whole number from -2**63 to 2**64 - 1, got {self.split_seed!r}")
         if self.aux_pool is not None and not (_is_int(self.aux_pool) and self.aux_pool >= 0):
             raise InputError(f"input spec aux_pool must be a whole number >= 0, got {self.aux_pool!r}")
 

@@ -169,9 +169,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         limit_train=args.limit_train, limit_test=args.limit_test, download=args.download,
     )
     from splitleak._io import check_writable
+    from splitleak._validate import usable_device
     from splitleak.models.checkpoint import claim_checkpoint
     from splitleak.resume import claim_train_progress, partial_path
 
+    usable_device(config.device)
     claim_checkpoint(args.out)
     if not args.resume:  # --resume reads it first and refuses anything but a progress file
         claim_train_progress(partial_path(args.out))
@@ -221,8 +223,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         lpips_weights=args.lpips_weights, require_lpips=args.require_lpips, gallery=args.gallery,
         semantic_epochs=args.semantic_epochs, seed=args.seed, device=args.device, metrics=metrics,
     )
+    from splitleak._validate import usable_device
     from splitleak.results import claim_results_folder
 
+    usable_device(config.device)
     store = AttackProgress.beside(args.out, resume=args.resume)
     claim_results_folder(args.out)
     store.claim()
@@ -243,8 +247,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from splitleak._validate import usable_device
     from splitleak.demo import run_demo
 
+    usable_device(args.device)
     path = run_demo(args.out, quick=args.quick, data_dir=args.data_dir, device=args.device, progress=_progress(args.quiet))
     print(f"report: {path}")
     return 0

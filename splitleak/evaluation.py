@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from splitleak._config import FromDict
-from splitleak._validate import all_finite, positive_int
+from splitleak._validate import all_finite, device_string, positive_int, torch_seed
 from splitleak.attacks import ATTACKS, Access, attack_seed, make_attack
 from splitleak.data import LOCATION_FIELDS, ArraySplit, DataConfig, Splits
 from splitleak.errors import InputError, NumericalError
@@ -87,6 +87,8 @@ class EvalConfig(FromDict):
         positive_int("limit", self.limit, allow_none=True)
         positive_int("dcor_samples", self.dcor_samples, allow_none=True)
         positive_int("dcor_memory", self.dcor_memory)
+        torch_seed("seed", self.seed)
+        device_string("device", self.device)
         for name in ("gallery", "semantic_epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from splitleak import __version__
 from splitleak._config import FromDict
-from splitleak._validate import finite_number, positive_int
+from splitleak._validate import device_string, finite_number, positive_int, torch_seed
 from splitleak.data import Splits
 from splitleak.defenses import make_defense
 from splitleak.errors import InputError, NumericalError
@@ -55,8 +55,8 @@ class TrainConfig(FromDict):
         positive_int("epochs", self.epochs)
         positive_int("batch_size", self.batch_size)
         finite_number("lr", self.lr, minimum=0.0)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise InputError(f"seed must be a whole number, got {self.seed!r}")
+        torch_seed("seed", self.seed)
+        device_string("device", self.device)
 
 
     def to_dict(self) -> dict[str, Any]:

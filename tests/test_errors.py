@@ -124,6 +124,11 @@ def test_input_environment_and_interrupts_keep_their_codes(capsys, monkeypatch, 
         (["train", "--dataset", "digits", "--defense", "dropout", "--dropout-rate", "1.5", "--out", "m.safetensors"], "dropout rate must be < 1"),
         (["train", "--dataset", "digits", "--defense", "noise", "--alpha", "2", "--out", "m.safetensors"], "defense 'noise' has no parameter(s) ['alpha']"),
         (["train", "--dataset", "digits", "--lr", "nan", "--out", "m.safetensors"], "lr must be a finite number"),
+        (["train", "--dataset", "digits", "--seed", str(2**70), "--out", "m.safetensors"], "seed must be a whole number from -2**63"),
+        (["train", "--dataset", "digits", "--split-seed", str(-(2**70)), "--out", "m.safetensors"], "split_seed must be from -2**63"),
+        (["train", "--dataset", "digits", "--device", "gpu please", "--out", "m.safetensors"], "device must name a torch device"),
+        (["evaluate", "{ckpt}", "--out", "r", "--device", "meta"], "device 'meta' holds no data"),
+        (["evaluate", "{ckpt}", "--out", "r", "--seed", str(2**64)], "seed must be a whole number from -2**63"),
         (["gate"], "gate needs a RESULTS_DIR"),
         (["sweep", "grid.toml", "--workers", "many"], "--workers must be a whole number or 'auto'"),
     ],
@@ -169,6 +174,11 @@ def _checks() -> list[tuple[str, Callable[[], object]]]:
         ("unknown architecture", lambda: get_architecture("resnet-9000")),
         ("cut", lambda: TrainConfig(cut=9)),
         ("seed", lambda: TrainConfig(seed=1.5)),  # type: ignore[arg-type]
+        ("seed range", lambda: EvalConfig(seed=2**64)),
+        ("device", lambda: TrainConfig(device="gpu")),
+        ("device type", lambda: EvalConfig(device=0)),  # type: ignore[arg-type]
+        ("split seed range", lambda: DataConfig(dataset="digits", split_seed=-(2**63) - 1)),
+        ("input spec split seed", lambda: InputConfig(split_seed=2**64)),
         ("no attack", lambda: EvalConfig(attacks=())),
         ("metric", lambda: EvalConfig(metrics=("vibes",))),
         ("lpips backbone", lambda: EvalConfig(lpips="resnet")),
@@ -188,6 +198,15 @@ def test_library_validations_raise_input_error(index: int) -> None:
     _, call = _checks()[index]
     with pytest.raises(InputError):
         call()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_is_bad_input(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--dataset", "digits", "--device", "cuda", "--out", "m.safetensors"]) == 2
+    err = _stderr_lines(capsys)
+    assert len(err) == 1 and "sees no CUDA device" in err[0], err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_results_with_a_provenance_that_is_not_utf8_are_bad_input(tmp_path: Path, capsys) -> None:
