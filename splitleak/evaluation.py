@@ -15,10 +15,11 @@ import torch
 from torch import Tensor
 
 from splitleak._config import FromDict
-from splitleak._validate import all_finite, positive_int
 from splitleak._random import drawing_from, generator
+from splitleak._validate import all_finite, device_string, positive_int, torch_seed
 from splitleak.attacks import ATTACKS, Access, make_attack
 from splitleak.data import LOCATION_FIELDS, ArraySplit, DataConfig, Splits
+from splitleak.errors import InputError, NumericalError
 from splitleak.metrics import METRICS, accuracy, reconstruction_metrics
 from splitleak.metrics.dependence_scale import DEFAULT_MEMORY_BUDGET, DcorEstimate, dcor_statistics
 from splitleak.metrics.perceptual import lpips_available, lpips_description, lpips_distance
@@ -71,7 +72,7 @@ class EvalConfig(FromDict):
         object.__setattr__(self, "metrics", tuple(self.metrics))
         object.__setattr__(self, "attack_params", {k: dict(v) for k, v in dict(self.attack_params).items()})
         if not self.attacks:
-            raise ValueError("evaluate needs at least one attack")
+            raise InputError("evaluate needs at least one attack")
         for name in (*self.attacks, *self.attack_params):
             ATTACKS.get_entry(name)  # unknown names fail here, listing the registered ones
         for name in dict.fromkeys((*self.attacks, *self.attack_params)):  # bad budgets fail now, not an hour in
@@ -79,18 +80,20 @@ class EvalConfig(FromDict):
         selectable = reconstruction_metrics()
         for name in self.metrics:
             if name not in selectable:
-                raise ValueError(f"unknown reconstruction metric {name!r}; choose from {sorted(selectable)}")
+                raise InputError(f"unknown reconstruction metric {name!r}; choose from {sorted(selectable)}")
         if self.lpips is not None and self.lpips not in LPIPS_NETS:
-            raise ValueError(f"unknown LPIPS backbone {self.lpips!r}; choose from {list(LPIPS_NETS)} or None")
+            raise InputError(f"unknown LPIPS backbone {self.lpips!r}; choose from {list(LPIPS_NETS)} or None")
         if self.require_lpips and self.lpips is None:
-            raise ValueError("require_lpips needs an LPIPS backbone")
+            raise InputError("require_lpips needs an LPIPS backbone")
         positive_int("limit", self.limit, allow_none=True)
         positive_int("dcor_samples", self.dcor_samples, allow_none=True)
         positive_int("dcor_memory", self.dcor_memory)
+        torch_seed("seed", self.seed)
+        device_string("device", self.device)
         for name in ("gallery", "semantic_epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+                raise InputError(f"{name} must be a whole number >= 0, got {value!r}")
 
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,9 +116,9 @@ def data_config_for(checkpoint: Checkpoint, **overrides: Any) -> DataConfig:
     """
     recorded = checkpoint.meta.get("data")
     if not recorded:
-        raise ValueError(f"{checkpoint.path} records no dataset; pass the data explicitly")
+        raise InputError(f"{checkpoint.path} records no dataset; pass the data explicitly")
     if not isinstance(recorded, Mapping):
-        raise ValueError(f"{checkpoint.path} records its data config as {type(recorded).__name__}, not a table")
+        raise InputError(f"{checkpoint.path} records its data config as {type(recorded).__name__}, not a table")
     ignored = [k for k in LOCATION_FIELDS if recorded.get(k) not in (None, False)]
     if ignored:
         log.info("%s: not using the recorded %s (only the caller says where data is and whether to download)", checkpoint.path, " and ".join(ignored))
@@ -134,7 +137,7 @@ def _client_outputs(checkpoint: Checkpoint, x: Tensor, device: str, batch: int =
         logits.append(out.cpu())
     z_all = torch.cat(zs)
     if not all_finite(z_all):
-        raise FloatingPointError("the encoder produced NaN or infinite activations on the test set")
+        raise NumericalError("the encoder produced NaN or infinite activations on the test set")
     return z_all, torch.cat(logits)
 
 
@@ -193,7 +196,7 @@ def _lpips_status(config: EvalConfig, shape: tuple[int, int, int]) -> dict[str, 
     ok, reason = lpips_available(config.lpips, weights=config.lpips_weights)
     if not ok:
         if config.require_lpips:
-            raise ValueError(reason)
+            raise InputError(reason)
         log.warning("%s", reason)
         return {"available": False, "reason": reason}
     return {"available": True, "net": config.lpips, "definition": lpips_description(shape[1], shape[2], net=config.lpips, weights=config.lpips_weights)}
@@ -250,16 +253,16 @@ def evaluate(
     """
     model, meta = checkpoint.model, checkpoint.meta
     if tuple(splits.spec.shape) != tuple(model.spec.shape):
-        raise ValueError(f"data shape {splits.spec.shape} does not match the model's input {model.spec.shape}")
+        raise InputError(f"data shape {splits.spec.shape} does not match the model's input {model.spec.shape}")
     height, width = model.spec.shape[-2:]
     if "ssim" in config.metrics and min(height, width) < SSIM_WINDOW:
-        raise ValueError(f"ssim needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, the model takes {height}x{width}; drop it from the metrics")
+        raise InputError(f"ssim needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, the model takes {height}x{width}; drop it from the metrics")
     for name in config.attacks:  # what the evaluation cannot give an attack fails now, before any work
         ATTACKS[name].threat_model.check(name, _access(checkpoint, splits, config, ()))
     test = _head(splits.test, config.limit)
     dcor_set = _head(splits.test, config.dcor_samples or len(test))
     if min(len(test), len(dcor_set)) < MIN_TEST_IMAGES:
-        raise ValueError(f"evaluate needs at least {MIN_TEST_IMAGES} test images, got {min(len(test), len(dcor_set))}")
+        raise InputError(f"evaluate needs at least {MIN_TEST_IMAGES} test images, got {min(len(test), len(dcor_set))}")
     lpips_status = _lpips_status(config, tuple(model.spec.shape))
     with drawing_from(model, generator(config.seed, "evaluate", "activations")):
         z_dcor, _ = _client_outputs(checkpoint, dcor_set.x, config.device)
@@ -279,6 +282,8 @@ def evaluate(
     )
     task_accuracy = _task_accuracy(checkpoint, splits)
     if task_accuracy["reported"]:
+        if not all_finite(logits):
+            raise NumericalError("the server head produced NaN or infinite logits on the test set")
         rows.per_set(MODEL_LEVEL, "accuracy", accuracy(logits, test.y), len(test))
     dcor_kwargs = {"memory_budget": config.dcor_memory, "seed": config.seed}
     dcor_xz = dcor_statistics(dcor_set.x, z_dcor, **dcor_kwargs)
@@ -313,8 +318,10 @@ def evaluate(
             fitted = time.perf_counter()
             x_hat = attack.reconstruct(z_test)
             done = time.perf_counter()
-        if x_hat.shape != test.x.shape or not all_finite(x_hat):
-            raise FloatingPointError(f"attack {name!r} returned {tuple(x_hat.shape)} or non-finite values")
+        if x_hat.shape != test.x.shape:  # the attack's own bug, not the user's input
+            raise RuntimeError(f"attack {name!r} returned reconstructions of shape {tuple(x_hat.shape)} for images of shape {tuple(test.x.shape)}")
+        if not all_finite(x_hat):
+            raise NumericalError(f"attack {name!r} returned non-finite reconstructions: its optimisation diverged (a smaller learning rate may help)")
         x_hat = x_hat.clamp(*model.spec.value_range)
         scores = {metric: _score(metric, test.x, x_hat, model.spec.value_range) for metric in config.metrics}
         for metric, values in scores.items():

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from splitleak._io import write_text_atomic
+from splitleak.errors import InputError
 from splitleak.metrics.specs import METRICS
 from splitleak.results import MODEL_LEVEL, Results
 from splitleak.uncertainty import CONFIDENCE, bootstrap_mean_ci
@@ -39,7 +40,7 @@ MODEL = "model"  # the policy's spelling of model-level rows (attack "" in the r
 Status = Literal["pass", "fail", "skip"]
 
 
-class GateError(ValueError):
+class GateError(InputError):
     """A policy, results folder or baseline the gate cannot use (exit code 2 on the CLI)."""
 
 

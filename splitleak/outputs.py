@@ -22,6 +22,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 
 from splitleak._io import write_text_atomic
+from splitleak.errors import InputError
 
 MARKER = ".splitleak.json"
 _FORMAT = "splitleak-output"
@@ -32,7 +33,7 @@ _TEMPORARY = re.compile(r"^\..+\.tmp$")  # atomic_path's temporary files left by
 Recogniser = Callable[[Path], bool]
 
 
-class OutputError(ValueError):
+class OutputError(InputError):
     """An output path that holds something splitleak did not write."""
 
 

@@ -22,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from splitleak._io import atomic_path, umask, write_text_atomic
+from splitleak.errors import InputError
 from splitleak.outputs import claim_folder, mark_folder
 from splitleak.uncertainty import summarize
 
@@ -60,7 +61,7 @@ def is_legacy_results_folder(entries: list[str]) -> bool:
     return TABLE_FILE in entries and set(entries) <= _FILES
 
 
-class ResultsError(ValueError):
+class ResultsError(InputError):
     """A results table or folder that does not follow the schema."""
 
 
@@ -180,8 +181,8 @@ class Results:
         provenance: dict[str, Any] = {}
         if (directory / PROVENANCE_FILE).is_file():
             try:
-                provenance = json.loads((directory / PROVENANCE_FILE).read_text())
-            except json.JSONDecodeError as err:
+                provenance = json.loads((directory / PROVENANCE_FILE).read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
                 raise ResultsError(f"{directory / PROVENANCE_FILE} is not valid JSON ({err})") from None
         reconstructions: dict[str, np.ndarray] = {}
         if (directory / RECONSTRUCTIONS_FILE).is_file():

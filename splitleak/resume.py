@@ -37,6 +37,7 @@ from torch import Tensor
 
 from splitleak import __version__
 from splitleak._io import atomic_path, is_safetensors_head
+from splitleak.errors import InputError
 from splitleak.outputs import claim_file, claim_folder, has_safetensors_key, mark_folder
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ _PROGRESS_ENTRY = re.compile(r"^(?:[A-Za-z0-9_.-]+-[0-9a-f]{16}\.safetensors|\..
 is_progress_file = has_safetensors_key(_HEADER)
 
 
-class ProgressError(ValueError):
+class ProgressError(InputError):
     """A progress file that cannot be used safely or does not match."""
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from splitleak.data import LOCATION_FIELDS, Splits
+from splitleak.errors import InputError
 from splitleak.evaluation import EvalConfig, evaluate
 from splitleak.models import load_checkpoint, save_checkpoint
 from splitleak.progress import ProgressFactory, silent
@@ -39,7 +40,7 @@ class Cell:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _SAFE_NAME.match(self.name):
-            raise ValueError(f"cell name must be letters, digits, '.', '_' or '-', got {self.name!r}")
+            raise InputError(f"cell name must be letters, digits, '.', '_' or '-', got {self.name!r}")
 
 
 def _canonical(value: object) -> str:
@@ -93,7 +94,7 @@ def run_study(
     """
     names = [cell.name for cell in cells]
     if len(set(names)) != len(names):
-        raise ValueError(f"cell names must be unique, got {names}")
+        raise InputError(f"cell names must be unique, got {names}")
     out = Path(out)
     folders = []
     for cell in cells:

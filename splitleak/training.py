@@ -22,10 +22,11 @@ import torch
 from splitleak import __version__
 from splitleak._config import FromDict
 from splitleak._random import build, drawing_from, generator
-from splitleak._validate import finite_number, positive_int
+from splitleak._validate import device_string, finite_number, positive_int, torch_seed
 from splitleak.data import Splits
 from splitleak.defenses import make_defense
 from splitleak.defenses.base import start_session
+from splitleak.errors import InputError, NumericalError
 from splitleak.metrics.task import accuracy
 from splitleak.models.architectures import get_architecture
 from splitleak.models.split import SplitModel
@@ -57,14 +58,14 @@ class TrainConfig(FromDict):
         if self.cut is None:
             object.__setattr__(self, "cut", arch.default_cut)
         elif self.cut not in arch.cuts:
-            raise ValueError(f"architecture {self.arch!r} has cuts {list(arch.cuts)}, got {self.cut}")
+            raise InputError(f"architecture {self.arch!r} has cuts {list(arch.cuts)}, got {self.cut}")
         # validated, with defaults filled in: a config records exactly the defense it trains
         object.__setattr__(self, "defense_params", make_defense(self.defense, dict(self.defense_params)).params())
         positive_int("epochs", self.epochs)
         positive_int("batch_size", self.batch_size)
         finite_number("lr", self.lr, minimum=0.0)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed must be a whole number, got {self.seed!r}")
+        torch_seed("seed", self.seed)
+        device_string("device", self.device)
 
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,7 +140,7 @@ def train(
     x_all, y_all = splits.train.x, splits.train.y
     n = len(x_all)
     if n == 0:
-        raise ValueError("the training split is empty")
+        raise InputError("the training split is empty")
     epochs_log: list[dict[str, float]] = []
     first_epoch = 1
     saver = None
@@ -151,7 +152,7 @@ def train(
         state = saver.load() if resume else None
         if state is not None:
             if state.epoch > config.epochs:
-                raise ValueError(f"{state_file} holds {state.epoch} finished epochs, more than the {config.epochs} asked for")
+                raise InputError(f"{state_file} holds {state.epoch} finished epochs, more than the {config.epochs} asked for")
             for name, part in parts.items():
                 part.load_state_dict(state.parts[name])
             for name, gen in generators.items():
@@ -173,7 +174,7 @@ def train(
                 penalty = session.penalty(x, z) if len(idx) > 3 else None
                 loss = reply.loss if penalty is None else reply.loss + penalty
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"training diverged at epoch {epoch}: loss is {loss.item()}")
+                    raise NumericalError(f"training diverged at epoch {epoch}: loss is {loss.item()}")
                 optimiser.zero_grad(set_to_none=True)
                 serving.zero_grad()
                 loss.backward()

@@ -46,6 +46,7 @@ from torch import Tensor
 
 from splitleak._io import atomic_path, sha256_file
 from splitleak._validate import all_finite
+from splitleak.errors import InputError
 
 __all__ = [
     "BACKBONES",
@@ -101,7 +102,7 @@ SOURCE_DOWNLOAD = "torchvision download"
 SOURCE_CACHE = "splitleak cache"
 
 
-class WeightsError(ValueError):
+class WeightsError(InputError):
     """A weights file is missing pieces, has the wrong shapes, or cannot be read safely."""
 
 
@@ -224,11 +225,11 @@ BACKBONES: dict[str, BackboneSpec] = {
 
 
 def get_backbone(net: str) -> BackboneSpec:
-    """The spec for ``net`` ("alex", "vgg", "squeeze"); unknown names raise ValueError."""
+    """The spec for ``net`` ("alex", "vgg", "squeeze"); unknown names raise WeightsError."""
     try:
         return BACKBONES[net]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown LPIPS backbone {net!r}; valid names: {', '.join(BACKBONES)}") from None
+        raise WeightsError(f"unknown LPIPS backbone {net!r}; valid names: {', '.join(BACKBONES)}") from None
 
 
 # --- locations --------------------------------------------------------------------------------

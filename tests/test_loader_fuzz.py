@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from splitleak.byo import InputConfig, parse_input_spec
 from splitleak.data import DataError
+from splitleak.errors import InputError
 from splitleak.models import CheckpointError, load_checkpoint
 from splitleak.models.foreign import ModelSource, detect, load_foreign, read_state_dict
 from splitleak.resume import AttackProgress, ProgressError, TrainProgress
@@ -92,7 +93,7 @@ def test_truncated_progress_files_are_refused_cleanly(tmp_path: Path, fraction: 
         optimiser = torch.optim.Adam(model.parameters())
         model(torch.ones(1, 3)).sum().backward()
         optimiser.step()
-        progress.save(1, model, optimiser, {"order": torch.Generator().manual_seed(0), "transform": torch.Generator().manual_seed(1)}, [{"epoch": 1}])
+        progress.save(1, {"model": model, "client_optimiser": optimiser}, {"order": torch.Generator().manual_seed(0), "transform": torch.Generator().manual_seed(1)}, [{"epoch": 1}])
         path = progress.path
     else:
         import pandas as pd
@@ -129,11 +130,11 @@ def _toml(value: object) -> str:
 
 @FUZZ
 @given(st.dictionaries(KEYS, TOML_VALUES, max_size=6))
-def test_random_input_specs_parse_or_fail_with_value_error(values: dict[str, object]) -> None:
+def test_random_input_specs_parse_or_fail_with_input_error(values: dict[str, object]) -> None:
     text = "\n".join(f"{key} = {_toml(value)}" for key, value in values.items())
     try:
         config = parse_input_spec(text)
-    except ValueError as err:
+    except InputError as err:
         assert str(err)
         return
     assert isinstance(config, InputConfig)
@@ -150,5 +151,5 @@ def test_random_input_specs_parse_or_fail_with_value_error(values: dict[str, obj
 def test_random_text_is_not_a_crash(raw: bytes | str) -> None:
     try:
         parse_input_spec(raw)
-    except ValueError:
+    except InputError:
         pass

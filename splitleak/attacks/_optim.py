@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from splitleak._random import build, generator
 from splitleak.attacks.base import Access, ThreatModelError
 from splitleak.data import InputSpec
+from splitleak.errors import InputError
 from splitleak.models.architectures import activation_shape, get_architecture
 from splitleak.models.split import SplitModel
 
@@ -109,7 +110,7 @@ def fresh_client(access: Access, attack: str, summary: str, init: torch.Generato
         got = activation_shape(clone.eval().client, access.spec.shape)  # eval: BatchNorm takes one sample
         clone.train(training)
         if tuple(got) != tuple(access.activation_shape):
-            raise ValueError(
+            raise InputError(
                 f"attack {attack!r}: a fresh model from the factory gives activations {got}, "
                 f"but the observed ones are {tuple(access.activation_shape)}"
             )
@@ -127,7 +128,7 @@ def fresh_client(access: Access, attack: str, summary: str, init: torch.Generato
     model = build(fresh, init)
     got = activation_shape(model.encoder, access.spec.shape)
     if tuple(got) != tuple(access.activation_shape):
-        raise ValueError(
+        raise InputError(
             f"attack {attack!r}: {access.arch} cut {access.cut} gives activations {got}, "
             f"but the observed ones are {tuple(access.activation_shape)}"
         )

@@ -1,4 +1,4 @@
-"""What an attacker has (Access), what an attack needs (ThreatModel), and the Attack protocol."""
+"""What an attacker has (Access), what an attack needs (ThreatModel), the Attack protocol and registry."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from splitleak._config import FromDict
 from splitleak._validate import finite_number, positive_int
 from splitleak.data import ArraySplit, InputSpec
 from splitleak.registry import Registry
+from splitleak.errors import InputError
 
 C = TypeVar("C", bound="AttackConfig")
 
 
-class ThreatModelError(ValueError):
+class ThreatModelError(InputError):
     """The evaluation cannot give an attack what its threat model requires."""
 
 
@@ -119,7 +120,7 @@ class AttackConfig(FromDict):
     def scaled(self: C, factor: float) -> C:
         """A copy with every budget field multiplied by `factor` (rounded, at least 1)."""
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 0 or factor == float("inf"):
-            raise ValueError(f"budget scale must be a finite number > 0, got {factor!r}")
+            raise InputError(f"budget scale must be a finite number > 0, got {factor!r}")
         changes = {name: max(1, round(getattr(self, name) * factor)) for name in self.budget_fields}
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 

@@ -23,6 +23,7 @@ from splitleak._random import build
 from splitleak.attacks._optim import attack_generator
 from splitleak.attacks.base import ATTACKS, Access, AttackConfig, ThreatModel, WorkSize
 from splitleak.data import InputSpec
+from splitleak.errors import InputError
 from splitleak.progress import ProgressFactory, silent
 
 
@@ -59,7 +60,7 @@ class Decoder(nn.Module):
         elif len(z_shape) == 3:
             channels, h = z_shape[0], z_shape[1]
         else:
-            raise ValueError(f"decoder takes vector or [C, H, W] activations, got shape {z_shape}")
+            raise InputError(f"decoder takes vector or [C, H, W] activations, got shape {z_shape}")
         layers += _conv_block(channels, width)
         for _ in range(max(0, round(math.log2(height / h)))):  # x2 upsampling stages, halving channels
             narrower = max(16, width // 2)

@@ -13,6 +13,7 @@ from splitleak.defenses.none import NoDefense  # isort: skip
 from splitleak.defenses.nopeek import NoPeek  # isort: skip
 from splitleak.defenses.noise import ActivationNoise  # isort: skip
 from splitleak.defenses.dropout import ActivationDropout  # isort: skip
+from splitleak.errors import InputError
 from splitleak.registry import import_submodules
 
 import_submodules(__name__, __path__)  # a new module here registers itself: no edit of this file
@@ -25,7 +26,7 @@ def make_defense(name: str, params: Mapping[str, Any] | None = None) -> Defense:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(params) - known)
     if unknown:
-        raise ValueError(f"defense {name!r} has no parameter(s) {unknown}; it takes {sorted(known) or 'none'}")
+        raise InputError(f"defense {name!r} has no parameter(s) {unknown}; it takes {sorted(known) or 'none'}")
     return cls(**params)
 
 

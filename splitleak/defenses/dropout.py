@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from splitleak._random import Stochastic
 from splitleak.defenses.base import DEFENSES
 from splitleak._validate import finite_number
+from splitleak.errors import InputError
 
 
 class AlwaysDropout(Stochastic):
@@ -53,7 +54,7 @@ class ActivationDropout:
     def __post_init__(self) -> None:
         rate = finite_number("dropout rate", self.rate, minimum=0.0)
         if rate >= 1:
-            raise ValueError(f"dropout rate must be < 1, got {rate}")
+            raise InputError(f"dropout rate must be < 1, got {rate}")
         object.__setattr__(self, "rate", rate)
 
     def penalty(self, x: Tensor, z: Tensor) -> Tensor | None:

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from splitleak._random import Stochastic
 from splitleak.defenses.base import DEFENSES, short_number
 from splitleak._validate import finite_number
+from splitleak.errors import InputError
 
 
 class AdditiveNoise(Stochastic):
@@ -52,7 +53,7 @@ class ActivationNoise:
     def __post_init__(self) -> None:
         object.__setattr__(self, "scale", finite_number("noise scale", self.scale, minimum=0.0))
         if self.distribution not in ("gaussian", "laplace"):
-            raise ValueError(f"noise distribution must be 'gaussian' or 'laplace', got {self.distribution!r}")
+            raise InputError(f"noise distribution must be 'gaussian' or 'laplace', got {self.distribution!r}")
 
     @classmethod
     def describe_params(cls, params: Mapping[str, Any]) -> str:

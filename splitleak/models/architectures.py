@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from splitleak.errors import InputError
 from splitleak.registry import Registry
 
 
@@ -63,17 +64,17 @@ class Architecture:
     spatial_multiple: int
 
     def check(self, shape: tuple[int, int, int], cut: int) -> None:
-        """Raise ValueError if this architecture cannot take `shape` or be cut at `cut`."""
+        """Raise InputError if this architecture cannot take `shape` or be cut at `cut`."""
         c, h, w = shape
         if c not in self.channels:
-            raise ValueError(f"architecture {self.name!r} takes {self.channels} channel(s), got {c}")
+            raise InputError(f"architecture {self.name!r} takes {self.channels} channel(s), got {c}")
         if h % self.spatial_multiple or w % self.spatial_multiple or h < 8 or w < 8:
-            raise ValueError(
+            raise InputError(
                 f"architecture {self.name!r} needs height and width divisible by "
                 f"{self.spatial_multiple}, got {h}x{w}"
             )
         if cut not in self.cuts:
-            raise ValueError(f"architecture {self.name!r} has cuts {list(self.cuts)}, got {cut}")
+            raise InputError(f"architecture {self.name!r} has cuts {list(self.cuts)}, got {cut}")
 
     def build(self, shape: tuple[int, int, int], num_classes: int, cut: int) -> tuple[nn.Sequential, nn.Sequential]:
         """Return freshly initialised (encoder, head) for a cut after block `cut`."""

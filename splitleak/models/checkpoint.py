@@ -23,6 +23,7 @@ from splitleak._random import constructed
 from splitleak._validate import all_finite
 from splitleak.data import InputSpec
 from splitleak.defenses import make_defense
+from splitleak.errors import InputError
 from splitleak.models.architectures import get_architecture
 from splitleak.models.split import SplitModel
 from splitleak.outputs import claim_file, has_safetensors_key
@@ -34,7 +35,7 @@ _REQUIRED = ("arch", "cut", "num_classes", "input_spec", "defense")
 _PICKLE_MAGIC = {b"\x80": "a Python pickle", b"PK\x03\x04": "a torch.save zip archive (pickle inside)"}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint that cannot be read safely or does not describe a valid model."""
 
 

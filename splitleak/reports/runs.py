@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from splitleak.errors import InputError
 from splitleak.results import Results, ResultsError
 
 ResultsLike = Results | str | os.PathLike[str]
 
 
-class ReportError(ValueError):
+class ReportError(InputError):
     """Input a report cannot be made from (missing folder, not a results folder, no rows)."""
 
 

@@ -23,6 +23,7 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
+from splitleak.errors import InputError
 from splitleak.sweep.jobs import Job, Outcome, run_job
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class ProcessExecutor:
 
     def __init__(self, workers: int, threads: int | None = None) -> None:
         if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
+            raise InputError(f"workers must be >= 1, got {workers}")
         self.capacity = workers
         self.threads = threads if threads is not None else max(1, usable_cores() // workers)
         self.description = {"kind": "local", "workers": workers, "threads": self.threads}
@@ -122,11 +123,11 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise ValueError("the ray executor needs Ray: pip install 'splitleak[ray]'") from None
+            raise InputError("the ray executor needs Ray: pip install 'splitleak[ray]'") from None
         if cpus_per_task < 1:
-            raise ValueError(f"cpus per task must be >= 1, got {cpus_per_task}")
+            raise InputError(f"cpus per task must be >= 1, got {cpus_per_task}")
         if not gpus_per_task > 0:
-            raise ValueError(f"gpus per task must be > 0, got {gpus_per_task}")
+            raise InputError(f"gpus per task must be > 0, got {gpus_per_task}")
         self._ray = ray
         self._owned = not ray.is_initialized()
         if self._owned:
@@ -162,10 +163,10 @@ def make_executor(kind: str = "local", *, workers: int = 1, threads: int | None 
     """The executor `kind` ("local" or "ray"); local with workers > 1 is a process pool."""
     if kind == "local":
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
+            raise InputError(f"workers must be a whole number >= 1, got {workers!r}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
+            raise InputError(f"threads must be a whole number >= 1, got {threads!r}")
         return InlineExecutor(threads) if workers == 1 else ProcessExecutor(workers, threads)
     if kind == "ray":
         return RayExecutor(ray_address, cpus_per_task, gpus_per_task)
-    raise ValueError(f"unknown executor {kind!r}; choose from {list(EXECUTORS)}")
+    raise InputError(f"unknown executor {kind!r}; choose from {list(EXECUTORS)}")

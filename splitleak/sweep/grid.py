@@ -42,6 +42,7 @@ from typing import Any
 from splitleak.attacks import ATTACKS
 from splitleak.data import LOCATION_FIELDS, DataConfig, get_source
 from splitleak.defenses import make_defense
+from splitleak.errors import InputError
 from splitleak.evaluation import EvalConfig
 from splitleak.models.architectures import get_architecture
 from splitleak.training import TrainConfig
@@ -58,7 +59,7 @@ _AXIS_OWNED = {
 KEY_LENGTH = 10
 
 
-class GridError(ValueError):
+class GridError(InputError):
     """A grid file that cannot be expanded into valid cells."""
 
 
@@ -207,7 +208,7 @@ def parse_grid(text: str, *, source: str = "<grid>", data_dir: str | None = None
         cells, name = _expand(values, data_dir=data_dir, device=device)
     except GridError as err:
         raise GridError(f"{source}: {err}") from None
-    except ValueError as err:  # a config class refused a value
+    except InputError as err:  # a config class refused a value
         raise GridError(f"{source}: {' '.join(str(err).split())}") from None
     return Grid(name=name or Path(source).stem, source=source, sha256=hashlib.sha256(text.encode()).hexdigest(), cells=tuple(cells))
 
@@ -274,7 +275,7 @@ def _defenses(values: Mapping[str, Any]) -> list[tuple[str, dict[str, Any], str]
             given = dict(zip(names, combo))
             try:
                 defense = make_defense(name, given)
-            except (ValueError, TypeError) as err:
+            except (InputError, TypeError) as err:
                 raise GridError(f"{where} ({name}): {' '.join(str(err).split())}") from None
             label = "-".join([name, *(_value_label(v) if isinstance(v, str) else f"{k}{_value_label(v)}" for k, v in given.items())])
             settings.append((name, defense.params(), label))

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from splitleak.results import PROVENANCE_FILE, RECONSTRUCTIONS_FILE, SUMMARY_FILE, TABLE_FILE, Results
+from splitleak.results import PROVENANCE_FILE, RECONSTRUCTIONS_FILE, SUMMARY_FILE, TABLE_FILE, Results, ResultsError
 
 IDENTITY = ["run", "attack", "metric", "sample"]
 
@@ -35,7 +35,7 @@ def merge_results(cells: Sequence[tuple[str, Results]], sweep: Mapping[str, Any]
     for name, results in cells:
         ids = list(dict.fromkeys(results.table["run"]))
         if len(ids) != 1:
-            raise ValueError(f"cell {name} holds {len(ids)} runs; a sweep cell evaluates exactly one checkpoint")
+            raise ResultsError(f"cell {name} holds {len(ids)} runs; a sweep cell evaluates exactly one checkpoint")
         run = ids[0]
         provenance = results.provenance
         if run not in runs:

@@ -1,8 +1,8 @@
 """`splitleak sweep GRID.toml --out DIR`: the command-line face of splitleak.sweep.
 
-Kept beside the sweep code so that splitleak/cli.py only registers it. Exit codes: 0 every cell
-finished, 1 a cell (or the report) failed, 2 bad input (raised as ValueError, which the CLI's
-`main` turns into one line `splitleak: error: ...`).
+splitleak/cli.py registers it. Exit codes: 0 every cell finished, 1 a cell (or the report)
+failed, 2 bad input (an InputError, which the CLI's `main` turns into one line
+`splitleak: error: ...`).
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 from typing import Any
+
+from splitleak.errors import InputError
 
 DESCRIPTION = (
     "Run the privacy-utility grid of a TOML file: every cell trains (or reuses) a checkpoint and attacks it; "
@@ -48,7 +50,7 @@ def _workers(value: str, threads: int | None) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"--workers must be a whole number or 'auto', got {value!r}") from None
+        raise InputError(f"--workers must be a whole number or 'auto', got {value!r}") from None
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
@@ -62,7 +64,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         print("dry run: nothing was run")
         return 0
     if not args.out:
-        raise ValueError("sweep needs --out DIR (or --dry-run to only list the cells)")
+        raise InputError("sweep needs --out DIR (or --dry-run to only list the cells)")
     plan = plan_sweep(grid, args.out)
     if not args.quiet:
         print(
