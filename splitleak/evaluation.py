@@ -22,7 +22,8 @@ from splitleak.data import LOCATION_FIELDS, ArraySplit, DataConfig, Splits
 from splitleak.metrics import METRICS, accuracy, reconstruction_metrics
 from splitleak.metrics.dependence_scale import DEFAULT_MEMORY_BUDGET, DcorEstimate, dcor_statistics
 from splitleak.metrics.perceptual import lpips_available, lpips_description, lpips_distance
-from splitleak.metrics.semantic import semantic_correct, semantic_reference, train_classifier
+from splitleak.classifier import train_classifier
+from splitleak.metrics.semantic import semantic_correct, semantic_reference
 from splitleak.models.architectures import classifier_architecture
 from splitleak.models.checkpoint import Checkpoint
 from splitleak.progress import ProgressFactory, silent
