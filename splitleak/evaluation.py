@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -20,16 +20,28 @@ from splitleak._validate import all_finite, device_string, positive_int, torch_s
 from splitleak.attacks import ATTACKS, Access, make_attack
 from splitleak.data import LOCATION_FIELDS, ArraySplit, DataConfig, Splits
 from splitleak.errors import InputError, NumericalError
-from splitleak.metrics import METRICS, accuracy, reconstruction_metrics
-from splitleak.metrics.dependence_scale import DEFAULT_MEMORY_BUDGET, DcorEstimate, dcor_statistics
-from splitleak.metrics.perceptual import lpips_available, lpips_description, lpips_distance
-from splitleak.metrics.semantic import semantic_correct, semantic_reference, train_classifier
-from splitleak.models.architectures import classifier_architecture
+from splitleak.metrics import PRIMARY_METRIC, reconstruction_metrics
+from splitleak.metrics.dependence_scale import DEFAULT_MEMORY_BUDGET
 from splitleak.models.checkpoint import Checkpoint
 from splitleak.progress import ProgressFactory, silent
 from splitleak.provenance import environment
 from splitleak.resume import AttackProgress
 from splitleak.results import MODEL_LEVEL, Results
+from splitleak.scoring import (
+    AccuracyScorer,
+    DependenceScorer,
+    LpipsScorer,
+    ModelOutputs,
+    ReconstructionDependenceScorer,
+    ReconstructionScorer,
+    Reconstructions,
+    Score,
+    Scorer,
+    ScoringContext,
+    SemanticScorer,
+    check_scores,
+    extremes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,16 +160,8 @@ class _Rows:
         self.base = base
         self.frames: list[pd.DataFrame] = []
 
-    def per_sample(self, attack: str, metric: str, values: np.ndarray, samples: np.ndarray) -> None:
-        self._add(attack, metric, np.asarray(values, dtype="float64"), samples, len(values), None)
-
-    def per_set(self, attack: str, metric: str, value: float, n: int, ci: tuple[float, float] | None = None) -> None:
-        self._add(attack, metric, np.array([value], dtype="float64"), None, n, ci)
-
-    def dcor(self, attack: str, prefix: str, estimate: DcorEstimate) -> None:
-        """Two set-level rows: the V-statistic `prefix` and the U-statistic `prefix`_u2, with CIs."""
-        self.per_set(attack, prefix, estimate.v, estimate.n, estimate.v_ci)
-        self.per_set(attack, f"{prefix}_u2", estimate.u2, estimate.n, estimate.u2_ci)
+    def add(self, attack: str, score: Score) -> None:
+        self._add(attack, score.metric, score.values, score.samples, score.n, score.ci)
 
     def _add(self, attack: str, metric: str, values: np.ndarray, samples: np.ndarray | None, n: int, ci: tuple[float, float] | None) -> None:
         count = len(values)
@@ -181,42 +185,19 @@ class _Rows:
         return pd.concat(self.frames, ignore_index=True)
 
 
-def _score(metric: str, x: Tensor, x_hat: Tensor, value_range: tuple[float, float]) -> np.ndarray:
-    """Per-sample values of an image metric, with reconstructions clipped to the value range."""
-    spec = METRICS[metric]
-    low, high = value_range
-    extra = {"data_range": high - low} if spec.takes_data_range else {}
-    return np.asarray(spec.function(x, x_hat.clamp(low, high), **extra), dtype=np.float64).reshape(len(x))
-
-
-def _lpips_status(config: EvalConfig, shape: tuple[int, int, int]) -> dict[str, Any]:
-    """Whether real-backbone LPIPS can be computed, and how (recorded in provenance)."""
-    if config.lpips is None:
-        return {"available": False, "reason": "LPIPS was not asked for"}
-    ok, reason = lpips_available(config.lpips, weights=config.lpips_weights)
-    if not ok:
-        if config.require_lpips:
-            raise InputError(reason)
-        log.warning("%s", reason)
-        return {"available": False, "reason": reason}
-    return {"available": True, "net": config.lpips, "definition": lpips_description(shape[1], shape[2], net=config.lpips, weights=config.lpips_weights)}
-
-
-def _semantic_classifier(config: EvalConfig, splits: Splits, meta: dict[str, Any], progress: ProgressFactory) -> tuple[torch.nn.Module | None, dict[str, Any]]:
-    if config.semantic_epochs == 0:
-        return None, {"enabled": False, "reason": "semantic_epochs is 0"}
-    if len(splits.aux) < 2:
-        return None, {"enabled": False, "reason": "the attacker has no auxiliary images to train a classifier on"}
-    if not splits.labelled:
-        return None, {"enabled": False, "reason": "the images have no labels"}
-    arch = classifier_architecture(tuple(splits.spec.shape), preferred=meta["arch"])
-    if arch is None:
-        return None, {"enabled": False, "reason": f"no registered architecture takes inputs of shape {list(splits.spec.shape)}"}
-    classifier = train_classifier(
-        splits.aux, splits.spec, int(meta["num_classes"]), arch=arch.name, epochs=config.semantic_epochs,
-        seed=config.seed, device=config.device, progress=progress,
-    )
-    return classifier, {"enabled": True, "arch": arch.name, "epochs": config.semantic_epochs, "train_size": len(splits.aux)}
+def scorers_for(config: EvalConfig) -> list[Scorer]:
+    """The scorers of an evaluation, in the order of their rows: model-level rows come from
+    accuracy, dcor (x vs z) and the semantic reference; each attack's from its reconstruction
+    metrics (config.metrics), LPIPS, semantic accuracy and dcor_recon."""
+    dcor = {"memory_budget": config.dcor_memory, "seed": config.seed}
+    return [
+        AccuracyScorer(),
+        DependenceScorer(**dcor),
+        *(ReconstructionScorer(reconstruction_metrics()[name]) for name in config.metrics),
+        LpipsScorer(config.lpips, weights=config.lpips_weights, require=config.require_lpips),
+        SemanticScorer(epochs=config.semantic_epochs),
+        ReconstructionDependenceScorer(**dcor),
+    ]
 
 
 def _access(checkpoint: Checkpoint, splits: Splits, config: EvalConfig, activation_shape: tuple[int, ...]) -> Access:
@@ -228,14 +209,6 @@ def _access(checkpoint: Checkpoint, splits: Splits, config: EvalConfig, activati
         head=model.head if checkpoint.has_head else None, aux=splits.aux, arch=arch, cut=cut,
         num_classes=int(meta["num_classes"]) or None, device=config.device, seed=config.seed, clone=clone, labelled=splits.labelled,
     )
-
-
-def _task_accuracy(checkpoint: Checkpoint, splits: Splits) -> dict[str, Any]:
-    if not checkpoint.has_head:
-        return {"reported": False, "reason": "no server head was given, so there are no logits to score"}
-    if not splits.labelled:
-        return {"reported": False, "reason": "the images have no labels"}
-    return {"reported": True}
 
 
 def evaluate(
@@ -263,7 +236,13 @@ def evaluate(
     dcor_set = _head(splits.test, config.dcor_samples or len(test))
     if min(len(test), len(dcor_set)) < MIN_TEST_IMAGES:
         raise InputError(f"evaluate needs at least {MIN_TEST_IMAGES} test images, got {min(len(test), len(dcor_set))}")
-    lpips_status = _lpips_status(config, tuple(model.spec.shape))
+    scorers = scorers_for(config)
+    context = ScoringContext(
+        spec=model.spec, test=test, aux=splits.aux, labelled=splits.labelled, num_classes=int(meta["num_classes"]),
+        arch=meta["arch"], has_head=checkpoint.has_head, seed=config.seed, device=config.device, progress=progress,
+    )
+    for scorer in scorers:  # once: LPIPS's availability, the semantic classifier
+        scorer.prepare(context)
     with drawing_from(model, generator(config.seed, "evaluate", "activations")):
         z_dcor, _ = _client_outputs(checkpoint, dcor_set.x, config.device)
         z_test, logits = _client_outputs(checkpoint, test.x, config.device)
@@ -280,20 +259,11 @@ def evaluate(
             "seed": config.seed,
         }
     )
-    task_accuracy = _task_accuracy(checkpoint, splits)
-    if task_accuracy["reported"]:
-        if not all_finite(logits):
-            raise NumericalError("the server head produced NaN or infinite logits on the test set")
-        rows.per_set(MODEL_LEVEL, "accuracy", accuracy(logits, test.y), len(test))
-    dcor_kwargs = {"memory_budget": config.dcor_memory, "seed": config.seed}
-    dcor_xz = dcor_statistics(dcor_set.x, z_dcor, **dcor_kwargs)
-    rows.dcor(MODEL_LEVEL, "dcor", dcor_xz)
+    outputs = ModelOutputs(x=test.x, y=test.y, logits=logits, dependence_x=dcor_set.x, dependence_z=z_dcor)
     del z_dcor
-    classifier, semantic_log = _semantic_classifier(config, splits, meta, progress)
-    if classifier is not None:
-        reference = semantic_reference(classifier, test.x, test.y).item()
-        rows.per_set(MODEL_LEVEL, "semantic_reference", reference, len(test))
-        semantic_log["reference_accuracy"] = reference
+    for scorer in scorers:  # model-level rows, once
+        _add_scores(rows, MODEL_LEVEL, scorer, scorer.score_model(outputs))
+    del outputs
 
     samples = test.indices.numpy()
     shown = min(config.gallery, len(test))
@@ -301,7 +271,7 @@ def evaluate(
     access = _access(checkpoint, splits, config, tuple(z_test.shape[1:]))
     attack_log: dict[str, Any] = {}
     if store is not None:
-        store.bind(checkpoint_sha256=checkpoint.sha256, evaluation=config.to_dict(), data={**splits.config.to_dict(), "origin": splits.origin}, lpips=lpips_status)
+        store.bind(checkpoint_sha256=checkpoint.sha256, evaluation=config.to_dict(), data={**splits.config.to_dict(), "origin": splits.origin}, lpips=_logs(scorers)["lpips"])
     for name in config.attacks:
         finished = store.load(name) if store is not None else None
         if finished is not None:
@@ -323,17 +293,11 @@ def evaluate(
         if not all_finite(x_hat):
             raise NumericalError(f"attack {name!r} returned non-finite reconstructions: its optimisation diverged (a smaller learning rate may help)")
         x_hat = x_hat.clamp(*model.spec.value_range)
-        scores = {metric: _score(metric, test.x, x_hat, model.spec.value_range) for metric in config.metrics}
-        for metric, values in scores.items():
-            rows.per_sample(name, metric, values, samples)
-        if "ssim" in scores:
-            reconstructions.update(_extremes(name, scores["ssim"], test, x_hat))
-        if lpips_status["available"]:
-            values = lpips_distance(test.x, x_hat, net=config.lpips, value_range=model.spec.value_range, weights=config.lpips_weights)
-            rows.per_sample(name, "lpips", values.numpy(), samples)
-        if classifier is not None:
-            rows.per_sample(name, "semantic_accuracy", semantic_correct(classifier, x_hat, test.y).numpy(), samples)
-        rows.dcor(name, "dcor_recon", dcor_statistics(test.x, x_hat, **dcor_kwargs))
+        batch = Reconstructions(attack=name, x=test.x, x_hat=x_hat, y=test.y, samples=samples, value_range=model.spec.value_range)
+        for scorer in scorers:
+            for score in _add_scores(rows, name, scorer, scorer.score(batch)):
+                if score.metric == PRIMARY_METRIC:
+                    reconstructions.update(extremes(name, score.values, test, x_hat))
         reconstructions[f"attack/{name}"] = x_hat[:shown].clone()
         attack_log[name] = {
             "threat_model": attack.threat_model.to_dict(),
@@ -350,29 +314,26 @@ def evaluate(
         "environment": environment(),
         "checkpoint": {"path": str(checkpoint.path), "sha256": checkpoint.sha256, "meta": meta},
         "model": checkpoint.describe(),
-        "task_accuracy": task_accuracy,
         "resumed_attacks": list(store.reused) if store is not None else [],
         "evaluation": config.to_dict(),
         "data": {**splits.config.to_dict(), "aux_size": len(splits.aux), "test_size": len(test), "origin": splits.origin, "labelled": splits.labelled},
         "attacks": attack_log,
-        "dcor": {"x_vs_z": dcor_xz.to_dict()},
-        "lpips": lpips_status,
-        "semantic_classifier": semantic_log,
+        **_logs(scorers),  # task_accuracy, dcor, lpips, semantic_classifier
         "gallery_indices": reconstructions["indices"].tolist(),
     }
     return Results(table=rows.table(), provenance=provenance, reconstructions=reconstructions)
 
 
-def _extremes(attack: str, ssim: np.ndarray, test: ArraySplit, x_hat: Tensor) -> dict[str, Tensor]:
-    """The best, median and worst reconstructed test images by SSIM (ties: lower test index)."""
-    order = np.lexsort((test.indices.numpy(), -ssim))
-    picks = torch.from_numpy(order[[0, len(order) // 2, len(order) - 1]].copy())
-    prefix = f"extremes/{attack}"
-    return {
-        f"{prefix}/indices": test.indices[picks].clone(),
-        f"{prefix}/original": test.x[picks].clone(),
-        f"{prefix}/reconstruction": x_hat[picks].clone(),
-    }
+def _logs(scorers: Sequence[Scorer]) -> dict[str, Any]:
+    """What the scorers record in the provenance, by key."""
+    return {scorer.record: scorer.log for scorer in scorers if scorer.record}
+
+
+def _add_scores(rows: _Rows, attack: str, scorer: Scorer, scores: Sequence[Score]) -> Sequence[Score]:
+    check_scores(scorer, scores)
+    for score in scores:
+        rows.add(attack, score)
+    return scores
 
 
 def _head(split: ArraySplit, n: int | None) -> ArraySplit:

@@ -110,7 +110,11 @@ def test_shape_mismatch_between_model_and_data_is_refused(tiny_checkpoint, tiny_
 def test_scores_use_the_value_range_as_data_range() -> None:
     import torch
 
-    from splitleak.evaluation import _score
+    from splitleak.metrics import METRICS
+    from splitleak.scoring import reconstruction_values
+
+    def _score(metric, x, x_hat, value_range):
+        return reconstruction_values(METRICS[metric], x, x_hat, value_range)
 
     torch.manual_seed(0)
     x = torch.rand(4, 1, 28, 28)

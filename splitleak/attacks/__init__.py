@@ -11,7 +11,6 @@ from splitleak.attacks.decoder import DecoderAttack, DecoderConfig
 from splitleak.attacks.rmle import RMLEAttack, RMLEConfig
 from splitleak.attacks.shadow import ShadowAttack, ShadowConfig
 from splitleak.attacks.unsplit import UnSplitAttack, UnSplitConfig
-from splitleak.errors import InputError
 from splitleak.progress import ProgressFactory, silent
 from splitleak.registry import import_submodules
 

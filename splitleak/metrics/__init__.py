@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from splitleak.metrics.specs import IMAGE_METRICS, METRICS, MetricSpec, get_metric, reconstruction_metrics
+from splitleak.metrics.specs import IMAGE_METRICS, METRICS, PRIMARY_METRIC, MetricSpec, get_metric, reconstruction_metrics
 
 _FUNCTIONS = {
     "accuracy": "splitleak.metrics.task",
@@ -23,7 +23,7 @@ _FUNCTIONS = {
     "u_distance_correlation_sqr": "splitleak.metrics.dependence",
 }
 
-__all__ = ["IMAGE_METRICS", "METRICS", "MetricSpec", "get_metric", "reconstruction_metrics", *sorted(_FUNCTIONS)]
+__all__ = ["IMAGE_METRICS", "METRICS", "PRIMARY_METRIC", "MetricSpec", "get_metric", "reconstruction_metrics", *sorted(_FUNCTIONS)]
 
 
 def __getattr__(name: str) -> Any:

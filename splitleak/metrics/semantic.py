@@ -1,69 +1,15 @@
 """Semantic leakage: does an independent classifier still recognise the reconstructions?
 
-The attacker trains its own classifier on its auxiliary images and their labels (never the
-target model, never the test set) and applies it to the reconstructions. Pixel metrics can
-say "blurry" while the label still leaks (Titcombe et al. 2021); this measures the label.
+Pure functions of a classifier the caller prepared: the attacker trains its own classifier on
+its auxiliary images and labels (splitleak.classifier.train_classifier, prepared by the semantic
+scorer in splitleak.scoring) and these apply it. Pixel metrics can say "blurry" while the label
+still leaks (Titcombe et al. 2021); this measures the label.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-
-from splitleak._random import build, generator
-from splitleak.data import ArraySplit, InputSpec
-from splitleak.models.architectures import get_architecture
-from splitleak.progress import ProgressFactory, silent
-
-
-def train_classifier(
-    aux: ArraySplit,
-    spec: InputSpec,
-    num_classes: int,
-    *,
-    arch: str = "small-cnn",
-    epochs: int = 5,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    seed: int = 0,
-    device: str = "cpu",
-    progress: ProgressFactory = silent,
-) -> nn.Module:
-    """A whole (unsplit) `arch` network trained on the attacker's auxiliary data, in eval mode."""
-    if len(aux) < 2:
-        raise ValueError("the semantic classifier needs at least 2 auxiliary images")
-    # Its own named streams of `seed`: drawing from the trainer's "train/init" stream, the same
-    # architecture would start from the victim's own initial weights, and the "independent"
-    # classifier would not be independent.
-    order = generator(seed, "semantic-classifier", "order")
-    blocks = get_architecture(arch).blocks
-    low, high = spec.value_range
-    net = build(lambda: _Scaled(nn.Sequential(*blocks(spec.shape, num_classes)), low, high), generator(seed, "semantic-classifier", "init")).to(device)
-    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
-    net.train()
-    with progress(total=epochs * len(aux), desc="semantic classifier: fit") as bar:
-        for _ in range(epochs):
-            perm = torch.randperm(len(aux), generator=order)
-            for i in range(0, len(aux), batch_size):
-                idx = perm[i : i + batch_size]
-                loss = F.cross_entropy(net(aux.x[idx].to(device)), aux.y[idx].to(device))
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                bar.update(len(idx))
-    return net.eval()
-
-
-class _Scaled(nn.Module):
-    """Maps inputs from the spec's value range to [0, 1] before the classifier."""
-
-    def __init__(self, net: nn.Module, low: float, high: float) -> None:
-        super().__init__()
-        self.net, self.low, self.high = net, low, high
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net((x - self.low) / (self.high - self.low))
 
 
 @torch.no_grad()

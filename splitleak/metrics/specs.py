@@ -30,6 +30,7 @@ class MetricSpec:
     kind: Literal["leakage", "utility"] = "leakage"  # utility: higher is better for the user (accuracy)
     reconstruction: bool = False  # fn(x, x_hat) -> [B] needs no preparation: selectable with --metrics
     label: str = ""  # how reports name it (default: the name)
+    primary: bool = False  # the headline per-sample metric: galleries pick best / median / worst by it
 
     def __post_init__(self) -> None:
         if self.level not in ("sample", "set"):
@@ -66,6 +67,7 @@ _SPECS = (
         takes_data_range=True,
         reconstruction=True,
         label="SSIM",
+        primary=True,
     ),
     MetricSpec(
         name="psnr",
@@ -163,6 +165,11 @@ naming a MetricSpec (a per-sample `reconstruction` metric is then selectable wit
 for _spec in _SPECS:
     METRICS.register(_spec)
 
+(PRIMARY_METRIC,) = (spec.name for spec in _SPECS if spec.primary)
+"""The primary metric (ssim): a per-sample reconstruction metric declared ``primary=True`` among
+splitleak's own specs; evaluate stores the best / median / worst reconstructions by it and the
+report's gallery shows them. Plugins cannot change it."""
+
 IMAGE_METRICS: dict[str, MetricSpec] = {name: METRICS[name] for name in ("ssim", "psnr", "mse")}
 """splitleak's own per-sample image metrics, each ``fn(x, x_hat) -> Tensor[B]``. Treat as read-only."""
 
@@ -182,4 +189,4 @@ def get_metric(name: str) -> MetricSpec:
         raise RegistryError(f"unknown metric {name!r}; valid names: {', '.join(sorted(METRICS))}") from None
 
 
-__all__ = ["IMAGE_METRICS", "METRICS", "MetricSpec", "get_metric", "reconstruction_metrics"]
+__all__ = ["IMAGE_METRICS", "METRICS", "PRIMARY_METRIC", "MetricSpec", "get_metric", "reconstruction_metrics"]

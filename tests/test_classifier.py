@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from splitleak.metrics.semantic import semantic_correct, train_classifier
+from splitleak.classifier import train_classifier
+from splitleak.metrics.semantic import semantic_correct
 
 
 def test_classifier_trained_on_aux_recognises_test_images(tiny_splits) -> None:
