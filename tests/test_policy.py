@@ -79,3 +79,9 @@ def test_the_starter_policy_is_the_default_policy(tmp_path: Path) -> None:
     assert path.read_text(encoding="utf-8") == STARTER_POLICY
     assert load_policy(path) == DEFAULT_POLICY
     assert parse_policy(render_policy(DEFAULT_POLICY)) == DEFAULT_POLICY  # without the comments, too
+
+
+def test_the_policy_in_docs_ci_is_the_default_policy() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "ci.md").read_text(encoding="utf-8")
+    block = text.split("## The policy", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    assert parse_policy(block) == DEFAULT_POLICY
