@@ -76,20 +76,18 @@ class InputConfig(FromDict):
             if not isinstance(self.shape, (list, tuple)) or len(self.shape) != 3 or not all(_is_int(v) and 0 < v <= 1 << 16 for v in self.shape):
                 raise InputError(f"input spec shape must be three positive whole numbers [C, H, W], got {self.shape!r}")
             object.__setattr__(self, "shape", tuple(self.shape))
-        low, high = _numbers("value_range", self.value_range, 2)
-        if not low < high:
-            raise InputError(f"input spec value_range must be [low, high] with low < high, got {[low, high]}")
-        object.__setattr__(self, "value_range", (low, high))
+        object.__setattr__(self, "value_range", _numbers("value_range", self.value_range, 2))
         for name in ("mean", "std"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, _numbers(name, value))
-        if (self.mean is None) != (self.std is None):
-            raise InputError("input spec mean and std must be given together")
-        if self.std is not None and not all(s > 0 for s in self.std):
-            raise InputError(f"input spec std must be positive, got {list(self.std)}")
-        if self.mean is not None and (len(self.mean) != len(self.std or ()) or (self.shape and len(self.mean) != self.shape[0])):
-            raise InputError(f"input spec mean and std need one value per channel, got {list(self.mean)} and {list(self.std or ())}")
+        # InputSpec's checks (range order, mean and std together, one per channel, std > 0), once;
+        # without a shape, the channels are as many as mean / std give
+        channels = self.shape[0] if self.shape else len(self.mean or self.std or (0.0,))
+        try:
+            InputSpec(shape=(channels, 1, 1), value_range=self.value_range, mean=self.mean, std=self.std)
+        except InputError as err:  # a DataError
+            raise InputError(f"input spec: {err}") from None
         if self.num_classes is not None and not (_is_int(self.num_classes) and self.num_classes >= 1):
             raise InputError(f"input spec num_classes must be a whole number >= 1, got {self.num_classes!r}")
         if self.dataset is not None and (not isinstance(self.dataset, str) or self.dataset not in DATASETS):

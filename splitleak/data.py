@@ -197,6 +197,14 @@ class DataConfig:
         """JSON-ready dict of every field."""
         return dataclasses.asdict(self)
 
+    def resolved(self) -> DataConfig:
+        """This config with the split defaults filled in, as :func:`load_splits` records it in
+        ``Splits.config``: ``aux_pool`` = the dataset's ``default_aux_pool`` when None, ``aux_size``
+        = ``aux_pool`` when None. The one place these defaults are resolved. Raises
+        :class:`DataError` for an unknown dataset or an ``aux_size`` beyond the pool."""
+        pool = get_source(self.dataset).default_aux_pool if self.aux_pool is None else self.aux_pool
+        return dataclasses.replace(self, aux_pool=pool, aux_size=_take("aux_size", self.aux_size, pool))
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DataConfig:
         """Build from a dict; unknown keys raise :class:`DataError`, missing keys take defaults."""
@@ -694,13 +702,15 @@ def load_splits(config: DataConfig) -> Splits:
         raise DataError(f"{source.name}: loader returned images of shape {raw.train_x.shape[1:]}, expected {source.shape}")
 
     n_source = len(raw.train_y)
-    pool = source.default_aux_pool if config.aux_pool is None else config.aux_pool
+    resolved = config.resolved()
+    pool = resolved.aux_pool
+    assert pool is not None and resolved.aux_size is not None
     if pool >= n_source:
         raise DataError(
             f"aux_pool={pool} leaves no training images: {source.name}'s training part holds "
             f"{n_source} images (aux_pool must be < {n_source})"
         )
-    aux_n = _take("aux_size", config.aux_size, pool)
+    aux_n = resolved.aux_size
     train_n = _take("limit_train", config.limit_train, n_source - pool)
     test_n = _take("limit_test", config.limit_test, len(raw.test_y))
 
@@ -719,7 +729,7 @@ def load_splits(config: DataConfig) -> Splits:
         spec=InputSpec(shape=source.shape),
         num_classes=source.num_classes,
         dataset=source.name,
-        config=dataclasses.replace(config, aux_pool=pool, aux_size=aux_n),  # defaults resolved
+        config=resolved,
         origin=raw.origin,
     )
     log.info("%s splits (seed %d): %s", source.name, config.split_seed, splits.sizes())

@@ -1,10 +1,11 @@
-"""Privacy regression gate: a TOML policy, checked against a results table, gives a verdict.
+"""Privacy regression gate: a policy, checked against a results table, gives a verdict.
 
-A policy holds threshold rules (``[[rule]]``: "the worst attack's mean SSIM stays <= 0.3") and
-baseline rules (``[[baseline]]``: "the worst attack's mean SSIM may not rise more than 0.02 above
-the baseline's"). Every rule is checked on every run (checkpoint) of a results folder; the
-verdict passes when every check passed, and never on no evidence: a rule a run has no rows for,
-or a baseline rule without a (matching) baseline, is a failed check, and a verdict with no checks
+A policy (:mod:`splitleak.policy`: the rules, their TOML format and the default policy) holds
+threshold rules (``[[rule]]``: "the worst attack's mean SSIM stays <= 0.3") and baseline rules
+(``[[baseline]]``: "the worst attack's mean SSIM may not rise more than 0.02 above the
+baseline's"). Every rule is checked on every run (checkpoint) of a results folder; the verdict
+passes when every check passed, and never on no evidence: a rule a run has no rows for, or a
+baseline rule without a (matching) baseline, is a failed check, and a verdict with no checks
 does not pass. A policy or results folder the gate cannot use (an empty table among them) raises
 :class:`GateError` (a ValueError: the CLI turns it into exit code 2). Everything here is a pure
 function of its inputs except :func:`load_policy`, :func:`run_gate` and
@@ -16,9 +17,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import tomllib
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,295 +27,43 @@ import numpy as np
 import pandas as pd
 
 from splitleak._io import write_text_atomic
-from splitleak.errors import InputError
-from splitleak.metrics.specs import METRICS
+from splitleak.policy import (  # noqa: F401  (re-exported: the gate's public names)
+    COMPARISONS,
+    DEFAULT_POLICY,
+    MODEL,
+    POLICY_VERSION,
+    STARTER_POLICY,
+    STATISTICS,
+    VERDICT_RULE,
+    WORST,
+    BaselineRule,
+    Cell,
+    Comparison,
+    GateError,
+    Measure,
+    Policy,
+    Statistic,
+    ThresholdRule,
+    _flipped,
+    _fmt,
+    load_policy,
+    parse_policy,
+    reading,
+    render_policy,
+    threshold_failures,
+    worse_direction,
+    worst_measure,
+)
 from splitleak.results import MODEL_LEVEL, Results
 from splitleak.uncertainty import CONFIDENCE, bootstrap_mean_ci
 
-POLICY_VERSION = 1
-DEFAULT_POLICY = "splitleak-policy.toml"
-WORST = "worst"
-MODEL = "model"  # the policy's spelling of model-level rows (attack "" in the results table)
+DEFAULT_POLICY_FILE = "splitleak-policy.toml"
 
 Status = Literal["pass", "fail", "skip"]
 
 
-class GateError(InputError):
-    """A policy, results folder or baseline the gate cannot use (exit code 2 on the CLI)."""
-
-
 class _CannotCheck(Exception):
     """The evidence one rule needs is missing for one run: that check fails with this reason."""
-
-
-# ---------------------------------------------------------------------------------------------
-# What is measured: one (run, attack, metric) cell, its statistics and how a rule compares them
-
-
-@dataclass(frozen=True, eq=False)
-class Cell:
-    """The rows of one (run, attack, metric) in a results table.
-
-    Per-sample metrics keep their finite values (infinite ones, e.g. PSNR of identical images,
-    are left out as in ``summary.csv``) and a seeded 95% bootstrap CI of their mean; set-level
-    metrics keep their one value and the CI their estimator reported (NaN when none).
-    """
-
-    level: Literal["sample", "set"]
-    values: np.ndarray
-    ci: tuple[float, float]
-    n: int  # how many samples the values rest on (the table's `n`)
-
-
-@dataclass(frozen=True)
-class Statistic:
-    """A named summary of a cell; ``per_sample_only`` ones are undefined for set-level metrics."""
-
-    name: str
-    description: str
-    fn: Callable[[Cell], float]
-    per_sample_only: bool = False
-
-
-_STATISTICS = (
-    Statistic("mean", "mean of the per-sample values (set-level metrics: the value)", lambda c: float(np.mean(c.values))),
-    Statistic("median", "median of the per-sample values (set-level metrics: the value)", lambda c: float(np.median(c.values))),
-    Statistic("p95", "95th percentile of the per-sample values (linear interpolation)", lambda c: float(np.quantile(c.values, 0.95)), per_sample_only=True),
-    Statistic("ci_low", "lower end of the 95% CI of the mean (bootstrap; set-level: the estimator's CI)", lambda c: c.ci[0]),
-    Statistic("ci_high", "upper end of the 95% CI of the mean (bootstrap; set-level: the estimator's CI)", lambda c: c.ci[1]),
-)
-STATISTICS: dict[str, Statistic] = {s.name: s for s in _STATISTICS}
-"""Statistics a rule can name. Treat as read-only."""
-
-
-@dataclass(frozen=True)
-class Measure:
-    """A rule's statistic for one attack of one run, with the 95% CI of the mean beside it."""
-
-    attack: str
-    value: float
-    ci_low: float
-    ci_high: float
-    n: int
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """How a rule reads a measure: which number it holds to an upper limit, which to a lower, and
-    how much worse than a baseline's a measure counts (for a metric where higher is worse)."""
-
-    name: str
-    description: str
-    against_max: Callable[[Measure], float]
-    against_min: Callable[[Measure], float]
-    worsening: Callable[[Measure, Measure], float]  # (current, baseline) -> compared with the tolerance
-    fails_as: str  # how a failed threshold reads: "mean 0.35 {fails_as} above max 0.3"
-
-
-def _upper_worsening(current: Measure, baseline: Measure) -> float:
-    """Upper end of the 95% CI of (current - baseline): the difference of the means plus the two
-    CIs' half-widths on the worse side, added in quadrature (independent samples; current and
-    baseline scored on the same test images are positively correlated, which only narrows the
-    true interval, so this errs on the strict side)."""
-    spread = math.hypot(max(current.ci_high - current.value, 0.0), max(baseline.value - baseline.ci_low, 0.0))
-    return current.value - baseline.value + spread
-
-
-_COMPARISONS = (
-    Comparison("point", "compare the statistic itself", lambda m: m.value, lambda m: m.value, lambda c, b: c.value - b.value, "is"),
-    Comparison(
-        "ci",
-        "conservative: fail when any part of the 95% CI of the mean is on the wrong side "
-        "(a max rule fails when ci_high > max, a min rule when ci_low < min; a baseline rule "
-        "when the upper end of the 95% CI of the worsening exceeds the tolerance)",
-        lambda m: m.ci_high,
-        lambda m: m.ci_low,
-        _upper_worsening,
-        "reaches",
-    ),
-    Comparison(
-        "ci-lenient",
-        "lenient: fail only when the whole 95% CI of the mean is on the wrong side "
-        "(a max rule fails when ci_low > max, a min rule when ci_high < min; a baseline rule "
-        "only when the two CIs separate by more than the tolerance)",
-        lambda m: m.ci_low,
-        lambda m: m.ci_high,
-        lambda c, b: c.ci_low - b.ci_high,
-        "lies entirely",
-    ),
-)
-COMPARISONS: dict[str, Comparison] = {c.name: c for c in _COMPARISONS}
-"""Values of a rule's ``use`` key. Treat as read-only."""
-
-
-def _flipped(m: Measure) -> Measure:
-    """The measure of the negated metric: turns "lower is worse" into "higher is worse"."""
-    return Measure(m.attack, -m.value, -m.ci_high, -m.ci_low, m.n)
-
-
-def worse_direction(metric: str) -> Literal["higher", "lower"]:
-    """Which direction of ``metric`` a baseline rule counts as worse: more leakage, less utility."""
-    spec = METRICS[metric]
-    if spec.kind == "utility":  # its leakage_direction says which way means more utility
-        return "lower" if spec.leakage_direction == "higher" else "higher"
-    return spec.leakage_direction
-
-
-# ---------------------------------------------------------------------------------------------
-# The policy
-
-
-@dataclass(frozen=True)
-class ThresholdRule:
-    """``statistic`` of ``metric`` under ``attack`` must stay within [min, max] on every run."""
-
-    name: str
-    metric: str
-    attack: str  # an attack name, WORST, or MODEL_LEVEL ("") for model-level rows
-    statistic: str = "mean"
-    max: float | None = None
-    min: float | None = None
-    use: str = "point"
-    description: str = ""
-
-    def limit(self) -> str:
-        """The limit in words, e.g. ``<= 0.3 (ci)``."""
-        parts = [f">= {self.min:g}" if self.min is not None else "", f"<= {self.max:g}" if self.max is not None else ""]
-        return " and ".join(p for p in parts if p) + f" ({self.use})"
-
-
-@dataclass(frozen=True)
-class BaselineRule:
-    """``statistic`` of ``metric`` under ``attack`` may get worse than the baseline by at most ``tolerance``."""
-
-    name: str
-    metric: str
-    attack: str
-    tolerance: float
-    statistic: str = "mean"
-    use: str = "point"
-    description: str = ""
-
-    def limit(self) -> str:
-        return f"worse by <= {self.tolerance:g} ({self.use})"
-
-
-@dataclass(frozen=True)
-class Policy:
-    """Threshold and baseline rules, in the order the policy file lists them."""
-
-    rules: tuple[ThresholdRule, ...]
-    baseline: tuple[BaselineRule, ...] = ()
-    source: str = "<policy>"
-
-
-_TOP_KEYS = {"version": "policy format version (1)", "rule": "threshold rules", "baseline": "baseline rules"}
-_COMMON_KEYS = ("name", "metric", "attack", "statistic", "use", "description")
-_RULE_KEYS = (*_COMMON_KEYS, "max", "min")
-_BASELINE_KEYS = (*_COMMON_KEYS, "tolerance")
-
-
-def parse_policy(text: str, source: str = "<policy>") -> Policy:
-    """Parse a TOML policy; anything malformed raises GateError with a one-line reason."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise GateError(f"policy {source} is not valid TOML: {err}") from None
-    unknown = sorted(set(data) - set(_TOP_KEYS))
-    if unknown:
-        raise GateError(f"policy {source}: unknown top-level key(s) {unknown}; known: {sorted(_TOP_KEYS)}")
-    version = data.get("version", POLICY_VERSION)
-    if version != POLICY_VERSION or isinstance(version, bool):
-        raise GateError(f"policy {source}: version must be {POLICY_VERSION}, got {version!r}")
-    rules = tuple(_parse_rule(entry, f"policy {source}: rule {i + 1}", threshold=True) for i, entry in enumerate(_tables(data, "rule", source)))
-    baseline = tuple(_parse_rule(entry, f"policy {source}: baseline rule {i + 1}", threshold=False) for i, entry in enumerate(_tables(data, "baseline", source)))
-    if not rules and not baseline:
-        raise GateError(f"policy {source} has no rules; add [[rule]] or [[baseline]] tables (splitleak gate --init writes an example)")
-    names = [r.name for r in (*rules, *baseline)]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise GateError(f"policy {source}: rule names must be unique, {duplicates} repeat; give each a distinct name = \"...\"")
-    return Policy(rules=rules, baseline=baseline, source=source)  # type: ignore[arg-type]
-
-
-def load_policy(path: str | os.PathLike[str]) -> Policy:
-    """Read and parse a policy file."""
-    path = Path(path)
-    if not path.is_file():
-        raise GateError(f"policy file {path} not found (write a starter one with: splitleak gate --init --policy {path})")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise GateError(f"policy {path} is not UTF-8 text ({err})") from None
-    return parse_policy(text, str(path))
-
-
-def _tables(data: Mapping[str, Any], key: str, source: str) -> list[Mapping[str, Any]]:
-    entries = data.get(key, [])
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise GateError(f"policy {source}: {key!r} must be an array of tables, written [[{key}]]")
-    return entries
-
-
-def _parse_rule(entry: Mapping[str, Any], where: str, *, threshold: bool) -> ThresholdRule | BaselineRule:
-    known = _RULE_KEYS if threshold else _BASELINE_KEYS
-    unknown = sorted(set(entry) - set(known))
-    if unknown:
-        raise GateError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
-    metric = _string(entry, "metric", where, required=True)
-    if metric not in METRICS:
-        raise GateError(f"{where}: unknown metric {metric!r}; valid: {', '.join(sorted(METRICS))}")
-    attack = _string(entry, "attack", where, default=MODEL)
-    if not attack or not attack.replace("-", "_").replace(".", "_").isidentifier():
-        raise GateError(f"{where}: attack must be an attack's name, {WORST!r}, or {MODEL!r} (or omit it) for model-level metrics, got {attack!r}")
-    statistic = _string(entry, "statistic", where, default="mean")
-    if statistic not in STATISTICS:
-        raise GateError(f"{where}: unknown statistic {statistic!r}; valid: {', '.join(STATISTICS)}")
-    if STATISTICS[statistic].per_sample_only and METRICS[metric].level == "set":
-        raise GateError(f"{where}: statistic {statistic!r} needs per-sample values, but {metric} is one value per set; use mean")
-    use = _string(entry, "use", where, default="point")
-    if use not in COMPARISONS:
-        raise GateError(f"{where}: use must be one of {list(COMPARISONS)}, got {use!r}")
-    if use != "point" and statistic != "mean":
-        raise GateError(f"{where}: use = \"{use}\" compares the 95% CI of the mean, so statistic must be \"mean\" (to hold one CI end to a limit, use statistic = \"ci_low\" or \"ci_high\" with use = \"point\")")
-    description = _string(entry, "description", where, default="")
-    attack_value = MODEL_LEVEL if attack == MODEL else attack
-    if threshold:
-        low, high = _number(entry, "min", where), _number(entry, "max", where)
-        if low is None and high is None:
-            raise GateError(f"{where}: give max = ... or min = ... (or both)")
-        if low is not None and high is not None and low > high:
-            raise GateError(f"{where}: min {low:g} is above max {high:g}")
-        default_name = f"{metric}/{attack}/{statistic}" + (f" >= {low:g}" if low is not None else "") + (f" <= {high:g}" if high is not None else "")
-        name = _string(entry, "name", where, default=default_name)
-        return ThresholdRule(name=name, metric=metric, attack=attack_value, statistic=statistic, max=high, min=low, use=use, description=description)
-    tolerance = _number(entry, "tolerance", where)
-    if tolerance is None:
-        raise GateError(f"{where}: give tolerance = ... (how much worse than the baseline is allowed, in {metric}'s units; 0 allows none)")
-    if tolerance < 0:
-        raise GateError(f"{where}: tolerance must be >= 0, got {tolerance:g}")
-    name = _string(entry, "name", where, default=f"{metric}/{attack}/{statistic} vs baseline")
-    return BaselineRule(name=name, metric=metric, attack=attack_value, tolerance=tolerance, statistic=statistic, use=use, description=description)
-
-
-def _string(entry: Mapping[str, Any], key: str, where: str, *, default: str | None = None, required: bool = False) -> str:
-    if key not in entry:
-        if required:
-            raise GateError(f"{where}: missing required key {key!r}")
-        return default  # type: ignore[return-value]
-    value = entry[key]
-    if not isinstance(value, str) or (key != "description" and not value.strip()):
-        raise GateError(f"{where}: {key} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _number(entry: Mapping[str, Any], key: str, where: str) -> float | None:
-    if key not in entry:
-        return None
-    value = entry[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise GateError(f"{where}: {key} must be a finite number, got {value!r}")
-    return float(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,7 +128,8 @@ class _Cells:
         return self._cache[key]
 
     def measure(self, run: Run, rule: ThresholdRule | BaselineRule) -> Measure:
-        """The rule's statistic on this run; for WORST, of the attack that leaks most by it.
+        """The rule's statistic on this run; for WORST, of the attack that leaks most as the rule
+        reads it (:func:`splitleak.policy.worst_measure`).
 
         Raises _CannotCheck when the run lacks the evidence (no rows for the metric or the attack,
         no finite values, too few samples for a CI) and GateError when the policy asks something
@@ -402,9 +151,7 @@ class _Cells:
             raise GateError(f"rule {rule.name!r}: the {self.what} have no {rule.metric} rows for attack {shown!r} (run {run.id}); {hint}")
         else:
             raise _CannotCheck(f"no rows for metric {rule.metric}, attack {shown} in the {self.what} (run {run.id} has {', '.join(per_attack)}): cannot check")
-        measures = [self._measure(run, a, rule) for a in candidates]
-        leaks_up = METRICS[rule.metric].leakage_direction == "higher"
-        return max(measures, key=lambda m: m.value if leaks_up else -m.value)
+        return worst_measure(rule, [self._measure(run, a, rule) for a in candidates])
 
     def _measure(self, run: Run, attack: str, rule: ThresholdRule | BaselineRule) -> Measure:
         cell = self.cell(run, attack, rule.metric)
@@ -506,24 +253,14 @@ class Verdict:
         return {status: sum(c.status == status for c in self.checks) for status in ("pass", "fail", "skip")}
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.4f}"
-
-
 def _check_threshold(rule: ThresholdRule, run: Run, cells: _Cells) -> Check:
     common = dict(rule=rule.name, kind="threshold", run=run.id, run_config=run.describe(), metric=rule.metric, statistic=rule.statistic, use=rule.use, limit=rule.limit(), description=rule.description)
     try:
         m = cells.measure(run, rule)
     except _CannotCheck as missing:
         return Check(status="fail", attack=_attack_label(rule.attack), message=str(missing), **common)  # type: ignore[arg-type]
-    comparison = COMPARISONS[rule.use]
-    what = f"{rule.statistic} {_fmt(m.value)}" if rule.use == "point" else f"95% CI of the mean [{_fmt(m.ci_low)}, {_fmt(m.ci_high)}]"
-    reasons = []
-    if rule.max is not None and comparison.against_max(m) > rule.max:
-        reasons.append(f"{what} {comparison.fails_as} above max {rule.max:g}")
-    if rule.min is not None and comparison.against_min(m) < rule.min:
-        reasons.append(f"{what} {comparison.fails_as} below min {rule.min:g}")
-    message = "; ".join(reasons) if reasons else f"{what} within {rule.limit()}"
+    reasons = threshold_failures(rule, m)
+    message = "; ".join(reasons) if reasons else f"{reading(rule, m)} within {rule.limit()}"
     return Check(
         status="fail" if reasons else "pass", attack=_attack_label(m.attack), message=message, value=m.value,
         ci_low=_finite(m.ci_low), ci_high=_finite(m.ci_high), **common,  # type: ignore[arg-type]
@@ -593,9 +330,11 @@ def check_policy(policy: Policy, results: Results, baseline: Results | None = No
     return Verdict(checks=tuple(checks), policy=policy.source, results=results_name, baseline=baseline_name, notes=notes)
 
 
-def run_gate(results_dir: str | os.PathLike[str], policy_path: str | os.PathLike[str], baseline_dir: str | os.PathLike[str] | None = None) -> Verdict:
-    """Load the policy, the results folder and the optional baseline folder, and check them."""
-    policy = load_policy(policy_path)
+def run_gate(results_dir: str | os.PathLike[str], policy_path: str | os.PathLike[str] | Policy, baseline_dir: str | os.PathLike[str] | None = None) -> Verdict:
+    """Load the policy, the results folder and the optional baseline folder, and check them.
+
+    ``policy_path`` may also be a :class:`Policy` (e.g. :data:`DEFAULT_POLICY`) to check as it is."""
+    policy = policy_path if isinstance(policy_path, Policy) else load_policy(policy_path)
     results = Results.load(results_dir)
     baseline = Results.load(baseline_dir) if baseline_dir is not None else None
     return check_policy(policy, results, baseline, results_name=str(results_dir), baseline_name=None if baseline_dir is None else str(baseline_dir))
@@ -697,78 +436,6 @@ def render_markdown(verdict: Verdict) -> str:
     lines += ["", "Runs: " + "; ".join(f"`{run}` {_md(config)}" for run, config in runs.items())]
     lines += [f"- note: {_md(n)}" for n in verdict.notes]
     return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------------------------------------
-# Starter policy
-
-
-STARTER_POLICY = f'''# splitleak privacy gate policy (format version {POLICY_VERSION}). Every key: docs/ci.md.
-#
-# [[rule]]      a threshold every run must meet: `statistic` of `metric` under `attack`
-#               must be <= max and/or >= min.
-# [[baseline]]  a regression check against `splitleak gate --baseline DIR`: the metric may not
-#               get worse than the baseline's by more than `tolerance` ("worse" = more leakage;
-#               for accuracy, lower). Without --baseline these rules FAIL ("no --baseline
-#               given"); delete them until you have a baseline (docs/ci.md).
-#
-# attack:    an attack name (decoder, rmle, shadow, unsplit), "worst" (the attack that leaks
-#            most on this run), or omitted / "model" for model-level metrics (accuracy, dcor).
-# statistic: mean, median, p95, ci_low, ci_high (ends of the 95% bootstrap CI of the mean).
-# use:       "point" compares the statistic itself.
-#            "ci" is conservative: a max rule fails when any part of the 95% CI of the mean
-#            reaches above max (ci_high > max), a min rule when it reaches below min; a baseline
-#            rule fails when the regression could exceed the tolerance: when the upper end of
-#            the 95% CI of (current - baseline) in the worse direction is above the tolerance.
-#            "ci-lenient" gives noise the benefit of the doubt instead: it fails only when the
-#            whole CI is on the wrong side (a baseline rule: when the CIs separate by more than
-#            the tolerance). A mean of 0.33 with CI [0.29, 0.37] fails max = 0.3 under "ci"
-#            and passes it under "ci-lenient".
-# Missing evidence never passes: a run with no rows for a rule's metric or attack fails that
-# rule ("cannot check"); an empty results table is an error (exit 2).
-# The thresholds below are starting points for 28x28, 10-class data (Fashion-MNIST); tune them.
-version = {POLICY_VERSION}
-
-[[rule]]
-name = "reconstructions-unrecognisable"
-description = "He et al. (ACSAC 2019) call reconstructions with SSIM below 0.3 unrecognisable."
-metric = "ssim"
-attack = "worst"
-statistic = "mean"
-max = 0.3
-use = "ci"
-
-[[rule]]
-name = "labels-do-not-leak"
-description = "The attacker's own classifier should not recognise the reconstructions much better than chance (0.1 for 10 classes)."
-metric = "semantic_accuracy"
-attack = "worst"
-statistic = "mean"
-max = 0.3
-use = "ci"
-
-[[rule]]
-name = "task-accuracy-floor"
-description = "Privacy bought by destroying the task is no privacy worth shipping."
-metric = "accuracy"
-min = 0.8
-
-[[baseline]]
-name = "ssim-no-regression"
-description = "The worst attack's mean SSIM may not rise by more than 0.02 above the baseline's anywhere in the 95% CI of the difference."
-metric = "ssim"
-attack = "worst"
-statistic = "mean"
-tolerance = 0.02
-use = "ci"
-
-[[baseline]]
-name = "accuracy-no-regression"
-description = "Test accuracy may not drop more than 2 points below the baseline's."
-metric = "accuracy"
-tolerance = 0.02
-use = "point"
-'''
 
 
 def write_starter_policy(path: str | os.PathLike[str]) -> Path:

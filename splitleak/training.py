@@ -21,7 +21,7 @@ import torch
 
 from splitleak import __version__
 from splitleak._config import FromDict
-from splitleak._random import build, drawing_from, generator
+from splitleak._random import drawing_from, generator
 from splitleak._validate import device_string, finite_number, positive_int, torch_seed
 from splitleak.data import Splits
 from splitleak.defenses import make_defense
@@ -29,6 +29,7 @@ from splitleak.defenses.base import start_session
 from splitleak.errors import InputError, NumericalError
 from splitleak.metrics.task import accuracy
 from splitleak.models.architectures import get_architecture
+from splitleak.models.build import make_split_model
 from splitleak.models.split import SplitModel
 from splitleak.progress import ProgressFactory, silent
 from splitleak.protocol import HonestServer, Server, StepLog, client_parameters
@@ -89,15 +90,11 @@ def build_split_model(
     Weights are drawn from `init` (default: the "train/init" stream of `config.seed`); the
     defense's transform, if it draws, draws from `transform` (default: its own, seeded 0).
     """
-    arch = get_architecture(config.arch)
-    defense = make_defense(config.defense, config.defense_params)
-    layer = defense.transform(transform)
-
-    def fresh() -> SplitModel:
-        encoder, head = arch.build(splits.spec.shape, splits.num_classes, int(config.cut))
-        return SplitModel(encoder, head, splits.spec, transform=layer, arch=arch.name, cut=int(config.cut))
-
-    return build(fresh, init if init is not None else generator(config.seed, "train", "init"))
+    return make_split_model(
+        arch=config.arch, cut=int(config.cut), spec=splits.spec, num_classes=splits.num_classes,
+        defense=config.defense, defense_params=config.defense_params,
+        init=init if init is not None else generator(config.seed, "train", "init"), transform=transform,
+    )
 
 
 def evaluate_accuracy(model: SplitModel, x: torch.Tensor, y: torch.Tensor, device: str, batch_size: int = 1024) -> float:

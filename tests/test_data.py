@@ -499,3 +499,13 @@ def test_arraysplit_head_and_validation() -> None:
         ArraySplit(x=torch.rand(5, 1, 4, 4).double(), y=torch.arange(5), indices=torch.arange(5))
     with pytest.raises(DataError, match="has 4 rows"):
         ArraySplit(x=torch.rand(5, 1, 4, 4), y=torch.arange(4), indices=torch.arange(5))
+
+
+def test_resolved_fills_the_split_defaults_once() -> None:
+    """The one place aux_pool / aux_size defaults are resolved (load_splits, the sweep and its cost model use it)."""
+    from splitleak.data import DataConfig
+
+    assert DataConfig(dataset="digits").resolved() == DataConfig(dataset="digits", aux_pool=500, aux_size=500)
+    assert DataConfig(dataset="digits", aux_pool=40, aux_size=10).resolved() == DataConfig(dataset="digits", aux_pool=40, aux_size=10)
+    with pytest.raises(DataError, match="aux_size=501 is larger than the 500 images available"):
+        DataConfig(dataset="digits", aux_size=501).resolved()

@@ -37,7 +37,7 @@ def test_a_plain_value_error_deep_in_evaluate_is_an_internal_error(tmp_path: Pat
     def boom(*args, **kwargs):
         raise ValueError("boom\nfrom deep inside")  # as numpy or torch would
 
-    monkeypatch.setattr("splitleak.evaluation.dcor_statistics", boom)
+    monkeypatch.setattr("splitleak.scoring.dcor_statistics", boom)
     out = tmp_path / "r"
     assert main(["evaluate", str(tiny_checkpoint), "--out", str(out), *EVAL]) == 1
     err = _stderr_lines(capsys)

@@ -111,3 +111,27 @@ def test_readers_of_results_leave_torch_unimported(modules: tuple[str, ...]) -> 
     code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + "print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_gate_and_report_commands_leave_torch_unimported(tmp_path: Path) -> None:
+    """`splitleak gate` and `splitleak report` on a results folder: parse, read, judge, draw; no torch."""
+    import pandas as pd
+
+    from splitleak.results import Results
+
+    rows = [
+        {"run": "r", "checkpoint": "m.safetensors", "checkpoint_sha256": "0" * 64, "dataset": "digits", "arch": "small-cnn", "cut": 1,
+         "defense": "none", "defense_params": "{}", "attack": "decoder", "metric": "ssim", "value": v, "sample": i, "n": 8, "seed": 0}
+        for i, v in enumerate([0.1, 0.2, 0.15, 0.12, 0.18, 0.11, 0.14, 0.16])
+    ]
+    Results(table=pd.DataFrame(rows)).save(tmp_path / "res")
+    (tmp_path / "policy.toml").write_text('[[rule]]\nmetric = "ssim"\nattack = "worst"\nmax = 0.3\n')
+    code = (
+        "import sys\nfrom splitleak.cli import main\n"
+        f"gate = main(['gate', {str(tmp_path / 'res')!r}, '--policy', {str(tmp_path / 'policy.toml')!r}])\n"
+        f"report = main(['report', {str(tmp_path / 'res')!r}, '--out', {str(tmp_path / 'r.pdf')!r}])\n"
+        "print(gate, report, 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "0 0 False", done.stdout

@@ -1,6 +1,7 @@
 """Split architectures (a registry), the SplitModel and safe checkpoints."""
 
 from splitleak.models.architectures import ARCHITECTURES, Architecture, activation_shape, get_architecture
+from splitleak.models.build import make_split_model
 from splitleak.models.checkpoint import Checkpoint, CheckpointError, build_model, load_checkpoint, save_checkpoint
 from splitleak.models.split import SplitModel
 
@@ -14,5 +15,6 @@ __all__ = [
     "build_model",
     "get_architecture",
     "load_checkpoint",
+    "make_split_model",
     "save_checkpoint",
 ]

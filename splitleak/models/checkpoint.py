@@ -19,12 +19,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from splitleak._io import atomic_path, is_safetensors_head, sha256_file
-from splitleak._random import constructed
 from splitleak._validate import all_finite
 from splitleak.data import InputSpec
-from splitleak.defenses import make_defense
 from splitleak.errors import InputError
-from splitleak.models.architectures import get_architecture
+from splitleak.models.build import make_split_model
 from splitleak.models.split import SplitModel
 from splitleak.outputs import claim_file, has_safetensors_key
 
@@ -70,15 +68,10 @@ def build_model(meta: dict[str, Any]) -> SplitModel:
 
     A defense transform that draws (noise, dropout) draws from its own generator, seeded 0;
     `evaluate` lends it the run's streams (splitleak._random.drawing_from)."""
-    spec = InputSpec.from_dict(meta["input_spec"])
-    arch = get_architecture(meta["arch"])
-    defense = make_defense(meta["defense"]["name"], meta["defense"].get("params", {}))
-
-    def fresh() -> SplitModel:
-        encoder, head = arch.build(spec.shape, int(meta["num_classes"]), int(meta["cut"]))
-        return SplitModel(encoder, head, spec, transform=defense.transform(), arch=arch.name, cut=int(meta["cut"]))
-
-    return constructed(fresh)
+    return make_split_model(
+        arch=meta["arch"], cut=int(meta["cut"]), spec=InputSpec.from_dict(meta["input_spec"]), num_classes=int(meta["num_classes"]),
+        defense=meta["defense"]["name"], defense_params=meta["defense"].get("params", {}),
+    )
 
 
 def claim_checkpoint(path: str | os.PathLike[str], option: str = "--out") -> None:

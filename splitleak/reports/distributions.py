@@ -11,10 +11,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from splitleak.policy import SSIM_UNRECOGNISABLE
 from splitleak.reports.canvas import CONTENT_BOTTOM, CONTENT_TOP, HEIGHT, MARGIN, WIDTH, axes_at, page, text_at
 from splitleak.reports.runs import Run
 from splitleak.reports.style import MUTED, attack_color
-from splitleak.reports.tables import SSIM_UNRECOGNISABLE, attack_summary
+from splitleak.reports.tables import attack_summary
 
 RUNS_PER_PAGE = 6
 PANELS = (
@@ -131,7 +132,7 @@ def distribution_pages(runs: Sequence[Run], subtitle: str) -> list[Figure]:
         fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(MARGIN / WIDTH, (CONTENT_BOTTOM + 0.42) / HEIGHT), ncol=len(handles), frameon=False, title="attack:", alignment="left")
         left = MARGIN + 0.1 + 1.1 * len(handles) + 0.5
         notes = (
-            "Boxes: quartiles, whiskers 1.5 IQR, dots beyond; white diamond = mean. SSIM: dashed line at 0.3 (He et al. 2019: unrecognisable below).",
+            f"Boxes: quartiles, whiskers 1.5 IQR, dots beyond; white diamond = mean. SSIM: dashed line at {SSIM_UNRECOGNISABLE:g} (He et al. 2019: unrecognisable below).",
             "Semantic accuracy: mean with bootstrap 95% CI; dashed line = the same classifier on the originals (the ceiling).",
         )
         chars = int((WIDTH - MARGIN - left) * 14)  # ~14 characters of 7-pt text per inch

@@ -12,9 +12,9 @@ from typing import Any, Literal
 from matplotlib.figure import Figure
 
 from splitleak.metrics.specs import METRICS
+from splitleak.policy import SSIM_UNRECOGNISABLE
 from splitleak.reports.canvas import CONTENT_BOTTOM, CONTENT_TOP, MARGIN, page, text_at
 from splitleak.reports.runs import Run
-from splitleak.reports.tables import SSIM_UNRECOGNISABLE
 
 
 @dataclass(frozen=True)
@@ -160,9 +160,9 @@ def _metric_blocks(runs: Sequence[Run]) -> list[Block]:
         "not re-training with other seeds."
     )))
     blocks.append(Block("text", (
-        f"Verdict rule: reconstructable when any attack's mean SSIM is at least {SSIM_UNRECOGNISABLE}; borderline when no mean is but "
-        f"an attack's 95% CI upper bound reaches {SSIM_UNRECOGNISABLE}; unrecognisable otherwise. He, Zhang, Lee (ACSAC 2019) call "
-        "reconstructions with SSIM below 0.3 unrecognisable. Unrecognisable pixels can still leak labels: read the semantic accuracy too."
+        f"Verdict rule (the default policy's, as splitleak gate checks it): reconstructable when any attack's mean SSIM is above {SSIM_UNRECOGNISABLE:g}; "
+        f"borderline when no mean is but an attack's 95% CI upper bound reaches above {SSIM_UNRECOGNISABLE:g}; unrecognisable otherwise. He, Zhang, Lee (ACSAC 2019) call "
+        f"reconstructions with SSIM below {SSIM_UNRECOGNISABLE:g} unrecognisable. Unrecognisable pixels can still leak labels: read the semantic accuracy too."
     )))
     return blocks
 

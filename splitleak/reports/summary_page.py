@@ -13,9 +13,10 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.textpath import TextToPath
 
+from splitleak.policy import SSIM_UNRECOGNISABLE
 from splitleak.reports.canvas import CONTENT_BOTTOM, CONTENT_TOP, CONTENT_WIDTH, HEIGHT, WIDTH, axes_at, page, text_at
 from splitleak.reports.style import MARGIN, MUTED, RC, VERDICT_COLORS, VERDICT_EDGE
-from splitleak.reports.tables import DISPLAY_HEADERS, SSIM_UNRECOGNISABLE, Cell, display_rows
+from splitleak.reports.tables import DISPLAY_HEADERS, Cell, display_rows
 
 ROW_HEIGHT = 0.46  # inches
 HEADER_HEIGHT = 0.5
@@ -94,8 +95,8 @@ def _draw_row(fig: Figure, cells: Sequence[Cell], widths: Sequence[float], top: 
 
 def footnotes(summary: pd.DataFrame) -> list[str]:
     notes = [
-        f"Verdict: reconstructable if any attack's mean SSIM is at least {SSIM_UNRECOGNISABLE}; borderline if none is but "
-        f"an attack's 95% CI reaches {SSIM_UNRECOGNISABLE}; unrecognisable otherwise (He, Zhang, Lee 2019 call SSIM < 0.3 unrecognisable).",
+        f"Verdict: reconstructable if any attack's mean SSIM is above {SSIM_UNRECOGNISABLE:g}; borderline if none is but "
+        f"an attack's 95% CI reaches above {SSIM_UNRECOGNISABLE:g}; unrecognisable otherwise (He, Zhang, Lee 2019 call SSIM < {SSIM_UNRECOGNISABLE:g} unrecognisable).",
         "Worst case over attacks: highest mean SSIM, PSNR and semantic accuracy, lowest mean LPIPS (attack in brackets), "
         "means over the scored test images with 95% bootstrap CIs. Semantic acc.: share of reconstructions an attacker's "
         "own classifier labels correctly; ref = that classifier on the originals.",

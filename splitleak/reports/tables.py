@@ -2,12 +2,14 @@
 
 Worst case over attacks = the attack with the highest mean SSIM / PSNR / semantic accuracy
 and the lowest mean LPIPS (means over the scored test images, 95% bootstrap CIs from
-`splitleak.uncertainty`). The verdict compares SSIM with He et al.'s (2019) reference: SSIM
-below 0.3 is "unrecognisable".
+`splitleak.uncertainty`). The verdict is the default policy's leakage rule
+(`splitleak.policy.VERDICT_RULE`: the worst attack's mean SSIM <= 0.3, He et al. 2019's
+"unrecognisable" line), the same rule `splitleak gate` checks with its starter policy.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,11 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from splitleak.policy import SSIM_UNRECOGNISABLE, VERDICT_RULE, Measure, ThresholdRule, threshold_failures, worst_measure
 from splitleak.reports.runs import Run, defense_label, defense_strength, parse_params
 from splitleak.uncertainty import summarize
 
-SSIM_UNRECOGNISABLE = 0.3
-"""He, Zhang, Lee (ACSAC 2019): reconstructions with SSIM below 0.3 are unrecognisable."""
 
 Z95 = 1.959963984540054
 
@@ -68,24 +69,33 @@ def worst_case(summary: pd.DataFrame, metric: str) -> pd.Series | None:
     return rows.iloc[int(position)]
 
 
-def verdict(summary: pd.DataFrame) -> Verdict:
-    """reconstructable if any attack's mean SSIM >= 0.3; borderline if none does but a 95% CI
-    reaches 0.3; unrecognisable otherwise (He et al. 2019's SSIM < 0.3)."""
-    ssim = summary[(summary["metric"] == "ssim") & summary["mean"].notna()]
-    if ssim.empty:
+def verdict(summary: pd.DataFrame, rule: ThresholdRule = VERDICT_RULE) -> Verdict:
+    """The checkpoint's verdict: ``rule`` (the default policy's, "worst attack's mean SSIM <= 0.3,
+    read through its 95% CI") evaluated on the per-attack summary, as the gate evaluates it.
+
+    reconstructable when the rule's point reading fails (some attack's mean SSIM is above 0.3);
+    borderline when only its CI reading fails (no mean is, but an attack's 95% CI reaches above
+    0.3; the attack whose CI reaches furthest is named); unrecognisable when the rule holds;
+    unknown without SSIM rows. ``rule`` must compare the mean of a per-attack metric.
+    """
+    rows = summary[(summary["metric"] == rule.metric) & summary["mean"].notna()]
+    if rows.empty:
         return Verdict("unknown", "unknown (no SSIM rows)")
-    worst = worst_case(summary, "ssim")
-    assert worst is not None
-    if worst["mean"] >= SSIM_UNRECOGNISABLE:
-        return Verdict("reconstructable", f"reconstructable (SSIM {worst['mean']:.2f} by {worst['attack']})")
-    reaching = ssim[ssim["ci_high"] >= SSIM_UNRECOGNISABLE]
-    if not reaching.empty:
-        top = reaching.iloc[int(reaching["ci_high"].to_numpy().argmax())]
+    measures = [
+        Measure(str(r["attack"]), float(r["mean"]), float(r["ci_low"]), float(r["ci_high"]), int(r.get("count", 0)))
+        for _, r in rows.iterrows()
+    ]
+    point = dataclasses.replace(rule, use="point")
+    worst = worst_measure(point, measures)
+    if threshold_failures(point, worst):
+        return Verdict("reconstructable", f"reconstructable (SSIM {worst.value:.2f} by {worst.attack})")
+    reached = worst_measure(rule, measures)
+    if threshold_failures(rule, reached):
         return Verdict(
             "borderline",
-            f"borderline (SSIM {top['mean']:.2f} by {top['attack']}, 95% CI up to {top['ci_high']:.2f})",
+            f"borderline (SSIM {reached.value:.2f} by {reached.attack}, 95% CI up to {reached.ci_high:.2f})",
         )
-    return Verdict("unrecognisable", f"unrecognisable (worst SSIM {worst['mean']:.2f})")
+    return Verdict("unrecognisable", f"unrecognisable (worst SSIM {worst.value:.2f})")
 
 
 def lpips_note(run: Run) -> str:
@@ -210,7 +220,7 @@ class Cell:
 
 DISPLAY_HEADERS = (
     "Checkpoint", "Defense", "Cut", "Accuracy", "SSIM max", "LPIPS min", "PSNR max (dB)",
-    "Semantic acc. max", "dCor(x, z)", "Verdict (SSIM < 0.3: unrecognisable)",
+    "Semantic acc. max", "dCor(x, z)", f"Verdict (SSIM < {SSIM_UNRECOGNISABLE:g}: unrecognisable)",
 )
 
 

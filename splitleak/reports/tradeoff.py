@@ -7,11 +7,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from splitleak.policy import SSIM_UNRECOGNISABLE
 from splitleak.reports.canvas import CONTENT_BOTTOM, CONTENT_TOP, axes_at, page, text_at
 from splitleak.reports.labels import place_labels
 from splitleak.reports.runs import defense_label, parse_params
 from splitleak.reports.style import MARGIN, MUTED, cut_marker, defense_color
-from splitleak.reports.tables import SSIM_UNRECOGNISABLE
 
 
 def pareto_front(leakage: np.ndarray, utility: np.ndarray) -> np.ndarray:
@@ -61,7 +61,7 @@ def tradeoff_page(summary: pd.DataFrame, subtitle: str) -> Figure:
     xmin, xmax = ax.get_xlim()
     if xmin < SSIM_UNRECOGNISABLE:
         ax.axvspan(xmin, min(SSIM_UNRECOGNISABLE, xmax), color="#e3f2e3", zorder=0, linewidth=0)
-        ax.text(xmin + 0.01 * (xmax - xmin), ax.get_ylim()[1] - 0.01 * np.diff(ax.get_ylim())[0], "SSIM < 0.3:\nunrecognisable\n(He et al. 2019)", fontsize=7.5, color="#2e7d32", va="top", ha="left")
+        ax.text(xmin + 0.01 * (xmax - xmin), ax.get_ylim()[1] - 0.01 * np.diff(ax.get_ylim())[0], f"SSIM < {SSIM_UNRECOGNISABLE:g}:\nunrecognisable\n(He et al. 2019)", fontsize=7.5, color="#2e7d32", va="top", ha="left")
     if xmin < SSIM_UNRECOGNISABLE < xmax:
         ax.axvline(SSIM_UNRECOGNISABLE, color="#2e7d32", linestyle="--", linewidth=0.8)
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from splitleak.attacks import ATTACKS
 from splitleak.attacks.base import WorkSize
 from splitleak.defenses import DEFENSES
-from splitleak.data import get_source
 from splitleak.sweep.grid import SweepCell
 
 # images per second, training (forward + backward), one thread
@@ -40,10 +39,10 @@ class Sizes:
 
 def sizes(cell: SweepCell) -> Sizes:
     """Training, auxiliary and attacked test images of a cell (from the configs and known dataset sizes)."""
-    data = cell.data
+    data = cell.data.resolved()
     train_total, test_total = DATASET_SIZES.get(data.dataset, (60_000, 10_000))
-    pool = data.aux_pool if data.aux_pool is not None else get_source(data.dataset).default_aux_pool
-    aux = data.aux_size if data.aux_size is not None else pool
+    pool, aux = data.aux_pool, data.aux_size
+    assert pool is not None and aux is not None
     train = min(data.limit_train or train_total, max(0, train_total - pool))
     test = min(x for x in (data.limit_test, cell.evaluation.limit, test_total) if x is not None)
     return Sizes(train=train, aux=aux, test=test)

@@ -86,12 +86,8 @@ def short_hash(value: Any) -> str:
 
 
 def resolved_data(data: DataConfig) -> dict[str, Any]:
-    """The data config as `load_splits` records it (attacker pool defaults filled in), without locations."""
-    values = data.to_dict()
-    pool = values["aux_pool"] if values["aux_pool"] is not None else get_source(data.dataset).default_aux_pool
-    values["aux_pool"] = pool
-    values["aux_size"] = values["aux_size"] if values["aux_size"] is not None else pool
-    return _without(values, LOCATION_OPTIONS["data"])
+    """The data config as `load_splits` records it (`DataConfig.resolved`), without locations."""
+    return _without(data.resolved().to_dict(), LOCATION_OPTIONS["data"])
 
 
 def resolved_eval(evaluation: EvalConfig) -> dict[str, Any]:
