@@ -1,8 +1,9 @@
-"""Train a split model under a defense: CE loss + the defense's penalty, seeded, logged per epoch.
+"""Train a split model under a defense through the client/server protocol, seeded, logged per epoch.
 
 Randomness (splitleak._random): the seed becomes named generators -- "train/init" (weights),
-"train/order" (batch order), "train/transform" (the defense's noise or dropout mask) and
-"train/test-accuracy" (that transform while scoring the test set). torch's global generator is
+"train/order" (batch order), "train/transform" (the defense's noise or dropout mask),
+"train/defense" (a trainable defense's own draws) and "train/test-accuracy" (the transform
+while scoring the test set). torch's global generator is
 neither seeded nor drawn from.
 """
 
@@ -130,7 +131,8 @@ def train(
     noise = generator(config.seed, "train", "transform")
     model = build_split_model(config, splits, transform=noise).to(device)
     defense = make_defense(config.defense, config.defense_params)
-    session = start_session(defense, model=model, generator=generator(config.seed, "train", "defense"), device=device)
+    defense_draws = generator(config.seed, "train", "defense")
+    session = start_session(defense, model=model, generator=defense_draws, device=device)
     serving = (server or (lambda m: HonestServer(m, lr=config.lr)))(model)
     optimiser = torch.optim.Adam(client_parameters(model), lr=config.lr)
     order = generator(config.seed, "train", "order")
@@ -142,7 +144,7 @@ def train(
     first_epoch = 1
     saver = None
     parts = {"model": model, "client_optimiser": optimiser, "server": serving, "defense": session}
-    generators = {"order": order, "transform": noise}
+    generators = {"order": order, "transform": noise, "defense": defense_draws}
     if state_file is not None:
         material = {"train": {k: v for k, v in config.to_dict().items() if k != "epochs"}, "data": splits.config.to_dict(), "train_size": n, "server": serving.describe()}
         saver = TrainProgress(state_file, material)

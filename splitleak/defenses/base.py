@@ -52,7 +52,8 @@ class DefenseSession:
     The default holds nothing: it adds the defense's penalty and has no state. A trainable defense
     (attacker-aware training: a simulated inversion network it trains against) returns a subclass
     from its `session(model=..., generator=..., device=...)` method, owning modules and an
-    optimiser, updating them in `after_step`, and saving them with `state_dict`.
+    optimiser, updating them in `after_step`, and saving them with `state_dict`. The generator it
+    is given is the run's "train/defense" stream; training saves and restores it for `--resume`.
     """
 
     def __init__(self, defense: Any) -> None:
