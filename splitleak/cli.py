@@ -161,7 +161,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     given = {k: v for k, v in params.items() if v is not None}
     for defense, options in _dotted_params(args.defense_param, "--defense-param", "DEFENSE.KEY=VALUE").items():
         if defense != args.defense:
-            raise ValueError(f"--defense-param {defense}.* sets a parameter of defense {defense!r}, but --defense is {args.defense!r}")
+            raise InputError(f"--defense-param {defense}.* sets a parameter of defense {defense!r}, but --defense is {args.defense!r}")
         given.update(options)
     config = TrainConfig(
         arch=args.arch, cut=args.cut, defense=args.defense, defense_params=given,

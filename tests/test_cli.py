@@ -33,6 +33,9 @@ def test_train_then_evaluate(tmp_path: Path, capsys) -> None:
         ["train", *TINY, "--epochs", "0", "--out", "x.safetensors"],
         ["train", *TINY, "--defense", "nopeek", "--alpha", "-3", "--out", "x.safetensors"],
         ["train", *TINY, "--cut", "9", "--out", "x.safetensors"],
+        ["train", *TINY, "--defense", "nopeek", "--defense-param", "noise.scale=2", "--out", "x.safetensors"],
+        ["train", *TINY, "--defense", "nopeek", "--defense-param", "nopeek.beta=2", "--out", "x.safetensors"],
+        ["train", *TINY, "--defense", "nopeek", "--defense-param", "alpha=2", "--out", "x.safetensors"],
         ["evaluate", "missing.safetensors", "--out", "r"],
     ],
 )

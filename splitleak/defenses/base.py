@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import Tensor, nn
 
+from splitleak.errors import InputError
 from splitleak.registry import Registry
 
 
@@ -75,7 +76,7 @@ class DefenseSession:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state:
-            raise ValueError(f"defense {self.defense.name!r} keeps no state, but {sorted(state)} was given")
+            raise InputError(f"defense {self.defense.name!r} keeps no state, but {sorted(state)} was given")
 
 
 def start_session(defense: Any, *, model: Any, generator: torch.Generator, device: torch.device) -> DefenseSession:
