@@ -1,8 +1,9 @@
-"""Building frozen config dataclasses from plain mappings, rejecting unknown keys."""
+"""Building frozen config dataclasses from plain mappings, rejecting unknown keys; showing their values."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
@@ -33,3 +34,10 @@ class FromDict:
     @classmethod
     def from_dict(cls: type[T], values: Mapping[str, Any]) -> T:
         return from_mapping(cls, values, cls.what)  # type: ignore[attr-defined]
+
+
+def short_number(value: Any) -> str:
+    """A parameter value, short, for labels: 5.0 -> '5', 0.25 -> '0.25'."""
+    if isinstance(value, float) and math.isfinite(value) and value == round(value):
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)

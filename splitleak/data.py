@@ -45,6 +45,12 @@ computed. A data config recorded in a file (a checkpoint, a results folder, a pr
 replayed without them: only the caller (the command line) says where data is read from and whether
 anything is downloaded (docs/trust.md, "What a file says is data")."""
 
+def without_locations(config: Any) -> Any:
+    """A recorded data config without its `LOCATION_FIELDS`, for comparing what was computed
+    (anything that is not a dict is returned as it is)."""
+    return {k: v for k, v in config.items() if k not in LOCATION_FIELDS} if isinstance(config, dict) else config
+
+
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 """Where Debian's ``dataset-fashion-mnist`` package installs the four IDX ``.gz`` files."""
 
@@ -752,4 +758,5 @@ __all__ = [
     "load_splits",
     "read_idx",
     "resolve_roots",
+    "without_locations",
 ]

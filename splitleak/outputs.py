@@ -17,17 +17,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import struct
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-from splitleak._io import write_text_atomic
+from splitleak._io import is_safetensors_head, write_text_atomic
 from splitleak.errors import InputError
 
 MARKER = ".splitleak.json"
 _FORMAT = "splitleak-output"
 _MAX_MARKER_BYTES = 1 << 20
-_MAX_HEADER_BYTES = 100 << 20  # safetensors' own limit on the JSON header
 _TEMPORARY = re.compile(r"^\..+\.tmp$")  # atomic_path's temporary files left by a killed run
 
 Recogniser = Callable[[Path], bool]
@@ -145,13 +143,10 @@ def claim_file(path: str | os.PathLike[str], recognise: Recogniser, what: str, *
 def safetensors_metadata(path: Path) -> dict[str, str] | None:
     """The `__metadata__` of a safetensors file's JSON header, or None if it is not one."""
     with open(path, "rb") as handle:
-        head = handle.read(8)
-        if len(head) != 8:
+        head = handle.read(9)
+        if not is_safetensors_head(head, path.stat().st_size):
             return None
-        (length,) = struct.unpack("<Q", head)
-        if not 2 <= length <= _MAX_HEADER_BYTES:
-            return None
-        raw = handle.read(length)
+        raw = head[8:] + handle.read(int.from_bytes(head[:8], "little") - 1)
     try:
         header = json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from splitleak.data import LOCATION_FIELDS, Splits
+from splitleak.data import Splits, without_locations
 from splitleak.errors import InputError
 from splitleak.evaluation import EvalConfig, evaluate
 from splitleak.models import load_checkpoint, save_checkpoint
@@ -59,10 +59,6 @@ def recorded_configs(folder: Path) -> tuple[Any, Any, Any] | None:
         return None
 
 
-def _without_locations(data: Any) -> Any:
-    return {k: v for k, v in data.items() if k not in LOCATION_FIELDS} if isinstance(data, dict) else data
-
-
 def is_finished(cell: Cell, splits: Splits, evaluation: EvalConfig, folder: Path) -> bool:
     """Whether `folder` holds results of exactly this cell's training, data and evaluation configs.
 
@@ -74,8 +70,8 @@ def is_finished(cell: Cell, splits: Splits, evaluation: EvalConfig, folder: Path
     if recorded is None:
         return False
     train, data, evaluated = recorded
-    wanted = (cell.train.to_dict(), _without_locations(splits.config.to_dict()), evaluation.to_dict())
-    return _canonical((train, _without_locations(data), evaluated)) == _canonical(wanted)
+    wanted = (cell.train.to_dict(), without_locations(splits.config.to_dict()), evaluation.to_dict())
+    return _canonical((train, without_locations(data), evaluated)) == _canonical(wanted)
 
 
 def run_study(

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import Tensor, nn
 
+from splitleak._config import short_number
 from splitleak.errors import InputError
 from splitleak.registry import Registry
 
@@ -83,13 +84,6 @@ def start_session(defense: Any, *, model: Any, generator: torch.Generator, devic
     """The defense's session for one run: its own `session(...)` if it has one, else the default."""
     factory = getattr(defense, "session", None)
     return factory(model=model, generator=generator, device=device) if factory is not None else DefenseSession(defense)
-
-
-def short_number(value: Any) -> str:
-    """A parameter value, short: 5.0 -> '5', 0.25 -> '0.25'."""
-    if isinstance(value, float) and math.isfinite(value) and value == round(value):
-        return str(int(value))
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def describe(cls: Any, params: Mapping[str, Any]) -> str:

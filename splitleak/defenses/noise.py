@@ -9,9 +9,10 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from splitleak._config import short_number
 from splitleak._random import Stochastic
-from splitleak.defenses.base import DEFENSES, short_number
 from splitleak._validate import finite_number
+from splitleak.defenses.base import DEFENSES
 from splitleak.errors import InputError
 
 

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from splitleak._io import is_safetensors_head, sha256_file
+from splitleak._io import MAX_SAFETENSORS_HEADER, is_safetensors_head, sha256_file
 from splitleak._random import constructed
 from splitleak.data import InputSpec
 from splitleak.models.checkpoint import Checkpoint, CheckpointError, load_weights
@@ -68,7 +68,6 @@ RUNS_CODE: dict[str, str] = {
 """The kinds that run code, and why; each needs `allow_code`."""
 
 _FACTORY_SPEC = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
-_MAX_SAFETENSORS_HEADER = 100 * 2**20
 
 
 def detect(path: str | os.PathLike[str]) -> str:
@@ -91,7 +90,7 @@ def detect(path: str | os.PathLike[str]) -> str:
     if head[:4] == b"PK\x03\x04":
         return _zip_kind(path)
     (header_len,) = struct.unpack("<Q", head[:8])
-    if 2 <= header_len <= _MAX_SAFETENSORS_HEADER and head[8:9] == b"{":
+    if 2 <= header_len <= MAX_SAFETENSORS_HEADER and head[8:9] == b"{":
         if header_len > size - 8:
             raise CheckpointError(f"{path} is a truncated safetensors file (its header wants {header_len} bytes, {size - 8} follow)")
         return _safetensors_kind(path, header_len)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from splitleak._config import short_number
 from splitleak.errors import InputError
 from splitleak.results import Results, ResultsError
 
@@ -94,25 +95,18 @@ def parse_params(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _number(value: Any) -> str:
-    """A parameter value, short: 5.0 -> '5', 0.25 -> '0.25'."""
-    if isinstance(value, float) and math.isfinite(value) and value == round(value):
-        return str(int(value))
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def defense_label(defense: str, params: Mapping[str, Any]) -> str:
     """Human label of a defense and its parameters: 'NoPeek α=5', 'noise σ=1', 'dropout p=0.5'."""
     if defense == "none":
         return "no defense"
     if defense == "nopeek" and "alpha" in params:
-        return f"NoPeek α={_number(params['alpha'])}"
+        return f"NoPeek α={short_number(params['alpha'])}"
     if defense == "noise" and "scale" in params:
         laplace = params.get("distribution") == "laplace"
-        return f"noise {'b' if laplace else 'σ'}={_number(params['scale'])}" + (" (Laplace)" if laplace else "")
+        return f"noise {'b' if laplace else 'σ'}={short_number(params['scale'])}" + (" (Laplace)" if laplace else "")
     if defense == "dropout" and "rate" in params:
-        return f"dropout p={_number(params['rate'])}"
-    shown = ", ".join(f"{k}={_number(v)}" for k, v in sorted(params.items()))
+        return f"dropout p={short_number(params['rate'])}"
+    shown = ", ".join(f"{k}={short_number(v)}" for k, v in sorted(params.items()))
     return f"{defense} {shown}".strip()
 
 

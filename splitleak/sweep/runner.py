@@ -32,8 +32,9 @@ from typing import Any
 
 from splitleak import __version__
 from splitleak._io import atomic_path, write_text_atomic
-from splitleak.outputs import add_to_marker, claim_folder, mark_folder
+from splitleak.data import without_locations
 from splitleak.models import load_checkpoint
+from splitleak.outputs import add_to_marker, claim_folder, mark_folder
 from splitleak.resume import partial_path
 from splitleak.results import FOLDER_KIND as RESULTS_KIND
 from splitleak.results import Results, ResultsError, claim_results_folder
@@ -66,10 +67,6 @@ def checkpoint_path(out: Path, cell: SweepCell) -> Path:
     return out / CHECKPOINTS_DIR / cell.checkpoint
 
 
-def _without_locations(data: Any) -> Any:
-    return {k: v for k, v in data.items() if k not in LOCATION_OPTIONS["data"]} if isinstance(data, dict) else data
-
-
 def is_cell_finished(out: Path, cell: SweepCell) -> bool:
     """Whether the cell's folder holds results of exactly its data, training and evaluation configs."""
     recorded = recorded_configs(cell_folder(out, cell))
@@ -79,7 +76,7 @@ def is_cell_finished(out: Path, cell: SweepCell) -> bool:
     if isinstance(evaluation, dict):
         evaluation = {k: v for k, v in evaluation.items() if k not in LOCATION_OPTIONS["evaluate"]}
     wanted = (cell.train.to_dict(), resolved_data(cell.data), resolved_eval(cell.evaluation))
-    return canonical((train, _without_locations(data), evaluation)) == canonical(wanted)
+    return canonical((train, without_locations(data), evaluation)) == canonical(wanted)
 
 
 def is_checkpoint_ready(out: Path, cell: SweepCell) -> bool:
@@ -92,7 +89,7 @@ def is_checkpoint_ready(out: Path, cell: SweepCell) -> bool:
     except (ValueError, OSError) as err:
         log.warning("sweep: ignoring checkpoint %s (%s)", path, err)
         return False
-    recorded = (meta.get("train"), _without_locations(meta.get("data")))
+    recorded = (meta.get("train"), without_locations(meta.get("data")))
     return canonical(recorded) == canonical((cell.train.to_dict(), resolved_data(cell.data)))
 
 
