@@ -200,7 +200,7 @@ def scorers_for(config: EvalConfig) -> list[Scorer]:
     ]
 
 
-def _access(checkpoint: Checkpoint, splits: Splits, config: EvalConfig, activation_shape: tuple[int, ...]) -> Access:
+def _access(checkpoint: Checkpoint, splits: Splits, config: EvalConfig, activation_shape: tuple[int, ...], observed: Tensor | None = None) -> Access:
     """Everything an attacker may be handed; each attack takes only what its threat model allows."""
     model, meta = checkpoint.model, checkpoint.meta
     arch, cut, clone = checkpoint.architecture
@@ -208,6 +208,7 @@ def _access(checkpoint: Checkpoint, splits: Splits, config: EvalConfig, activati
         spec=model.spec, activation_shape=activation_shape, query=lambda x: model(x)[1], encoder=model,
         head=model.head if checkpoint.has_head else None, aux=splits.aux, arch=arch, cut=cut,
         num_classes=int(meta["num_classes"]) or None, device=config.device, seed=config.seed, clone=clone, labelled=splits.labelled,
+        observed=observed,
     )
 
 
@@ -268,7 +269,7 @@ def evaluate(
     samples = test.indices.numpy()
     shown = min(config.gallery, len(test))
     reconstructions = {"indices": test.indices[:shown].clone(), "original": test.x[:shown].clone()}
-    access = _access(checkpoint, splits, config, tuple(z_test.shape[1:]))
+    access = _access(checkpoint, splits, config, tuple(z_test.shape[1:]), observed=z_test)
     attack_log: dict[str, Any] = {}
     if store is not None:
         store.bind(checkpoint_sha256=checkpoint.sha256, evaluation=config.to_dict(), data={**splits.config.to_dict(), "origin": splits.origin}, lpips=_logs(scorers)["lpips"])

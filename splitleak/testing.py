@@ -168,6 +168,7 @@ class _TinyVictim:
         values: dict[str, Any] = dict(
             spec=self.spec, activation_shape=tuple(self.z_test.shape[1:]), query=self.query, encoder=self.model, head=self.model.head,
             aux=self.aux, arch=_ARCH, cut=_CUT, num_classes=_CLASSES, device="cpu", seed=self.seed, labelled=True,
+            observed=self.z_test,
         )
         values.update(overrides)
         return Access(**values)

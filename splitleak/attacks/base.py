@@ -42,6 +42,10 @@ class Access:
     # with its own model factory; public knowledge like `arch` and `cut`, not weights
     clone: Callable[[], Any] | None = None
     labelled: bool = True  # whether `aux.y` holds real labels
+    # the activations the server observed from the client's private data: in `evaluate`, those of
+    # the attacked test images (what a passive server sees anyway). Attacks that fit on their
+    # distribution (SDAR, FORA) read it; others ignore it. None outside an evaluation.
+    observed: Tensor | None = None
 
 
 @dataclass(frozen=True)
