@@ -11,6 +11,8 @@ from splitleak.errors import InputError
 
 T = TypeVar("T")
 
+SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed takes
+
 
 def from_mapping(cls: type[T], values: Mapping[str, Any], what: str) -> T:
     """`cls(**values)`, with a clear ValueError naming `what` for keys `cls` does not have."""

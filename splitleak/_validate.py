@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from splitleak._config import SEED_RANGE
 from splitleak.errors import InputError
 
 
@@ -34,7 +35,6 @@ def all_finite(*tensors: torch.Tensor) -> bool:
     return not ends or bool(torch.isfinite(torch.cat(ends)).all())
 
 
-SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed takes
 
 
 def torch_seed(name: str, value: Any) -> int:

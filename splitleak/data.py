@@ -30,7 +30,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from splitleak._validate import SEED_RANGE
+from splitleak.dataspec import (
+    LOCATION_FIELDS,
+    DataConfig,
+    DataError,
+    InputSpec,
+    _as_tuple,
+    _check_keys,
+    _check_optional_int,
+    _is_int,
+    without_locations,
+)
 from splitleak.errors import InputError
 from splitleak.registry import Registry
 
@@ -38,18 +48,6 @@ log = logging.getLogger(__name__)
 
 ENV_DATA_DIR = "SPLITLEAK_DATA_DIR"
 """Environment variable naming an extra data root (searched after an explicit ``data_dir``)."""
-
-LOCATION_FIELDS = ("data_dir", "download")
-""":class:`DataConfig` fields that say where the files are and whether to fetch them, not what is
-computed. A data config recorded in a file (a checkpoint, a results folder, a progress file) is
-replayed without them: only the caller (the command line) says where data is read from and whether
-anything is downloaded (docs/trust.md, "What a file says is data")."""
-
-def without_locations(config: Any) -> Any:
-    """A recorded data config without its `LOCATION_FIELDS`, for comparing what was computed
-    (anything that is not a dict is returned as it is)."""
-    return {k: v for k, v in config.items() if k not in LOCATION_FIELDS} if isinstance(config, dict) else config
-
 
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 """Where Debian's ``dataset-fashion-mnist`` package installs the four IDX ``.gz`` files."""
@@ -65,157 +63,6 @@ IDX_FILES = {
     "test_y": "t10k-labels-idx1-ubyte",
 }
 
-
-
-class DataError(InputError):
-    """A dataset cannot be found, parsed, or split as configured."""
-
-
-# --------------------------------------------------------------------------------------------
-# Configuration and containers
-# --------------------------------------------------------------------------------------------
-
-
-def _check_keys(cls: type, d: Mapping[str, Any]) -> None:
-    if not isinstance(d, Mapping):
-        raise DataError(f"{cls.__name__}.from_dict expects a mapping, got {type(d).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise DataError(
-            f"unknown {cls.__name__} key(s) {unknown}; valid keys: {sorted(known)}"
-        )
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-def _check_optional_int(name: str, v: object, minimum: int) -> None:
-    if v is None:
-        return
-    if not _is_int(v):
-        raise DataError(f"{name} must be an int or None, got {v!r}")
-    if v < minimum:
-        raise DataError(f"{name} must be >= {minimum} (or None), got {v}")
-
-
-def _as_tuple(name: str, v: object) -> tuple[Any, ...]:
-    if isinstance(v, (list, tuple)):
-        return tuple(v)
-    raise DataError(f"{name} must be a list or tuple, got {v!r}")
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """What the model's input looks like.
-
-    ``shape`` is (C, H, W); ``value_range`` the range pixel values live in; ``mean`` / ``std``
-    the per-channel normalisation the model applies internally (None for the built-in
-    datasets, whose models see [0, 1] images directly).
-    """
-
-    shape: tuple[int, int, int]
-    value_range: tuple[float, float] = (0.0, 1.0)
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if len(self.shape) != 3 or not all(_is_int(s) and s > 0 for s in self.shape):
-            raise DataError(f"InputSpec.shape must be three positive ints (C, H, W), got {self.shape!r}")
-        if len(self.value_range) != 2 or not self.value_range[0] < self.value_range[1]:
-            raise DataError(f"InputSpec.value_range must be (low, high) with low < high, got {self.value_range!r}")
-        channels = self.shape[0]
-        for name in ("mean", "std"):
-            v = getattr(self, name)
-            if v is not None and len(v) != channels:
-                raise DataError(f"InputSpec.{name} needs {channels} values (one per channel), got {v!r}")
-        if (self.mean is None) != (self.std is None):
-            raise DataError("InputSpec.mean and InputSpec.std must be given together")
-        if self.std is not None and not all(s > 0 for s in self.std):
-            raise DataError(f"InputSpec.std must be positive, got {self.std!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        return {
-            "shape": list(self.shape),
-            "value_range": list(self.value_range),
-            "mean": None if self.mean is None else list(self.mean),
-            "std": None if self.std is None else list(self.std),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> InputSpec:
-        """Inverse of :meth:`to_dict`; rejects unknown keys, accepts lists for tuples."""
-        _check_keys(cls, d)
-        if "shape" not in d:
-            raise DataError("InputSpec.from_dict needs 'shape'")
-        kw: dict[str, Any] = {"shape": _as_tuple("shape", d["shape"])}
-        if "value_range" in d:
-            kw["value_range"] = tuple(float(v) for v in _as_tuple("value_range", d["value_range"]))
-        for name in ("mean", "std"):
-            if d.get(name) is not None:
-                kw[name] = tuple(float(v) for v in _as_tuple(name, d[name]))
-        return cls(**kw)
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Which dataset and how to split it. All fields are JSON-serialisable.
-
-    ``aux_pool``: images of the source's training part reserved for the attacker (None = the
-    dataset's default); ``aux_size``: how many of that pool the attacker gets (None = all).
-    ``limit_train`` / ``limit_test`` keep only the first N of train / test.
-    """
-
-    dataset: str = "fashion-mnist"
-    data_dir: str | None = None
-    split_seed: int = 0
-    aux_pool: int | None = None
-    aux_size: int | None = None
-    limit_train: int | None = None
-    limit_test: int | None = None
-    download: bool = False
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.dataset, str) or not self.dataset:
-            raise DataError(f"DataConfig.dataset must be a non-empty string, got {self.dataset!r}")
-        if isinstance(self.data_dir, os.PathLike):
-            object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
-        if self.data_dir is not None and not isinstance(self.data_dir, str):
-            raise DataError(f"DataConfig.data_dir must be a path string or None, got {self.data_dir!r}")
-        if not _is_int(self.split_seed):
-            raise DataError(f"DataConfig.split_seed must be an int, got {self.split_seed!r}")
-        if not SEED_RANGE[0] <= self.split_seed <= SEED_RANGE[1]:
-            raise DataError(f"DataConfig.split_seed must be from -2**63 to 2**64 - 1, got {self.split_seed}")
-        _check_optional_int("DataConfig.aux_pool", self.aux_pool, 0)
-        _check_optional_int("DataConfig.aux_size", self.aux_size, 0)
-        _check_optional_int("DataConfig.limit_train", self.limit_train, 1)
-        _check_optional_int("DataConfig.limit_test", self.limit_test, 1)
-        if self.aux_pool is not None and self.aux_size is not None and self.aux_size > self.aux_pool:
-            raise DataError(
-                f"DataConfig.aux_size ({self.aux_size}) cannot exceed aux_pool ({self.aux_pool})"
-            )
-        if not isinstance(self.download, bool):
-            raise DataError(f"DataConfig.download must be a bool, got {self.download!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of every field."""
-        return dataclasses.asdict(self)
-
-    def resolved(self) -> DataConfig:
-        """This config with the split defaults filled in, as :func:`load_splits` records it in
-        ``Splits.config``: ``aux_pool`` = the dataset's ``default_aux_pool`` when None, ``aux_size``
-        = ``aux_pool`` when None. The one place these defaults are resolved. Raises
-        :class:`DataError` for an unknown dataset or an ``aux_size`` beyond the pool."""
-        pool = get_source(self.dataset).default_aux_pool if self.aux_pool is None else self.aux_pool
-        return dataclasses.replace(self, aux_pool=pool, aux_size=_take("aux_size", self.aux_size, pool))
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> DataConfig:
-        """Build from a dict; unknown keys raise :class:`DataError`, missing keys take defaults."""
-        _check_keys(cls, d)
-        return cls(**d)
 
 
 @dataclass(frozen=True, eq=False)
@@ -685,6 +532,15 @@ def _to_split(x: np.ndarray, y: np.ndarray, idx: torch.Tensor) -> ArraySplit:
     return ArraySplit(x=xt, y=yt, indices=idx.clone())
 
 
+def resolve_defaults(config: DataConfig) -> DataConfig:
+    """`config` with the split defaults filled in, as :func:`load_splits` records it in
+    ``Splits.config``: ``aux_pool`` = the dataset's ``default_aux_pool`` when None, ``aux_size``
+    = ``aux_pool`` when None. The one place these defaults are resolved. Raises
+    :class:`DataError` for an unknown dataset or an ``aux_size`` beyond the pool."""
+    pool = get_source(config.dataset).default_aux_pool if config.aux_pool is None else config.aux_pool
+    return dataclasses.replace(config, aux_pool=pool, aux_size=_take("aux_size", config.aux_size, pool))
+
+
 def _take(name: str, n: int | None, available: int) -> int:
     if n is None:
         return available
@@ -708,7 +564,7 @@ def load_splits(config: DataConfig) -> Splits:
         raise DataError(f"{source.name}: loader returned images of shape {raw.train_x.shape[1:]}, expected {source.shape}")
 
     n_source = len(raw.train_y)
-    resolved = config.resolved()
+    resolved = resolve_defaults(config)
     pool = resolved.aux_pool
     assert pool is not None and resolved.aux_size is not None
     if pool >= n_source:

@@ -21,6 +21,7 @@ from splitleak.data import (
     InputSpec,
     load_splits,
     read_idx,
+    resolve_defaults,
     resolve_roots,
 )
 
@@ -505,7 +506,7 @@ def test_resolved_fills_the_split_defaults_once() -> None:
     """The one place aux_pool / aux_size defaults are resolved (load_splits, the sweep and its cost model use it)."""
     from splitleak.data import DataConfig
 
-    assert DataConfig(dataset="digits").resolved() == DataConfig(dataset="digits", aux_pool=500, aux_size=500)
-    assert DataConfig(dataset="digits", aux_pool=40, aux_size=10).resolved() == DataConfig(dataset="digits", aux_pool=40, aux_size=10)
+    assert resolve_defaults(DataConfig(dataset="digits")) == DataConfig(dataset="digits", aux_pool=500, aux_size=500)
+    assert resolve_defaults(DataConfig(dataset="digits", aux_pool=40, aux_size=10)) == DataConfig(dataset="digits", aux_pool=40, aux_size=10)
     with pytest.raises(DataError, match="aux_size=501 is larger than the 500 images available"):
-        DataConfig(dataset="digits", aux_size=501).resolved()
+        resolve_defaults(DataConfig(dataset="digits", aux_size=501))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from splitleak.attacks import ATTACKS
 from splitleak.attacks.base import WorkSize
+from splitleak.data import resolve_defaults
 from splitleak.defenses import DEFENSES
 from splitleak.sweep.grid import SweepCell
 
@@ -39,7 +40,7 @@ class Sizes:
 
 def sizes(cell: SweepCell) -> Sizes:
     """Training, auxiliary and attacked test images of a cell (from the configs and known dataset sizes)."""
-    data = cell.data.resolved()
+    data = resolve_defaults(cell.data)
     train_total, test_total = DATASET_SIZES.get(data.dataset, (60_000, 10_000))
     pool, aux = data.aux_pool, data.aux_size
     assert pool is not None and aux is not None

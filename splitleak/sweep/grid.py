@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from splitleak.attacks import ATTACKS
-from splitleak.data import LOCATION_FIELDS, DataConfig, get_source
+from splitleak.data import LOCATION_FIELDS, DataConfig, get_source, resolve_defaults
 from splitleak.defenses import make_defense
 from splitleak.errors import InputError
 from splitleak.evaluation import EvalConfig
@@ -87,7 +87,7 @@ def short_hash(value: Any) -> str:
 
 def resolved_data(data: DataConfig) -> dict[str, Any]:
     """The data config as `load_splits` records it (`DataConfig.resolved`), without locations."""
-    return _without(data.resolved().to_dict(), LOCATION_OPTIONS["data"])
+    return _without(resolve_defaults(data).to_dict(), LOCATION_OPTIONS["data"])
 
 
 def resolved_eval(evaluation: EvalConfig) -> dict[str, Any]:
