@@ -209,7 +209,7 @@ def bench_nopeek(repeats: int, batches: tuple[int, ...], cuts: tuple[int, ...], 
             for _ in range(max(repeats, 3)):  # alternate the two, so drift in the machine's speed hits both alike
                 for defense, params in (("none", {}), ("nopeek", {"alpha": 5.0})):
                     config = TrainConfig(cut=cut, epochs=1, batch_size=batch, defense=defense, defense_params=params, device=device)
-                    speed[defense] = max(speed[defense], train(config, splits).meta["log"][0]["images_per_second"])
+                    speed[defense] = max(speed[defense], train(config, splits).meta.log[0]["images_per_second"])
             overhead = speed["none"] / speed["nopeek"] - 1
             floor = "< 10% at batch 256" if batch == 256 else ""
             rows.append(Row(

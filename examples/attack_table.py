@@ -5,8 +5,9 @@
 Trains small-cnn at every cut under no defense, NoPeek (alpha 20) and Gaussian activation
 noise (scale 1), attacks each model with every registered attack at its default budget, and
 writes `attack_table.md` (three tables: mean SSIM, mean LPIPS, semantic accuracy) into the
-output folder beside the checkpoints and results folders. Re-running with the same options
-reuses finished cells. docs/attacks.md shows the table this produced here.
+output folder, a sweep folder (the study is a sweep of one cell per model: checkpoints/, cells/,
+the merged results). Re-running with the same options reuses finished cells. docs/attacks.md
+shows the table this produced here.
 """
 
 from __future__ import annotations
@@ -18,18 +19,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from splitleak import DataConfig, EvalConfig, Results, TrainConfig, load_splits
+from splitleak import DataConfig, EvalConfig, Results, TrainConfig
 from splitleak.attacks import ATTACKS
 from splitleak.models import get_architecture
-from splitleak.study import Cell, run_study
+from splitleak.sweep import run_sweep
+from splitleak.sweep.grid import study_grid
 
 METRICS = {"ssim": "mean SSIM (higher = more leakage; < 0.3 unrecognisable)", "lpips": "mean LPIPS (lower = more leakage)", "semantic_accuracy": "semantic accuracy (attacker's classifier on reconstructions)"}
 
 
-def cells(epochs: int, alpha: float, noise: float) -> list[Cell]:
+def models(epochs: int, alpha: float, noise: float) -> list[tuple[str, TrainConfig]]:
     defenses = [("none", {}), ("nopeek", {"alpha": alpha}), ("noise", {"scale": noise})]
     return [
-        Cell(f"cut{cut}-{name}", TrainConfig(cut=cut, epochs=epochs, defense=name, defense_params=params))
+        (f"cut{cut}-{name}", TrainConfig(cut=cut, epochs=epochs, defense=name, defense_params=params))
         for cut in get_architecture("small-cnn").cuts
         for name, params in defenses
     ]
@@ -52,9 +54,9 @@ def label(defense: str, params: str) -> str:
     return " ".join([defense, *(f"{k}={v:g}" for k, v in values.items())])
 
 
-def tables(folders: list[Path]) -> str:
+def tables(results: Results) -> str:
     """Task accuracy, then one table per metric: rows (attack, defense), columns cuts."""
-    summary = pd.concat([Results.load(folder).summary() for folder in folders], ignore_index=True)
+    summary = results.summary()
     summary["defense"] = [label(d, p) for d, p in zip(summary["defense"], summary["defense_params"])]
     accuracy = summary[(summary.attack == "") & (summary.metric == "accuracy")]
     parts = ["### Task accuracy\n", markdown(accuracy.pivot_table(index="defense", columns="cut", values="mean", sort=False)), ""]
@@ -74,10 +76,12 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=1.0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    splits = load_splits(DataConfig(dataset="fashion-mnist", limit_test=args.limit))
+    data = DataConfig(dataset="fashion-mnist", limit_test=args.limit)
     evaluation = EvalConfig(attacks=tuple(ATTACKS), limit=args.limit, semantic_epochs=5, require_lpips=True)
-    folders = run_study(cells(args.epochs, args.alpha, args.noise), splits, evaluation, args.out, reuse=True)
-    text = tables(folders)
+    outcome = run_sweep(study_grid("attack-table", data, models(args.epochs, args.alpha, args.noise), evaluation), args.out, report=False)
+    if outcome.failed:
+        raise SystemExit(f"{len(outcome.failed)} model(s) failed; see {args.out}/sweep.json")
+    text = tables(Results.load(args.out))
     (Path(args.out) / "attack_table.md").write_text(text + "\n")
     print(text)
 

@@ -120,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     wt.set_defaults(run=_cmd_weights)
 
     demo = commands.add_parser("demo", help="the main job: train, attack and report on Fashion-MNIST", description="Train small-cnn on Fashion-MNIST without a defense, with NoPeek at several alphas and with activation noise; attack each with every attack; write report.pdf (about 6 minutes on 2 CPU cores; --quick: under a minute).")
-    demo.add_argument("--out", required=True, help="folder for checkpoints/, results/ and report.pdf (finished models are reused)")
+    demo.add_argument("--out", required=True, help="a sweep folder for checkpoints/, cells/, the merged results and report.pdf (finished models are reused)")
     demo.add_argument("--quick", action="store_true", help="small budgets: 6,000 training images, 64 test images, quarter attack budgets")
     demo.add_argument("--data-dir", help="where datasets live (default: $SPLITLEAK_DATA_DIR, ~/.cache/splitleak/data, Debian's dataset packages)")
     _common_options(demo)
@@ -185,10 +185,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     trained = train(config, splits, progress=_progress(args.quiet), state_file=partial_path(args.out), resume=args.resume)
     path = save_checkpoint(args.out, trained.model, trained.meta, trained.defense_state)
     partial_path(args.out).unlink(missing_ok=True)
-    last = trained.meta["log"][-1]
+    last = trained.meta.log[-1]
     print(
-        f"{path}: {config.arch} cut {config.cut}, defense {config.defense} {trained.meta['defense']['params']}, "
-        f"test accuracy {trained.meta['test_accuracy']:.4f} on {trained.meta['test_size']} images, "
+        f"{path}: {config.arch} cut {config.cut}, defense {config.defense} {trained.meta.defense.params}, "
+        f"test accuracy {trained.meta.test_accuracy:.4f} on {trained.meta.test_size} images, "
         f"final train loss {last['loss']:.4f} (penalty {last['penalty']:.4f}), {last['images_per_second']:.0f} img/s"
     )
     return 0
@@ -243,10 +243,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     results = evaluate(checkpoint, config, splits, progress=_progress(args.quiet), store=store)
     out = results.save(args.out)
     store.discard()
-    if not results.provenance["task_accuracy"]["reported"]:
-        print(f"note: no task accuracy: {results.provenance['task_accuracy']['reason']}", file=sys.stderr)
-    if not results.provenance["lpips"]["available"] and config.lpips is not None:
-        print(f"note: {results.provenance['lpips']['reason']}", file=sys.stderr)
+    run = results.provenance.only
+    if not run.task_accuracy["reported"]:
+        print(f"note: no task accuracy: {run.task_accuracy['reason']}", file=sys.stderr)
+    if not run.lpips["available"] and config.lpips is not None:
+        print(f"note: {run.lpips['reason']}", file=sys.stderr)
     summary = results.summary()[["defense", "attack", "metric", "mean", "ci_low", "ci_high", "median", "count"]]
     summary["attack"] = summary["attack"].replace("", "(model)")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -259,7 +260,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from splitleak.demo import run_demo
 
     usable_device(args.device)
-    path = run_demo(args.out, quick=args.quick, data_dir=args.data_dir, device=args.device, progress=_progress(args.quiet))
+    from splitleak._cli.sweep import event_printer
+
+    path = run_demo(args.out, quick=args.quick, data_dir=args.data_dir, device=args.device, on_event=event_printer(args.quiet))
     print(f"report: {path}")
     return 0
 

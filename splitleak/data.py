@@ -24,7 +24,6 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -35,13 +34,9 @@ from splitleak.dataspec import (
     DataConfig,
     DataError,
     InputSpec,
-    _as_tuple,
-    _check_keys,
-    _check_optional_int,
     _is_int,
     without_locations,
 )
-from splitleak.errors import InputError
 from splitleak.registry import Registry
 
 log = logging.getLogger(__name__)

@@ -5,50 +5,54 @@ and with Gaussian activation noise, attacks every model with the whole attack su
 the PDF leakage report. The attacker gets 5,000 auxiliary images; 300 test images are attacked.
 Sized for a 2-core CPU: 6 min 18 s in full here, 30 s with `quick` (6,000 training
 images, 2,000 auxiliary and 64 test images, quarter attack budgets; for tests and a first look).
+
+The demo is a study, and a study is a sweep (`splitleak.sweep.grid.study_grid`): one cell per
+model under every attack, run, resumed and merged by `run_sweep` like any grid.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from splitleak.attacks import ATTACKS
 from splitleak.data import DataConfig, load_splits
 from splitleak.evaluation import EvalConfig
-from splitleak.outputs import claim_folder, mark_folder
-from splitleak.progress import ProgressFactory, silent
-from splitleak.reports import report
-from splitleak.study import Cell, run_study
+from splitleak.sweep import SweepEvent, run_sweep
+from splitleak.sweep.runner import claim_sweep_folder
+from splitleak.sweep.grid import Grid, study_grid
 from splitleak.training import TrainConfig
 
 CUT = 2
 NOPEEK_ALPHAS = (2.0, 5.0, 20.0)
 NOISE_SCALE = 1.0
-REPORT_FILE = "report.pdf"
-FOLDER_KIND = "demo"
-_LEGACY_ENTRIES = frozenset({"checkpoints", "results", REPORT_FILE, "report.summary.csv", "report.results.csv", "report.html"})
 
 
 @dataclass(frozen=True)
 class DemoPlan:
-    """What the demo runs: the data, the models and how each is evaluated."""
+    """What the demo runs: the data, the models (label, training) and how each is evaluated."""
 
     data: DataConfig
-    cells: tuple[Cell, ...]
+    models: tuple[tuple[str, TrainConfig], ...]
     evaluation: EvalConfig
 
+    def grid(self) -> Grid:
+        """The demo as a study: one sweep cell per model, attacked by every attack."""
+        return study_grid("demo", self.data, self.models, self.evaluation)
 
-def _cell_name(defense: str, params: dict[str, float]) -> str:
+
+def _label(defense: str, params: dict[str, float]) -> str:
     return "-".join([defense, *(f"{value:g}" for value in params.values())])
 
 
 def demo_plan(*, quick: bool = False, data_dir: str | None = None, device: str = "cpu") -> DemoPlan:
-    """The demo's data, cells and evaluation; `quick` shrinks every budget."""
+    """The demo's data, models and evaluation; `quick` shrinks every budget."""
     epochs, batch_size = (2, 64) if quick else (2, 256)
     alphas = NOPEEK_ALPHAS[-1:] if quick else NOPEEK_ALPHAS
     defenses = [("none", {}), *(("nopeek", {"alpha": a}) for a in alphas), ("noise", {"scale": NOISE_SCALE})]
-    cells = tuple(
-        Cell(_cell_name(name, params), TrainConfig(cut=CUT, epochs=epochs, batch_size=batch_size, defense=name, defense_params=params, device=device))
+    models = tuple(
+        (_label(name, params), TrainConfig(cut=CUT, epochs=epochs, batch_size=batch_size, defense=name, defense_params=params, device=device))
         for name, params in defenses
     )
     limit = 64 if quick else 300
@@ -58,17 +62,21 @@ def demo_plan(*, quick: bool = False, data_dir: str | None = None, device: str =
     evaluation = EvalConfig(
         attacks=tuple(ATTACKS), limit=limit, budget_scale=0.25 if quick else 1.0, semantic_epochs=1 if quick else 3, device=device
     )
-    return DemoPlan(data=data, cells=cells, evaluation=evaluation)
+    return DemoPlan(data=data, models=models, evaluation=evaluation)
 
 
 def run_demo(
-    out: str | Path, *, quick: bool = False, data_dir: str | None = None, device: str = "cpu", progress: ProgressFactory = silent
+    out: str | Path, *, quick: bool = False, data_dir: str | None = None, device: str = "cpu", on_event: Callable[[SweepEvent], None] | None = None
 ) -> Path:
-    """Run the demo into `out` (checkpoints/, results/, report.pdf); returns the report's path."""
-    claim_folder(out, FOLDER_KIND, legacy=lambda entries: set(entries) <= _LEGACY_ENTRIES)
+    """Run the demo into `out` (a sweep folder: checkpoints/, cells/, the merged results and
+    report.pdf; finished models are reused); returns the report's path."""
     plan = demo_plan(quick=quick, data_dir=data_dir, device=device)
-    splits = load_splits(plan.data)
-    Path(out).mkdir(parents=True, exist_ok=True)
-    mark_folder(out, FOLDER_KIND)
-    folders = run_study(plan.cells, splits, plan.evaluation, out, reuse=True, progress=progress)
-    return report(folders, Path(out) / REPORT_FILE)
+    claim_sweep_folder(Path(out))  # a folder splitleak did not write is refused before any work
+    load_splits(plan.data)  # missing data is the user's to fix: one line, before any work
+    outcome = run_sweep(plan.grid(), out, on_event=on_event)
+    if outcome.failed:
+        first = outcome.failed[0]
+        raise RuntimeError(f"demo model {first['label']} failed ({first['stage']}): {first['type']}: {first['message']}")
+    if outcome.report is None:
+        raise RuntimeError(f"the demo's report could not be written: {outcome.report_error}")
+    return outcome.report

@@ -19,12 +19,14 @@ from splitleak._random import drawing_from, generator
 from splitleak._validate import all_finite, device_string, positive_int, torch_seed
 from splitleak.attacks import ATTACKS, Access, make_attack
 from splitleak.data import LOCATION_FIELDS, ArraySplit, DataConfig, Splits
+from splitleak.defenses import defense_record
 from splitleak.errors import InputError, NumericalError
 from splitleak.metrics import PRIMARY_METRIC, reconstruction_metrics
 from splitleak.metrics.dependence_scale import DEFAULT_MEMORY_BUDGET
 from splitleak.models.checkpoint import Checkpoint
 from splitleak.progress import ProgressFactory, silent
 from splitleak.provenance import environment
+from splitleak.records import CheckpointRecord, Provenance, RunProvenance
 from splitleak.resume import AttackProgress
 from splitleak.results import MODEL_LEVEL, Results
 from splitleak.scoring import (
@@ -126,7 +128,7 @@ def data_config_for(checkpoint: Checkpoint, **overrides: Any) -> DataConfig:
     command line), $SPLITLEAK_DATA_DIR and the default roots say, and nothing is downloaded
     unless `overrides` say `download=True`. None in `overrides` means "not given".
     """
-    recorded = checkpoint.meta.get("data")
+    recorded = checkpoint.meta.data
     if not recorded:
         raise InputError(f"{checkpoint.path} records no dataset; pass the data explicitly")
     if not isinstance(recorded, Mapping):
@@ -207,7 +209,7 @@ def _access(checkpoint: Checkpoint, splits: Splits, config: EvalConfig, activati
     return Access(
         spec=model.spec, activation_shape=activation_shape, query=lambda x: model(x)[1], encoder=model,
         head=model.head if checkpoint.has_head else None, aux=splits.aux, arch=arch, cut=cut,
-        num_classes=int(meta["num_classes"]) or None, device=config.device, seed=config.seed, clone=clone, labelled=splits.labelled,
+        num_classes=meta.num_classes or None, device=config.device, seed=config.seed, clone=clone, labelled=splits.labelled,
         observed=observed,
     )
 
@@ -239,8 +241,8 @@ def evaluate(
         raise InputError(f"evaluate needs at least {MIN_TEST_IMAGES} test images, got {min(len(test), len(dcor_set))}")
     scorers = scorers_for(config)
     context = ScoringContext(
-        spec=model.spec, test=test, aux=splits.aux, labelled=splits.labelled, num_classes=int(meta["num_classes"]),
-        arch=meta["arch"], has_head=checkpoint.has_head, seed=config.seed, device=config.device, progress=progress,
+        spec=model.spec, test=test, aux=splits.aux, labelled=splits.labelled, num_classes=meta.num_classes,
+        arch=meta.arch, has_head=checkpoint.has_head, seed=config.seed, device=config.device, progress=progress,
     )
     for scorer in scorers:  # once: LPIPS's availability, the semantic classifier
         scorer.prepare(context)
@@ -253,10 +255,10 @@ def evaluate(
             "checkpoint": str(checkpoint.path),
             "checkpoint_sha256": checkpoint.sha256,
             "dataset": splits.dataset,
-            "arch": meta["arch"],
-            "cut": int(meta["cut"]),
-            "defense": meta["defense"]["name"],
-            "defense_params": json.dumps(meta["defense"].get("params", {}), sort_keys=True),
+            "arch": meta.arch,
+            "cut": meta.cut,
+            "defense": meta.defense.name,
+            "defense_params": json.dumps(meta.defense.params, sort_keys=True),
             "seed": config.seed,
         }
     )
@@ -311,18 +313,19 @@ def evaluate(
         if store is not None:
             added = {k: v for k, v in reconstructions.items() if k not in known}
             store.save(name, pd.concat(rows.frames[first_row:], ignore_index=True), added, attack_log[name])
-    provenance = {
-        "environment": environment(),
-        "checkpoint": {"path": str(checkpoint.path), "sha256": checkpoint.sha256, "meta": meta},
-        "model": checkpoint.describe(),
-        "resumed_attacks": list(store.reused) if store is not None else [],
-        "evaluation": config.to_dict(),
-        "data": {**splits.config.to_dict(), "aux_size": len(splits.aux), "test_size": len(test), "origin": splits.origin, "labelled": splits.labelled},
-        "attacks": attack_log,
+    provenance = RunProvenance(
+        checkpoint=CheckpointRecord(path=str(checkpoint.path), sha256=checkpoint.sha256, meta=meta),
+        environment=environment(),
+        model=checkpoint.describe(),
+        defense=defense_record(meta.defense.name, meta.defense.params),
+        resumed_attacks=tuple(store.reused) if store is not None else (),
+        evaluation=config.to_dict(),
+        data={**splits.config.to_dict(), "aux_size": len(splits.aux), "test_size": len(test), "origin": splits.origin, "labelled": splits.labelled},
+        attacks=attack_log,
         **_logs(scorers),  # task_accuracy, dcor, lpips, semantic_classifier
-        "gallery_indices": reconstructions["indices"].tolist(),
-    }
-    return Results(table=rows.table(), provenance=provenance, reconstructions=reconstructions)
+        gallery_indices=tuple(reconstructions["indices"].tolist()),
+    )
+    return Results(table=rows.table(), provenance=Provenance.single(rows.base["run"], provenance), reconstructions=reconstructions)
 
 
 def _logs(scorers: Sequence[Scorer]) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from splitleak.policy import (  # noqa: F401  (re-exported: the gate's public na
     VERDICT_RULE,
     WORST,
     BaselineRule,
-    Cell,
+    Measurement,
     Comparison,
     GateError,
     Measure,
@@ -71,7 +71,7 @@ class _CannotCheck(Exception):
 
 
 @dataclass(frozen=True)
-class Run:
+class RunIdentity:
     """One run (checkpoint, evaluation seed) of a results table and the configuration it tests."""
 
     id: str
@@ -102,32 +102,32 @@ class _Cells:
         firsts = table.drop_duplicates(keys)
         seeds_per_run = firsts.groupby("run")["seed"].nunique()
         self.runs = tuple(
-            Run(
+            RunIdentity(
                 id=r.run if seeds_per_run[r.run] == 1 else f"{r.run}@seed{r.seed}", run=r.run, seed=int(r.seed),
                 dataset=r.dataset, arch=r.arch, cut=int(r.cut), defense=r.defense, defense_params=r.defense_params,
             )
             for r in firsts.itertuples()
         )
         self._groups = {k: g for k, g in table.groupby(["run", "seed", "attack", "metric"], sort=False)}
-        self._cache: dict[tuple[str, int, str, str], Cell] = {}
+        self._cache: dict[tuple[str, int, str, str], Measurement] = {}
 
-    def attacks(self, run: Run, metric: str) -> list[str]:
+    def attacks(self, run: RunIdentity, metric: str) -> list[str]:
         return sorted(a for (r, s, a, m) in self._groups if (r, s, m) == (run.run, run.seed, metric))
 
-    def cell(self, run: Run, attack: str, metric: str) -> Cell:
+    def cell(self, run: RunIdentity, attack: str, metric: str) -> Measurement:
         key = (run.run, run.seed, attack, metric)
         if key not in self._cache:
             group = self._groups[key]
             values = group["value"].to_numpy(dtype="float64")
             if group["sample"].notna().any():
                 finite = values[np.isfinite(values)]
-                self._cache[key] = Cell("sample", finite, bootstrap_mean_ci(finite, confidence=CONFIDENCE, seed=0), len(values))
+                self._cache[key] = Measurement("sample", finite, bootstrap_mean_ci(finite, confidence=CONFIDENCE, seed=0), len(values))
             else:
                 ci = (float(group["ci_low"].iloc[0]), float(group["ci_high"].iloc[0]))
-                self._cache[key] = Cell("set", values[:1], ci, int(group["n"].iloc[0]))
+                self._cache[key] = Measurement("set", values[:1], ci, int(group["n"].iloc[0]))
         return self._cache[key]
 
-    def measure(self, run: Run, rule: ThresholdRule | BaselineRule) -> Measure:
+    def measure(self, run: RunIdentity, rule: ThresholdRule | BaselineRule) -> Measure:
         """The rule's statistic on this run; for WORST, of the attack that leaks most as the rule
         reads it (:func:`splitleak.policy.worst_measure`).
 
@@ -153,7 +153,7 @@ class _Cells:
             raise _CannotCheck(f"no rows for metric {rule.metric}, attack {shown} in the {self.what} (run {run.id} has {', '.join(per_attack)}): cannot check")
         return worst_measure(rule, [self._measure(run, a, rule) for a in candidates])
 
-    def _measure(self, run: Run, attack: str, rule: ThresholdRule | BaselineRule) -> Measure:
+    def _measure(self, run: RunIdentity, attack: str, rule: ThresholdRule | BaselineRule) -> Measure:
         cell = self.cell(run, attack, rule.metric)
         where = f"{rule.metric} under {_attack_label(attack)} in the {self.what} (run {run.id})"
         if cell.values.size == 0:
@@ -174,7 +174,7 @@ def _attack_label(attack: str) -> str:
     return MODEL if attack == MODEL_LEVEL else attack
 
 
-def match_baseline(current: tuple[Run, ...], baseline: tuple[Run, ...]) -> tuple[dict[str, Run], tuple[str, ...]]:
+def match_baseline(current: tuple[RunIdentity, ...], baseline: tuple[RunIdentity, ...]) -> tuple[dict[str, RunIdentity], tuple[str, ...]]:
     """Pair each current run with a baseline run; return the pairs by run id and notes.
 
     One run on each side: they are paired whatever their configurations (a note says where they
@@ -186,7 +186,7 @@ def match_baseline(current: tuple[Run, ...], baseline: tuple[Run, ...]) -> tuple
         cur, base = current[0], baseline[0]
         notes = () if cur.config == base.config else (f"run {cur.id} ({cur.describe()}) is compared with the baseline's only run {base.id} ({base.describe()})",)
         return {cur.id: base}, notes
-    pairs: dict[str, Run] = {}
+    pairs: dict[str, RunIdentity] = {}
     notes: list[str] = []
     for run in current:
         matches = [b for b in baseline if b.config == run.config]
@@ -230,7 +230,7 @@ class Check:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class PolicyVerdict:
     """Every check of a policy against a results folder (and a baseline)."""
 
     checks: tuple[Check, ...]
@@ -253,7 +253,7 @@ class Verdict:
         return {status: sum(c.status == status for c in self.checks) for status in ("pass", "fail", "skip")}
 
 
-def _check_threshold(rule: ThresholdRule, run: Run, cells: _Cells) -> Check:
+def _check_threshold(rule: ThresholdRule, run: RunIdentity, cells: _Cells) -> Check:
     common = dict(rule=rule.name, kind="threshold", run=run.id, run_config=run.describe(), metric=rule.metric, statistic=rule.statistic, use=rule.use, limit=rule.limit(), description=rule.description)
     try:
         m = cells.measure(run, rule)
@@ -267,7 +267,7 @@ def _check_threshold(rule: ThresholdRule, run: Run, cells: _Cells) -> Check:
     )
 
 
-def _check_baseline(rule: BaselineRule, run: Run, cells: _Cells, base_run: Run | None, base_cells: _Cells | None) -> Check:
+def _check_baseline(rule: BaselineRule, run: RunIdentity, cells: _Cells, base_run: RunIdentity | None, base_cells: _Cells | None) -> Check:
     common = dict(rule=rule.name, kind="baseline", run=run.id, run_config=run.describe(), metric=rule.metric, statistic=rule.statistic, use=rule.use, limit=rule.limit(), description=rule.description)
     if base_cells is None or base_run is None:
         reason = "no --baseline given" if base_cells is None else f"no baseline run has this run's configuration ({run.describe()})"
@@ -307,7 +307,7 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def check_policy(policy: Policy, results: Results, baseline: Results | None = None, *, results_name: str = "results", baseline_name: str | None = None) -> Verdict:
+def check_policy(policy: Policy, results: Results, baseline: Results | None = None, *, results_name: str = "results", baseline_name: str | None = None) -> PolicyVerdict:
     """Apply every rule of ``policy`` to every run of ``results`` (baseline rules against ``baseline``).
 
     An empty results table (or an empty baseline, when one is given) raises GateError: a gate
@@ -319,7 +319,7 @@ def check_policy(policy: Policy, results: Results, baseline: Results | None = No
     base_cells = _Cells(baseline.table, "baseline results") if baseline is not None else None
     if base_cells is not None and not base_cells.runs:
         raise GateError(f"baseline {baseline_name or 'results'} have no rows (no runs): there is nothing to compare against")
-    pairs: dict[str, Run] = {}
+    pairs: dict[str, RunIdentity] = {}
     notes: tuple[str, ...] = ()
     if base_cells is not None and policy.baseline:
         pairs, notes = match_baseline(cells.runs, base_cells.runs)
@@ -327,10 +327,10 @@ def check_policy(policy: Policy, results: Results, baseline: Results | None = No
     for run in cells.runs:
         checks.extend(_check_threshold(rule, run, cells) for rule in policy.rules)
         checks.extend(_check_baseline(rule, run, cells, pairs.get(run.id), base_cells) for rule in policy.baseline)
-    return Verdict(checks=tuple(checks), policy=policy.source, results=results_name, baseline=baseline_name, notes=notes)
+    return PolicyVerdict(checks=tuple(checks), policy=policy.source, results=results_name, baseline=baseline_name, notes=notes)
 
 
-def run_gate(results_dir: str | os.PathLike[str], policy_path: str | os.PathLike[str] | Policy, baseline_dir: str | os.PathLike[str] | None = None) -> Verdict:
+def run_gate(results_dir: str | os.PathLike[str], policy_path: str | os.PathLike[str] | Policy, baseline_dir: str | os.PathLike[str] | None = None) -> PolicyVerdict:
     """Load the policy, the results folder and the optional baseline folder, and check them.
 
     ``policy_path`` may also be a :class:`Policy` (e.g. :data:`DEFAULT_POLICY`) to check as it is."""
@@ -352,7 +352,7 @@ def _ci_text(check: Check) -> str:
     return "-" if check.ci_low is None or check.ci_high is None else f"[{_fmt(check.ci_low)}, {_fmt(check.ci_high)}]"
 
 
-def _rows(verdict: Verdict, status: Mapping[str, str]) -> list[list[str]]:
+def _rows(verdict: PolicyVerdict, status: Mapping[str, str]) -> list[list[str]]:
     return [
         [status[c.status], c.rule, c.run, c.attack, c.statistic, "-" if c.value is None else _fmt(c.value), _ci_text(c), c.limit, c.message]
         for c in verdict.checks
@@ -362,14 +362,14 @@ def _rows(verdict: Verdict, status: Mapping[str, str]) -> list[list[str]]:
 _HEADER = ["status", "rule", "run", "attack", "statistic", "value", "95% CI of mean", "limit", "detail"]
 
 
-def _summary_line(verdict: Verdict) -> str:
+def _summary_line(verdict: PolicyVerdict) -> str:
     n = verdict.counts()
     state = "PASSED" if verdict.passed else "FAILED"
     nothing = " (nothing was checked, so nothing passes)" if not verdict.checks else ""
     return f"{state}: {n['fail']} failed, {n['pass']} passed, {n['skip']} skipped of {len(verdict.checks)} checks{nothing}"
 
 
-def render_table(verdict: Verdict) -> str:
+def render_table(verdict: PolicyVerdict) -> str:
     """A plain-text table for the terminal, one line per check, then notes and the verdict."""
     rows = [_HEADER, *_rows(verdict, _SYMBOL)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(_HEADER) - 1)]
@@ -380,7 +380,7 @@ def render_table(verdict: Verdict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
+def verdict_to_dict(verdict: PolicyVerdict) -> dict[str, Any]:
     """A JSON-ready dict: the verdict, counts, notes and every check (NaN as null)."""
     return {
         "passed": verdict.passed,
@@ -394,11 +394,11 @@ def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
     }
 
 
-def render_json(verdict: Verdict) -> str:
+def render_json(verdict: PolicyVerdict) -> str:
     return json.dumps(verdict_to_dict(verdict), indent=2, allow_nan=False) + "\n"
 
 
-def render_junit(verdict: Verdict) -> str:
+def render_junit(verdict: PolicyVerdict) -> str:
     """JUnit XML: one <testcase> per rule and run, failures as <failure>, skips as <skipped>."""
     n = verdict.counts()
     attrs = {"tests": str(len(verdict.checks)), "failures": str(n["fail"]), "errors": "0", "skipped": str(n["skip"])}
@@ -426,7 +426,7 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(verdict: Verdict) -> str:
+def render_markdown(verdict: PolicyVerdict) -> str:
     """A Markdown summary (for $GITHUB_STEP_SUMMARY): verdict line, table, notes."""
     head = "✅ passed" if verdict.passed else "❌ failed"
     lines = [f"## splitleak privacy gate: {head}", "", f"{_summary_line(verdict)}. Results `{verdict.results}`, policy `{verdict.policy}`" + (f", baseline `{verdict.baseline}`." if verdict.baseline else ", no baseline."), ""]

@@ -46,7 +46,7 @@ class GateError(InputError):
 
 
 @dataclass(frozen=True, eq=False)
-class Cell:
+class Measurement:
     """The rows of one (run, attack, metric) in a results table.
 
     Per-sample metrics keep their finite values (infinite ones, e.g. PSNR of identical images,
@@ -66,7 +66,7 @@ class Statistic:
 
     name: str
     description: str
-    fn: Callable[[Cell], float]
+    fn: Callable[[Measurement], float]
     per_sample_only: bool = False
 
 

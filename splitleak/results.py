@@ -24,6 +24,7 @@ from safetensors.numpy import load_file, save_file
 from splitleak._io import atomic_path, umask, write_text_atomic
 from splitleak.errors import InputError
 from splitleak.outputs import claim_folder, mark_folder
+from splitleak.records import Provenance, RecordError
 from splitleak.uncertainty import summarize
 
 COLUMNS: tuple[str, ...] = (
@@ -114,11 +115,16 @@ class Results:
     reading results never needs torch; tensors given here are converted)."""
 
     table: pd.DataFrame
-    provenance: dict[str, Any] = field(default_factory=dict)
+    provenance: Provenance = field(default_factory=Provenance)  # a recorded table is read with Provenance.from_dict
     reconstructions: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "table", validate(self.table))
+        if not isinstance(self.provenance, Provenance):
+            try:
+                object.__setattr__(self, "provenance", Provenance.from_dict(self.provenance))
+            except RecordError as err:
+                raise ResultsError(f"provenance: {err}") from None
         object.__setattr__(self, "reconstructions", {k: as_array(v) for k, v in self.reconstructions.items()})
 
     def summary(self) -> pd.DataFrame:
@@ -153,7 +159,7 @@ class Results:
         for table, target in ((self.table, written[0]), (self.summary(), written[1])):
             with atomic_path(target) as tmp:
                 table.to_csv(tmp, index=False, float_format="%.10g")
-        write_text_atomic(written[2], json.dumps(self.provenance, indent=2, sort_keys=True) + "\n")
+        write_text_atomic(written[2], json.dumps(self.provenance.to_dict(), indent=2, sort_keys=True) + "\n")
         if self.reconstructions:
             with atomic_path(directory / RECONSTRUCTIONS_FILE) as tmp:
                 save_file(dict(self.reconstructions), str(tmp))
@@ -178,7 +184,7 @@ class Results:
             )
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
             raise ResultsError(f"{table_path} is not a readable CSV table ({err})") from None
-        provenance: dict[str, Any] = {}
+        provenance: Any = {}
         if (directory / PROVENANCE_FILE).is_file():
             try:
                 provenance = json.loads((directory / PROVENANCE_FILE).read_text(encoding="utf-8"))
@@ -190,7 +196,10 @@ class Results:
                 reconstructions = load_file(str(directory / RECONSTRUCTIONS_FILE))
             except (SafetensorError, OSError) as err:
                 raise ResultsError(f"{directory / RECONSTRUCTIONS_FILE} is unreadable ({err})") from None
-        return cls(table=table, provenance=provenance, reconstructions=reconstructions)
+        try:
+            return cls(table=table, provenance=provenance, reconstructions=reconstructions)
+        except ResultsError as err:
+            raise ResultsError(f"{directory}: {err}") from None
 
 
 def claim_results_folder(directory: str | os.PathLike[str], option: str = "--out") -> None:

@@ -34,6 +34,7 @@ from splitleak.models.build import make_split_model
 from splitleak.models.split import SplitModel
 from splitleak.progress import ProgressFactory, silent
 from splitleak.protocol import HonestServer, Server, StepLog, client_parameters
+from splitleak.records import CheckpointMeta, DefenseRecord
 from splitleak.resume import TrainProgress
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class TrainedModel:
     """A trained model and the metadata a checkpoint stores with it."""
 
     model: SplitModel
-    meta: dict[str, Any]
+    meta: CheckpointMeta
     defense_state: dict[str, torch.Tensor] = field(default_factory=dict)  # a trainable defense's modules, by "<module>.<key>"
 
 
@@ -195,22 +196,22 @@ def train(
     with drawing_from(model, generator(config.seed, "train", "test-accuracy")):
         test_accuracy = evaluate_accuracy(model, splits.test.x, splits.test.y, config.device)
     model.eval()
-    meta = {
-        "arch": config.arch,
-        "cut": int(config.cut),
-        "num_classes": splits.num_classes,
-        "input_spec": splits.spec.to_dict(),
-        "defense": {"name": config.defense, "params": defense.params()},
-        "server": serving.describe(),
-        "data": splits.config.to_dict(),
-        "train": config.to_dict(),
-        "log": epochs_log,
-        "test_accuracy": test_accuracy,
-        "test_size": len(splits.test),
-        "train_size": n,
-        "seed": config.seed,
-        "splitleak_version": __version__,
-        "torch_version": torch.__version__,
-    }
+    meta = CheckpointMeta(
+        arch=config.arch,
+        cut=int(config.cut),
+        num_classes=splits.num_classes,
+        input_spec=splits.spec,
+        defense=DefenseRecord(name=config.defense, params=defense.params()),
+        server=serving.describe(),
+        data=splits.config.to_dict(),
+        train=config.to_dict(),
+        log=tuple(epochs_log),
+        test_accuracy=test_accuracy,
+        test_size=len(splits.test),
+        train_size=n,
+        seed=config.seed,
+        splitleak_version=__version__,
+        torch_version=torch.__version__,
+    )
     defense_state = {f"{name}.{k}": v.detach().cpu() for name, module in session.modules().items() for k, v in module.state_dict().items()}
     return TrainedModel(model=model.cpu(), meta=meta, defense_state=defense_state)

@@ -35,13 +35,13 @@ def test_torchscript_encoder_and_head_on_a_png_folder(tmp_path: Path, folder: Pa
     assert len(table.query("attack == 'rmle' and metric == 'ssim'")) == 20
     assert {"accuracy", "dcor", "semantic_reference"} <= set(table.query("attack == ''").metric)
     assert set(table.arch) == {"torchscript"} and set(table.dataset) == {"folder:digits"}
-    model = results.provenance["model"]
+    model = results.provenance.only.model
     assert model["loader"] == "torchscript" and [f["role"] for f in model["files"]] == ["encoder", "head"]
     from splitleak._io import sha256_file
 
     assert model["files"][0]["sha256"] == sha256_file(encoder)
-    assert results.provenance["task_accuracy"] == {"reported": True}
-    data = results.provenance["data"]
+    assert results.provenance.only.task_accuracy == {"reported": True}
+    data = results.provenance.only.data
     assert data["dataset"] == "image-folder" and data["aux_size"] == 20 and data["test_size"] == 20 and "sha256" in data["origin"]
     assert not (tmp_path / "res.partial").exists()
 
@@ -53,8 +53,8 @@ def test_without_a_head_accuracy_is_skipped_and_shadow_refused(tmp_path: Path, f
     assert "no task accuracy: no server head" in capsys.readouterr().err
     results = Results.load(out)
     assert "accuracy" not in set(results.table.metric)
-    assert results.provenance["task_accuracy"]["reported"] is False
-    assert "no server head" in results.provenance["task_accuracy"]["reason"]
+    assert results.provenance.only.task_accuracy["reported"] is False
+    assert "no server head" in results.provenance.only.task_accuracy["reason"]
     for attacks, message in (("shadow", "needs the server head"), ("unsplit", "architecture and cut")):
         assert main(["evaluate", str(encoder), "--image-folder", str(folder), "--allow-code", "--attacks", attacks, "--out", str(tmp_path / "x"), *FAST]) == 2
         assert message in _one_error_line(capsys)
@@ -78,9 +78,9 @@ def test_factory_and_weights_give_a_clone_for_unsplit_and_shadow(tmp_path: Path,
     results = Results.load(out)
     assert {"unsplit", "shadow"} <= set(results.table.attack)
     assert set(results.table.arch) == {f"factory:{module}:encoder"}
-    files = results.provenance["model"]["files"]
+    files = results.provenance.only.model["files"]
     assert files[0]["factory"] == f"{module}:encoder" and files[0]["factory_source"].endswith(f"{module}.py")
-    assert results.provenance["model"]["clone"] == "fresh model from the factory"
+    assert results.provenance.only.model["clone"] == "fresh model from the factory"
     # the factory without --allow-code: refused before anything is imported or read
     assert main([a for a in argv if a != "--allow-code"]) == 2
     assert "--allow-code" in _one_error_line(capsys)
@@ -93,8 +93,8 @@ def test_input_spec_toml_with_normalisation(tmp_path: Path, folder: Path, script
     out = tmp_path / "res"
     assert main(["evaluate", str(encoder), "--head", str(head), "--input-spec", str(spec), "--allow-code", "--out", str(out), *FAST]) == 0
     results = Results.load(out)
-    assert results.provenance["checkpoint"]["meta"]["input_spec"] == {"shape": [1, 16, 16], "value_range": [0.0, 1.0], "mean": [0.5], "std": [0.25]}
-    assert results.provenance["data"]["aux_pool"] == 16 and results.provenance["data"]["split_seed"] == 3
+    assert results.provenance.only.meta.input_spec.to_dict() == {"shape": [1, 16, 16], "value_range": [0.0, 1.0], "mean": [0.5], "std": [0.25]}
+    assert results.provenance.only.data["aux_pool"] == 16 and results.provenance.only.data["split_seed"] == 3
     # the command line overrides the file
     assert main(["evaluate", str(encoder), "--input-spec", str(spec), "--shape", "1,28,28", "--allow-code", "--out", str(tmp_path / "r2"), *FAST]) == 2
     assert "16x16 pixels but the input spec wants 28x28" in _one_error_line(capsys)
@@ -107,8 +107,8 @@ def test_unlabelled_folder_skips_label_metrics(tmp_path: Path, scripted) -> None
     assert main(["evaluate", str(encoder), "--head", str(head), "--image-folder", str(flat), "--allow-code", "--out", str(out), *FAST, "--semantic-epochs", "1"]) == 0
     results = Results.load(out)
     assert not ({"accuracy", "semantic_reference", "semantic_accuracy"} & set(results.table.metric))
-    assert results.provenance["task_accuracy"]["reason"] == "the images have no labels"
-    assert results.provenance["semantic_classifier"]["reason"] == "the images have no labels"
+    assert results.provenance.only.task_accuracy["reason"] == "the images have no labels"
+    assert results.provenance.only.semantic_classifier["reason"] == "the images have no labels"
 
 
 def test_registered_dataset_for_a_foreign_encoder(tmp_path: Path, capsys) -> None:
@@ -117,7 +117,7 @@ def test_registered_dataset_for_a_foreign_encoder(tmp_path: Path, capsys) -> Non
     out = tmp_path / "res"
     assert main(["evaluate", str(path), "--dataset", "digits", "--aux-pool", "100", "--allow-code", "--out", str(out), *FAST]) == 0, capsys.readouterr().err
     results = Results.load(out)
-    assert set(results.table.dataset) == {"digits"} and results.provenance["data"]["aux_size"] == 100
+    assert set(results.table.dataset) == {"digits"} and results.provenance.only.data["aux_size"] == 100
 
 
 def test_splitleak_checkpoints_refuse_foreign_options(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
@@ -132,4 +132,4 @@ def test_a_headless_run_still_summarises(tmp_path: Path, folder: Path, scripted)
     assert main(["evaluate", str(encoder), "--image-folder", str(folder), "--allow-code", "--out", str(out), *FAST]) == 0
     summary = Results.load(out).summary()
     assert set(summary.attack) == {"", "decoder"}
-    assert json.loads((out / "provenance.json").read_text())["model"]["head"] is False
+    assert Results.load(out).provenance.only.model["head"] is False

@@ -23,7 +23,7 @@ def test_train_then_evaluate(tmp_path: Path, capsys) -> None:
     assert "ssim" in printed and "(model)" in printed
     results = Results.load(out)
     assert set(results.table.defense) == {"nopeek"}
-    assert results.provenance["data"]["aux_size"] == 64
+    assert results.provenance.only.data["aux_size"] == 64
     assert results.table.query("metric == 'ssim'").shape[0] == 40
 
 

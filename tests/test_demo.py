@@ -13,12 +13,14 @@ from splitleak.demo import NOPEEK_ALPHAS, demo_plan
 
 def test_plan_covers_no_defense_nopeek_alphas_and_noise_with_every_attack() -> None:
     plan = demo_plan()
-    assert [c.name for c in plan.cells] == ["none", *(f"nopeek-{a:g}" for a in NOPEEK_ALPHAS), "noise-1"]
-    assert [c.train.defense_params.get("alpha") for c in plan.cells if c.train.defense == "nopeek"] == list(NOPEEK_ALPHAS)
+    assert [label for label, _ in plan.models] == ["none", *(f"nopeek-{a:g}" for a in NOPEEK_ALPHAS), "noise-1"]
+    assert [t.defense_params.get("alpha") for _, t in plan.models if t.defense == "nopeek"] == list(NOPEEK_ALPHAS)
+    grid = plan.grid()  # a study is a sweep: one cell per model under every attack
+    assert len(grid.cells) == len(plan.models) and all(c.evaluation == plan.evaluation for c in grid.cells)
     assert plan.evaluation.attacks == tuple(ATTACKS) and plan.evaluation.limit == plan.data.limit_test
     assert plan.data.dataset == "fashion-mnist" and plan.data.limit_train is None
     quick = demo_plan(quick=True)
-    assert len(quick.cells) < len(plan.cells) and {c.train.defense for c in quick.cells} == {"none", "nopeek", "noise"}
+    assert len(quick.models) < len(plan.models) and {t.defense for _, t in quick.models} == {"none", "nopeek", "noise"}
     assert quick.evaluation.budget_scale < 1 and quick.data.limit_train < 10_000
 
 
@@ -34,6 +36,6 @@ def test_quick_demo_writes_the_report(tmp_path: Path, capsys) -> None:
     assert pdf.startswith(b"%PDF") and len(pdf) > 50_000
     summary = pd.read_csv(tmp_path / "report.summary.csv").set_index("defense")
     assert set(summary.index) == {"none", "nopeek", "noise"}
-    for cell in demo_plan(quick=True).cells:
-        table = pd.read_csv(tmp_path / "results" / cell.name / "results.csv")
-        assert set(table.attack.dropna()) >= set(ATTACKS)
+    table = pd.read_csv(tmp_path / "results.csv")  # the merged table of every model
+    assert table.run.nunique() == len(demo_plan(quick=True).models)
+    assert all(set(rows.attack.dropna()) >= set(ATTACKS) for _, rows in table.groupby("run"))

@@ -154,7 +154,7 @@ def _checks() -> list[tuple[str, Callable[[], object]]]:
     from splitleak.defenses import make_defense
     from splitleak.evaluation import EvalConfig
     from splitleak.models.architectures import get_architecture
-    from splitleak.study import Cell
+    from splitleak.sweep.grid import study_grid
     from splitleak.sweep.executors import make_executor
     from splitleak.training import TrainConfig
     from splitleak.weights import get_backbone
@@ -186,7 +186,7 @@ def _checks() -> list[tuple[str, Callable[[], object]]]:
         ("input spec", lambda: InputConfig(value_range=(1.0, 0.0))),
         ("input spec toml", lambda: parse_input_spec("shape = [")),
         ("data", lambda: DataConfig(dataset="")),
-        ("study cell", lambda: Cell(name="../up", train=TrainConfig())),
+        ("study lists a model twice", lambda: study_grid("s", DataConfig(), [("a", TrainConfig()), ("b", TrainConfig())], EvalConfig())),
         ("executor", lambda: make_executor("cluster")),
         ("workers", lambda: make_executor("local", workers=0)),
         ("lpips weights name", lambda: get_backbone("resnet")),
@@ -222,6 +222,10 @@ def test_results_with_a_provenance_that_is_not_utf8_are_bad_input(tmp_path: Path
         Results.load(tmp_path / "r")
     assert main(["report", str(tmp_path / "r"), "--out", str(tmp_path / "report.pdf")]) == 2
     assert _stderr_lines(capsys)[-1].startswith("splitleak: error:")
+    (tmp_path / "r" / "provenance.json").write_text('{"checkpoint": {"sha256": 7}}')  # JSON of the wrong shape
+    assert main(["report", str(tmp_path / "r"), "--out", str(tmp_path / "report.pdf")]) == 2
+    assert _stderr_lines(capsys)[-1] == f"splitleak: error: {tmp_path / 'r'}: provenance: checkpoint.sha256 must be text, got 7"
+    assert not (tmp_path / "report.pdf").exists()
 
 
 def test_numerical_errors_are_input_errors_and_floating_point_errors() -> None:

@@ -43,15 +43,16 @@ def test_evaluate_returns_the_tidy_table(tiny_checkpoint, tiny_splits) -> None:
     assert ssim[best] == ssim.max() and ssim[worst] == ssim.min() and ssim[worst] <= ssim[median] <= ssim[best]
     row = int(np.flatnonzero(tiny_splits.test.indices.numpy() == worst)[0])
     np.testing.assert_array_equal(results.reconstructions["extremes/decoder/original"][2], tiny_splits.test.x[row].numpy())
-    prov = results.provenance
-    assert prov["checkpoint"]["sha256"] == checkpoint.sha256
-    assert prov["attacks"]["decoder"]["budget"]["epochs"] == 2  # 1 epoch x budget_scale 2
-    assert prov["evaluation"]["budget_scale"] == 2
-    assert prov["attacks"]["decoder"]["threat_model"]["query_access"] is True
-    assert prov["environment"]["packages"]["torch"]
-    assert prov["lpips"] == {"available": False, "reason": "LPIPS was not asked for"}
-    assert prov["dcor"]["x_vs_z"]["n"] == 40
-    assert prov["semantic_classifier"]["enabled"] and prov["semantic_classifier"]["train_size"] == len(tiny_splits.aux)
+    prov = results.provenance.only
+    assert results.provenance.runs.keys() == {checkpoint.sha256[:12]}
+    assert prov.checkpoint is not None and prov.checkpoint.sha256 == checkpoint.sha256 and prov.meta == checkpoint.meta
+    assert prov.attacks["decoder"]["budget"]["epochs"] == 2  # 1 epoch x budget_scale 2
+    assert prov.evaluation["budget_scale"] == 2
+    assert prov.attacks["decoder"]["threat_model"]["query_access"] is True
+    assert prov.environment["packages"]["torch"]
+    assert prov.lpips == {"available": False, "reason": "LPIPS was not asked for"}
+    assert prov.dcor["x_vs_z"]["n"] == 40
+    assert prov.semantic_classifier["enabled"] and prov.semantic_classifier["train_size"] == len(tiny_splits.aux)
     summary = results.summary().set_index(["attack", "metric"])
     row = summary.loc[("decoder", "ssim")]
     assert row["ci_low"] <= row["mean"] <= row["ci_high"] and row["count"] == 50
@@ -74,7 +75,7 @@ def test_data_config_reuses_the_checkpoint_split(tiny_checkpoint) -> None:
     checkpoint = load_checkpoint(tiny_checkpoint)
     config = data_config_for(checkpoint, aux_size=50, limit_test=10)
     assert config.dataset == "digits" and config.aux_pool == 200 and config.aux_size == 50
-    assert config.split_seed == checkpoint.meta["data"]["split_seed"]
+    assert config.split_seed == checkpoint.meta.data["split_seed"]
 
 
 @pytest.mark.parametrize(
@@ -140,7 +141,7 @@ def test_lpips_rows_when_real_weights_exist(tiny_checkpoint, tiny_splits) -> Non
     results = evaluate(load_checkpoint(tiny_checkpoint), replace(FAST, lpips="alex", limit=20, dcor_samples=None), tiny_splits)
     lpips = results.table.query("metric == 'lpips'")
     assert len(lpips) == 20 and (lpips.value >= 0).all() and (lpips.value < 1).all()
-    assert results.provenance["lpips"]["available"] and "64x64" in results.provenance["lpips"]["definition"]
+    assert results.provenance.only.lpips["available"] and "64x64" in results.provenance.only.lpips["definition"]
 
 
 def test_missing_lpips_weights_are_reported_or_fatal(tiny_checkpoint, tiny_splits, tmp_path, monkeypatch) -> None:
@@ -155,7 +156,7 @@ def test_missing_lpips_weights_are_reported_or_fatal(tiny_checkpoint, tiny_split
         config = replace(FAST, lpips="alex", limit=20, dcor_samples=None)
         results = evaluate(load_checkpoint(tiny_checkpoint), config, tiny_splits)
         assert "lpips" not in set(results.table.metric)
-        assert not results.provenance["lpips"]["available"] and "unavailable" in results.provenance["lpips"]["reason"]
+        assert not results.provenance.only.lpips["available"] and "unavailable" in results.provenance.only.lpips["reason"]
         with pytest.raises(ValueError, match="unavailable"):
             evaluate(load_checkpoint(tiny_checkpoint), replace(config, require_lpips=True), tiny_splits)
     finally:

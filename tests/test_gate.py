@@ -17,7 +17,7 @@ from splitleak.gate import (
     STARTER_POLICY,
     STATISTICS,
     GateError,
-    Verdict,
+    PolicyVerdict,
     check_policy,
     load_policy,
     parse_policy,
@@ -342,7 +342,7 @@ def test_missing_evidence_in_a_hand_built_table_fails_the_check() -> None:
 
 
 def test_a_verdict_with_no_checks_never_passes() -> None:
-    verdict = Verdict(checks=(), policy="p.toml", results="r")
+    verdict = PolicyVerdict(checks=(), policy="p.toml", results="r")
     assert verdict.passed is False and verdict.exit_code == 1
     assert render_table(verdict).splitlines()[-1].startswith("FAILED: 0 failed, 0 passed, 0 skipped of 0 checks")
     assert json.loads(render_json(verdict))["passed"] is False

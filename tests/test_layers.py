@@ -106,7 +106,7 @@ def test_every_module_imports_alone(module: str) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-@pytest.mark.parametrize("modules", [("splitleak.gate",), ("splitleak.reports", "splitleak.reports.document"), ("splitleak.results", "splitleak.metrics.specs"), ("splitleak.dataspec",)])
+@pytest.mark.parametrize("modules", [("splitleak.gate",), ("splitleak.reports", "splitleak.reports.document"), ("splitleak.results", "splitleak.metrics.specs"), ("splitleak.dataspec", "splitleak.records")])
 def test_readers_of_results_leave_torch_unimported(modules: tuple[str, ...]) -> None:
     code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + "print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)

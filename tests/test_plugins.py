@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from splitleak.results import Results
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "plugin"
 TINY = ["--dataset", "digits", "--limit-train", "300", "--aux-pool", "200", "--limit-test", "100", "--quiet"]
 
@@ -57,8 +59,8 @@ def test_a_plugin_joins_every_command(plugin_path: Path, tmp_path: Path) -> None
     assert evaluated.returncode == 0, evaluated.stderr
     table = (out / "results.csv").read_text()
     assert ",meanimage,l1," in table and ",clip," in table
-    provenance = json.loads((out / "provenance.json").read_text())
-    assert provenance["attacks"]["meanimage"]["budget"]["shrink"] == 0.5
+    provenance = Results.load(out).provenance.only
+    assert provenance.attacks["meanimage"]["budget"]["shrink"] == 0.5
 
     reported = _run(plugin_path, "report", str(out), "--out", str(tmp_path / "report.pdf"), cwd=tmp_path)
     assert reported.returncode == 0, reported.stderr

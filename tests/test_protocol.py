@@ -85,7 +85,7 @@ def test_honest_server_is_the_default_and_is_registered(tiny_splits) -> None:
     config = TrainConfig(cut=1, epochs=1, batch_size=64)
     a = train(config, tiny_splits)
     b = train(config, tiny_splits, server=lambda model: HonestServer(model, lr=config.lr))
-    assert a.meta["server"] == {"name": "honest", "threat": "honest", "params": {"lr": config.lr}}
+    assert a.meta.server == {"name": "honest", "threat": "honest", "params": {"lr": config.lr}}
     for key, value in a.model.state_dict().items():
         assert torch.equal(value, b.model.state_dict()[key]), key
 
@@ -127,14 +127,14 @@ def test_a_malicious_server_steers_the_client_through_the_gradient_alone(tiny_sp
     with torch.no_grad():
         x = tiny_splits.test.x[:64]
         assert after.client(x).pow(2).mean() < 0.9 * before.client(x).pow(2).mean()  # steered towards z = 0
-    log = trained.meta["log"][-1]
-    assert "steer" in log and math.isnan(log["train_accuracy"]) and trained.meta["server"]["name"] == "steering"
+    log = trained.meta.log[-1]
+    assert "steer" in log and math.isnan(log["train_accuracy"]) and trained.meta.server["name"] == "steering"
 
 
 def test_a_trainable_defense_owns_modules_saved_in_the_checkpoint(tiny_splits, trainable, tmp_path: Path) -> None:
     trained = train(TrainConfig(cut=1, epochs=1, batch_size=64, defense=trainable.name), tiny_splits)
     assert set(trained.defense_state) == {"inverter.weight", "inverter.bias"}
-    assert "inverter_loss" in trained.meta["log"][0]
+    assert "inverter_loss" in trained.meta.log[0]
     path = save_checkpoint(tmp_path / "m.safetensors", trained.model, trained.meta, trained.defense_state)
     loaded = load_checkpoint(path)
     assert set(loaded.defense_state) == set(trained.defense_state)
@@ -151,4 +151,4 @@ def test_resume_restores_the_defense_and_server_state(tiny_splits, trainable, tm
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     for key, value in whole.defense_state.items():
         assert torch.equal(value, resumed.defense_state[key]), key
-    assert [e["epoch"] for e in resumed.meta["log"]] == [1, 2]
+    assert [e["epoch"] for e in resumed.meta.log] == [1, 2]

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from splitleak.results import COLUMNS, Results, ResultsError, validate
+from splitleak.records import Provenance, RunProvenance
 
 
 def _table() -> pd.DataFrame:
@@ -19,11 +20,12 @@ def _table() -> pd.DataFrame:
 
 
 def test_save_load_round_trip(tmp_path: Path) -> None:
-    results = Results(_table(), {"k": 1}, {"original": torch.rand(2, 1, 4, 4)})
+    provenance = Provenance.single("abc", RunProvenance(evaluation={"seed": 1}, attacks={"decoder": {"budget": {"epochs": 3}}}))
+    results = Results(_table(), provenance, {"original": torch.rand(2, 1, 4, 4)})
     results.save(tmp_path / "r")
     back = Results.load(tmp_path / "r")
     pd.testing.assert_frame_equal(back.table, results.table)
-    assert back.provenance == {"k": 1}
+    assert back.provenance == provenance
     torch.testing.assert_close(back.reconstructions["original"], results.reconstructions["original"])
     assert back.table.loc[0, "attack"] == "" and pd.isna(back.table.loc[0, "sample"])
     assert list(back.table.columns) == list(COLUMNS)
@@ -61,7 +63,7 @@ def test_save_replaces_the_whole_folder(tmp_path: Path) -> None:
 def test_failed_save_keeps_the_old_results(tmp_path: Path) -> None:
     out = tmp_path / "r"
     Results(_table()).save(out)
-    bad = Results(_table(), provenance={"not json": object()})
+    bad = Results(_table(), provenance=Provenance.single("abc", RunProvenance(attacks={"decoder": {"not json": object()}})))
     with pytest.raises(TypeError):
         bad.save(out)
     assert len(Results.load(out).table) == len(_table())

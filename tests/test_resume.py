@@ -48,7 +48,7 @@ def test_evaluate_resumes_after_an_interrupt_with_the_same_table(tmp_path: Path,
     resumed, uninterrupted = Results.load(out), Results.load(whole)
     pd.testing.assert_frame_equal(resumed.table, uninterrupted.table)
     pd.testing.assert_frame_equal(resumed.summary(), uninterrupted.summary())
-    assert resumed.provenance["resumed_attacks"] == ["decoder"]
+    assert resumed.provenance.only.resumed_attacks == ("decoder",)
     assert resumed.reconstructions.keys() == uninterrupted.reconstructions.keys()
     for key, tensor in uninterrupted.reconstructions.items():
         np.testing.assert_array_equal(resumed.reconstructions[key], tensor, err_msg=key)
@@ -61,7 +61,7 @@ def test_without_resume_progress_is_not_reused(tmp_path: Path, tiny_checkpoint: 
     assert main(["evaluate", str(tiny_checkpoint), "--out", str(out), *EVAL]) == 130
     monkeypatch.undo()
     assert main(["evaluate", str(tiny_checkpoint), "--out", str(out), *EVAL]) == 0
-    assert Results.load(out).provenance["resumed_attacks"] == []
+    assert Results.load(out).provenance.only.resumed_attacks == ()
 
 
 @pytest.mark.slow
@@ -83,7 +83,7 @@ def test_evaluate_killed_in_a_subprocess_resumes(tmp_path: Path, tiny_checkpoint
     assert main(["evaluate", str(tiny_checkpoint), "--out", str(out), "--resume", *options]) == 0
     assert main(["evaluate", str(tiny_checkpoint), "--out", str(tmp_path / "whole"), *options]) == 0
     pd.testing.assert_frame_equal(Results.load(out).table, Results.load(tmp_path / "whole").table)
-    assert Results.load(out).provenance["resumed_attacks"] == ["decoder"]
+    assert Results.load(out).provenance.only.resumed_attacks == ("decoder",)
 
 
 def test_attack_numbers_do_not_depend_on_attack_order(tiny_checkpoint: Path, tiny_splits) -> None:
@@ -140,8 +140,8 @@ def test_train_resumes_with_identical_weights(tmp_path: Path, monkeypatch, defen
     for key in a:
         assert torch.equal(a[key], b[key]), key
     meta = load_checkpoint(out).meta
-    assert [e["epoch"] for e in meta["log"]] == [1, 2, 3]
-    assert meta["test_accuracy"] == load_checkpoint(whole).meta["test_accuracy"]
+    assert [e["epoch"] for e in meta.log] == [1, 2, 3]
+    assert meta.test_accuracy == load_checkpoint(whole).meta.test_accuracy
     assert not (tmp_path / "m.safetensors.partial").exists()
 
 
@@ -158,7 +158,7 @@ def test_train_resume_refuses_other_settings_and_continues_a_shorter_run(tmp_pat
     assert main(["train", *TRAIN, "--epochs", "1", "--lr", "0.01", "--out", str(out), "--resume"]) == 2
     assert "other settings" in capsys.readouterr().err
     assert main(["train", *TRAIN, "--epochs", "2", "--out", str(out), "--resume"]) == 0  # more epochs: continues
-    assert [e["epoch"] for e in load_checkpoint(out).meta["log"]] == [1, 2]
+    assert [e["epoch"] for e in load_checkpoint(out).meta.log] == [1, 2]
 
 
 def test_malicious_resume_files_are_refused_and_run_nothing(tmp_path: Path, tiny_checkpoint: Path, tiny_splits, monkeypatch, capsys) -> None:
@@ -198,10 +198,10 @@ def test_progress_files_hold_what_was_saved(tmp_path: Path, tiny_checkpoint: Pat
     store = AttackProgress(tmp_path / "p")
     results = evaluate(load_checkpoint(tiny_checkpoint), config, tiny_splits, store=store)
     loaded = AttackProgress(tmp_path / "p", resume=True)
-    loaded.bind(checkpoint_sha256=load_checkpoint(tiny_checkpoint).sha256, evaluation=config.to_dict(), data={**tiny_splits.config.to_dict(), "origin": tiny_splits.origin}, lpips=results.provenance["lpips"])
+    loaded.bind(checkpoint_sha256=load_checkpoint(tiny_checkpoint).sha256, evaluation=config.to_dict(), data={**tiny_splits.config.to_dict(), "origin": tiny_splits.origin}, lpips=results.provenance.only.lpips)
     finished = loaded.load("decoder")
     assert finished is not None
     np.testing.assert_array_equal(finished.reconstructions["attack/decoder"].numpy(), results.reconstructions["attack/decoder"])
-    assert json.dumps(finished.log, sort_keys=True) == json.dumps(results.provenance["attacks"]["decoder"], sort_keys=True)
+    assert json.dumps(finished.log, sort_keys=True) == json.dumps(results.provenance.only.attacks["decoder"], sort_keys=True)
     rows = results.table.query("attack == 'decoder'").reset_index(drop=True)
     assert finished.rows["value"].tolist() == rows["value"].tolist()

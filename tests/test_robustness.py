@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from splitleak.cli import main
+from splitleak.results import Results
 from tests._byo import folder, scripted, save_torchscript, trained_pair, write_factory_module, write_png_folder  # noqa: F401 (fixtures)
 
 FAST = ["--limit", "20", "--lpips", "none", "--semantic-epochs", "0", "--attack-param", "decoder.epochs=1", "--quiet"]
@@ -178,7 +179,7 @@ def test_disk_full_while_saving_results_keeps_the_finished_attacks(tmp_path: Pat
     assert main(_evaluate(scripted[0], folder, out, "--attacks", "decoder", "--resume")) == 0
     import json
 
-    assert json.loads((out / "provenance.json").read_text())["resumed_attacks"] == ["decoder"]
+    assert Results.load(out).provenance.only.resumed_attacks == ("decoder",)
     assert not (tmp_path / "res.partial").exists()
 
 

@@ -266,7 +266,7 @@ def test_quick_grid_runs_resumes_and_never_duplicates(quick_grid: Path, tmp_path
     assert len(table) == 4 * ROWS_PER_CELL and not table.duplicated(["run", "attack", "metric", "sample"]).any()
     assert table.groupby(["cut", "defense_params"]).run.nunique().tolist() == [1, 1, 1, 1]
     assert sorted(table.query("metric == 'ssim'").groupby("run").size()) == [60] * 4
-    assert (out / "report.pdf").read_bytes().startswith(b"%PDF") and len(Results.load(out).provenance["runs"]) == 4  # a results folder too
+    assert (out / "report.pdf").read_bytes().startswith(b"%PDF") and len(Results.load(out).provenance.runs) == 4  # a results folder too
     cells = pd.read_csv(out / "cells.csv")
     assert cells.status.tolist() == ["finished"] * 4 and set(cells.run) == set(table.run)
     before = (out / "results.csv").read_bytes()
@@ -291,8 +291,9 @@ def test_cells_of_one_model_share_its_checkpoint_and_model_rows(tmp_path: Path) 
     table = merged.table
     assert table.run.nunique() == 1 and (table.attack == "").sum() == 3  # model-level rows once, not once per cell
     assert len(table) == 3 + 2 * (3 * 60 + 2)
-    (run,) = merged.provenance["runs"]
-    assert merged.provenance["runs"][run]["evaluation"]["attacks"] == ["decoder", "rmle"]
+    (run,) = merged.provenance.runs
+    assert merged.provenance.runs[run].evaluation["attacks"] == ["decoder", "rmle"]
+    assert len(merged.provenance.runs[run].cells) == 2
     assert {f"{run}/attack/decoder", f"{run}/attack/rmle", f"{run}/original"} <= set(merged.reconstructions)
     assert len(list((tmp_path / "checkpoints").glob("*.safetensors"))) == 1
 
@@ -332,3 +333,38 @@ def test_ray_runs_the_grid_and_records_failed_tasks(quick_grid: Path, tmp_path: 
         assert ray.is_initialized()  # an instance the caller started is left running
     finally:
         ray.shutdown()
+
+
+def test_a_study_is_a_sweep_of_one_cell_per_model(tmp_path: Path, monkeypatch) -> None:
+    """`study_grid` (the demo's and the attack table's): each model is one cell under all attacks,
+    trained once, evaluated once; a re-run reuses every finished cell; another evaluation does not."""
+    from splitleak.data import DataConfig
+    from splitleak.evaluation import EvalConfig
+    from splitleak.sweep.grid import study_grid
+    from splitleak.training import TrainConfig
+
+    data = DataConfig(dataset="digits", limit_train=300, aux_pool=200, limit_test=40)
+    evaluation = EvalConfig(attacks=("decoder", "rmle"), attack_params={"decoder": {"epochs": 1, "width": 16}, "rmle": {"steps": 5}},
+                            limit=20, lpips=None, semantic_epochs=0, gallery=2)
+    models = [("none", TrainConfig(cut=1, epochs=1, batch_size=64)),
+              ("noise 0.5", TrainConfig(cut=1, epochs=1, batch_size=64, defense="noise", defense_params={"scale": 0.5}))]
+    grid = study_grid("tiny", data, models, evaluation)
+    assert [c.attack for c in grid.cells] == ["decoder+rmle"] * 2 and [c.defense_label for c in grid.cells] == ["none", "noise_0.5"]
+    outcome = run_sweep(grid, tmp_path, report=False)
+    assert outcome.exit_code == 0 and len(outcome.trained) == 2 and len(outcome.finished) == 2
+    merged = Results.load(tmp_path)
+    assert set(merged.table.defense) == {"none", "noise"} and set(merged.table.attack) == {"", "decoder", "rmle"}
+    assert all(len(run.cells) == 1 for run in merged.provenance.runs.values())
+
+    def no_jobs(job):
+        raise AssertionError("a finished cell ran again")
+
+    monkeypatch.setattr(jobs, "_train", no_jobs)
+    monkeypatch.setattr(jobs, "_evaluate", no_jobs)
+    again = run_sweep(grid, tmp_path, report=False)
+    assert len(again.reused) == 2 and again.exit_code == 0
+    pd.testing.assert_frame_equal(Results.load(tmp_path).table, merged.table)
+    changed = study_grid("tiny", data, models[:1], EvalConfig(**{**evaluation.to_dict(), "limit": 10}))
+    assert run_sweep(changed, tmp_path, report=False).exit_code == 1  # a new cell: its evaluation ran, and failed here
+    with pytest.raises(GridError, match="the same model twice"):
+        study_grid("tiny", data, [models[0], models[0]], evaluation)

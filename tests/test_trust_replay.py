@@ -4,6 +4,7 @@ or create folders where the file chose (docs/trust.md, "What a file says is data
 from __future__ import annotations
 
 import gzip
+import dataclasses
 import json
 import socket
 from pathlib import Path
@@ -17,9 +18,9 @@ from splitleak.cli import main
 from splitleak.data import ENV_DATA_DIR, LOCATION_FIELDS
 from splitleak.evaluation import data_config_for
 from splitleak.models import load_checkpoint, save_checkpoint
-from splitleak.study import Cell, is_finished
 from splitleak.sweep.grid import LOCATION_OPTIONS
 from splitleak.training import TrainConfig
+from splitleak.results import Results
 
 FAST = ["--attack-param", "decoder.epochs=1", "--attack-param", "decoder.width=8", "--limit", "20", "--lpips", "none", "--semantic-epochs", "0", "--gallery", "2", "--quiet"]
 TRAIN_IMAGES, TEST_IMAGES = 640, 30  # the recorded aux_pool (200) + limit_train (400), and --limit (20)
@@ -57,12 +58,9 @@ def downloads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> _Downloads:
 def hostile_checkpoint(tiny_checkpoint: Path, tmp_path: Path) -> Path:
     """The tiny digits checkpoint, its metadata rewritten to say: MNIST, download it into tmp_path/evil."""
     loaded = load_checkpoint(tiny_checkpoint)
-    meta = json.loads(json.dumps(loaded.meta))
-    meta.pop("format", None)
-    meta.pop("format_version", None)
-    meta["data"].update(dataset="mnist", download=True, data_dir=str(tmp_path / "evil" / "data"))
-    path = save_checkpoint(tmp_path / "hostile.safetensors", loaded.model, meta)
-    assert load_checkpoint(path).meta["data"]["download"] is True
+    data = {**(loaded.meta.data or {}), "dataset": "mnist", "download": True, "data_dir": str(tmp_path / "evil" / "data")}
+    path = save_checkpoint(tmp_path / "hostile.safetensors", loaded.model, dataclasses.replace(loaded.meta, data=data))
+    assert load_checkpoint(path).meta.data["download"] is True
     return path
 
 
@@ -99,7 +97,7 @@ def test_the_data_comes_from_the_command_line(hostile_checkpoint: Path, download
     assert main(["evaluate", str(hostile_checkpoint), "--data-dir", str(mine), "--out", str(out), *FAST]) == 0, capsys.readouterr().err
     assert downloads.calls == []
     assert not (tmp_path / "evil").exists()
-    data = json.loads((out / "provenance.json").read_text())["data"]
+    data = Results.load(out).provenance.only.data
     assert data["dataset"] == "mnist" and data["data_dir"] == str(mine) and data["download"] is False
     assert data["aux_pool"] == 200 and data["origin"] == str(mine)  # the recorded split is kept
 
@@ -110,7 +108,7 @@ def test_the_data_comes_from_the_environment(hostile_checkpoint: Path, downloads
     out = tmp_path / "results"
     assert main(["evaluate", str(hostile_checkpoint), "--out", str(out), *FAST]) == 0, capsys.readouterr().err
     assert downloads.calls == [] and not (tmp_path / "evil").exists()
-    assert json.loads((out / "provenance.json").read_text())["data"]["origin"] == str(mine)
+    assert Results.load(out).provenance.only.data["origin"] == str(mine)
 
 
 def test_download_on_the_command_line_goes_where_the_command_line_says(hostile_checkpoint: Path, downloads: _Downloads, tmp_path: Path, capsys) -> None:
@@ -127,7 +125,7 @@ def test_data_config_for_drops_the_recorded_locations(hostile_checkpoint: Path, 
     checkpoint = load_checkpoint(hostile_checkpoint)
     config = data_config_for(checkpoint)
     assert config.dataset == "mnist" and config.data_dir is None and config.download is False
-    assert config.aux_pool == 200 and config.split_seed == checkpoint.meta["data"]["split_seed"]
+    assert config.aux_pool == 200 and config.split_seed == checkpoint.meta.data["split_seed"]
     asked = data_config_for(checkpoint, data_dir=str(tmp_path / "mine"), download=True)
     assert asked.data_dir == str(tmp_path / "mine") and asked.download is True
     assert data_config_for(checkpoint, download=None, data_dir=None).download is False
@@ -138,19 +136,23 @@ def test_one_list_of_location_fields() -> None:
     assert tuple(LOCATION_OPTIONS["data"]) == LOCATION_FIELDS
 
 
-def test_study_reuse_compares_without_locations(tiny_splits, tmp_path: Path) -> None:
+def test_study_reuse_compares_without_locations(tiny_splits, tiny_checkpoint: Path, tmp_path: Path) -> None:
     """A results folder's recorded data_dir / download are never acted on and are left out of the reuse comparison."""
     from splitleak.evaluation import EvalConfig
+    from splitleak.sweep.grid import study_grid
+    from splitleak.sweep.runner import cell_folder, is_cell_finished
 
-    cell, evaluation = Cell("none", TrainConfig(cut=1, epochs=1)), EvalConfig(lpips=None)
-    folder = tmp_path / "results" / "none"
+    evaluation = EvalConfig(lpips=None)
+    (cell,) = study_grid("s", tiny_splits.config, [("none", TrainConfig(cut=1, epochs=1))], evaluation).cells
+    folder = cell_folder(tmp_path, cell)
     folder.mkdir(parents=True)
     (folder / "results.csv").write_text("run\n")
     recorded = {**tiny_splits.config.to_dict(), "data_dir": str(tmp_path / "evil"), "download": True}
-    provenance = {"checkpoint": {"meta": {"train": cell.train.to_dict(), "data": recorded}}, "evaluation": evaluation.to_dict()}
+    meta = {**load_checkpoint(tiny_checkpoint).meta.to_dict(), "train": cell.train.to_dict(), "data": recorded}
+    provenance = {"checkpoint": {"meta": meta, "sha256": "0" * 64}, "evaluation": evaluation.to_dict()}
     (folder / "provenance.json").write_text(json.dumps(provenance))
-    assert is_finished(cell, tiny_splits, evaluation, folder)
-    provenance["checkpoint"]["meta"]["data"]["split_seed"] += 1
+    assert is_cell_finished(tmp_path, cell)
+    provenance["checkpoint"]["meta"]["data"]["split_seed"] += 1  # type: ignore[index]
     (folder / "provenance.json").write_text(json.dumps(provenance))
-    assert not is_finished(cell, tiny_splits, evaluation, folder)
+    assert not is_cell_finished(tmp_path, cell)
     assert not (tmp_path / "evil").exists()

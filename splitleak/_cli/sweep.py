@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from splitleak.errors import InputError
@@ -73,16 +74,9 @@ def run_sweep_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
-    def show(event: Any) -> None:
-        if args.quiet:
-            return
-        took = f" in {duration(event.seconds)}" if event.seconds else ""
-        extra = f" ({event.message})" if event.message else ""
-        print(f"[{event.done}/{event.total}] {event.kind:8} {event.label}{took}{extra}", file=sys.stderr)
-
     outcome = run_sweep(
         grid, args.out, executor=args.executor, workers=workers, threads=args.threads, ray_address=args.ray_address,
-        cpus_per_task=args.cpus_per_task, gpus_per_task=args.gpus_per_task, report=not args.no_report, on_event=show,
+        cpus_per_task=args.cpus_per_task, gpus_per_task=args.gpus_per_task, report=not args.no_report, on_event=event_printer(args.quiet),
     )
     done = len(outcome.finished) + len(outcome.reused)
     print(f"sweep: {done}/{outcome.total} cells finished ({len(outcome.reused)} reused, {len(outcome.trained)} models trained), {len(outcome.failed)} failed")
@@ -95,3 +89,18 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     if outcome.report_error:
         print(f"report failed: {outcome.report_error}")
     return outcome.exit_code
+
+
+def event_printer(quiet: bool) -> Callable[[Any], None]:
+    """Print each sweep event as one line on stderr (nothing when `quiet`)."""
+
+    def show(event: Any) -> None:
+        if quiet:
+            return
+        from splitleak.sweep.cost import duration
+
+        took = f" in {duration(event.seconds)}" if event.seconds else ""
+        extra = f" ({event.message})" if event.message else ""
+        print(f"[{event.done}/{event.total}] {event.kind:8} {event.label}{took}{extra}", file=sys.stderr)
+
+    return show

@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from splitleak.defenses.base import DEFENSES, Defense, describe, strength_of
+from splitleak.defenses.base import DEFENSES, Defense, defense_record, describe, strength_of
 # registration order is the order reports list defenses in
 from splitleak.defenses.none import NoDefense  # isort: skip
 from splitleak.defenses.nopeek import NoPeek  # isort: skip
@@ -30,4 +30,4 @@ def make_defense(name: str, params: Mapping[str, Any] | None = None) -> Defense:
     return cls(**params)
 
 
-__all__ = ["DEFENSES", "ActivationDropout", "ActivationNoise", "Defense", "NoDefense", "NoPeek", "describe", "make_defense", "strength_of"]
+__all__ = ["DEFENSES", "ActivationDropout", "ActivationNoise", "Defense", "NoDefense", "NoPeek", "defense_record", "describe", "make_defense", "strength_of"]

@@ -110,6 +110,20 @@ def strength_of(cls: Any, params: Mapping[str, Any]) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
+def defense_record(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """What reports show of a defense, recorded in each run's provenance so that readers need no
+    registry (nor torch): its label with parameters, its strength and its rank among the registered
+    defenses (the reports' order). A defense this splitleak does not know (a foreign model's
+    "unknown") gets its name as the label, a NaN strength (written as null) and the last rank."""
+    known = name in DEFENSES
+    strength = strength_of(DEFENSES[name], params) if known else math.nan
+    return {
+        "label": describe(DEFENSES[name], params) if known else name,
+        "strength": None if math.isnan(strength) else strength,
+        "rank": list(DEFENSES).index(name) if known else len(DEFENSES),
+    }
+
+
 def _check_defense(cls: Any) -> None:
     missing = [a for a in ("name", "penalty", "transform", "params") if not hasattr(cls, a)]
     if missing:

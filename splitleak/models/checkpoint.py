@@ -20,16 +20,15 @@ from safetensors.torch import save_file
 
 from splitleak._io import atomic_path, is_safetensors_head, sha256_file
 from splitleak._validate import all_finite
-from splitleak.data import InputSpec
 from splitleak.errors import InputError
 from splitleak.models.build import make_split_model
 from splitleak.models.split import SplitModel
 from splitleak.outputs import claim_file, has_safetensors_key
+from splitleak.records import CheckpointMeta, RecordError
 
 FORMAT = "splitleak-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = CheckpointMeta.version
 _META_KEY = "splitleak"
-_REQUIRED = ("arch", "cut", "num_classes", "input_spec", "defense")
 _PICKLE_MAGIC = {b"\x80": "a Python pickle", b"PK\x03\x04": "a torch.save zip archive (pickle inside)"}
 
 
@@ -42,7 +41,7 @@ class Checkpoint:
     """A loaded checkpoint: the model, its metadata and the file's SHA-256."""
 
     model: SplitModel
-    meta: dict[str, Any]
+    meta: CheckpointMeta
     sha256: str
     path: Path
     defense_state: dict[str, torch.Tensor] = field(default_factory=dict)  # a trainable defense's modules
@@ -55,22 +54,22 @@ class Checkpoint:
     @property
     def architecture(self) -> tuple[str | None, int | None, Callable[[], SplitModel] | None]:
         """What an attacker knows of the client's architecture: (registered name, cut, clone builder)."""
-        return str(self.meta["arch"]), int(self.meta["cut"]), None
+        return self.meta.arch, self.meta.cut, None
 
     def describe(self) -> dict[str, Any]:
         """What was evaluated, for provenance: the loader and each file's SHA-256."""
         return {"loader": "splitleak-checkpoint", "sha256": self.sha256, "files": [{"role": "checkpoint", "path": str(self.path), "sha256": self.sha256}]}
 
 
-def build_model(meta: dict[str, Any]) -> SplitModel:
+def build_model(meta: CheckpointMeta) -> SplitModel:
     """A SplitModel described by checkpoint metadata, its weights still to be loaded (the
     constructors' default draws leave torch's global generator as it was).
 
     A defense transform that draws (noise, dropout) draws from its own generator, seeded 0;
     `evaluate` lends it the run's streams (splitleak._random.drawing_from)."""
     return make_split_model(
-        arch=meta["arch"], cut=int(meta["cut"]), spec=InputSpec.from_dict(meta["input_spec"]), num_classes=int(meta["num_classes"]),
-        defense=meta["defense"]["name"], defense_params=meta["defense"].get("params", {}),
+        arch=meta.arch, cut=meta.cut, spec=meta.input_spec, num_classes=meta.num_classes,
+        defense=meta.defense.name, defense_params=meta.defense.params,
     )
 
 
@@ -83,16 +82,15 @@ DEFENSE_PREFIX = "defense/"  # tensors of a trainable defense's own modules ('/'
 
 
 def save_checkpoint(
-    path: str | os.PathLike[str], model: SplitModel, meta: dict[str, Any], defense_state: Mapping[str, torch.Tensor] | None = None
+    path: str | os.PathLike[str], model: SplitModel, meta: CheckpointMeta, defense_state: Mapping[str, torch.Tensor] | None = None
 ) -> Path:
     """Write weights + metadata atomically to `path` (a .safetensors file) and return the path;
     `defense_state` (a trainable defense's modules) is stored beside the weights.
     An existing file is replaced only if it is a splitleak checkpoint (`claim_checkpoint`)."""
     claim_checkpoint(path)
-    missing = [k for k in _REQUIRED if k not in meta]
-    if missing:
-        raise CheckpointError(f"checkpoint metadata lacks {missing}")
-    header = {_META_KEY: json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **meta}, sort_keys=True)}
+    if not isinstance(meta, CheckpointMeta):
+        raise TypeError(f"save_checkpoint takes a CheckpointMeta, got {type(meta).__name__}")
+    header = {_META_KEY: json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **meta.to_dict()}, sort_keys=True)}
     state = {**model.state_dict(), **{DEFENSE_PREFIX + k: v for k, v in (defense_state or {}).items()}}
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     path = Path(path)
@@ -114,7 +112,7 @@ def _refuse_pickles(path: Path) -> None:
             )
 
 
-def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             header = handle.metadata() or {}
@@ -131,10 +129,10 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         raise CheckpointError(f"{path} metadata is not a {FORMAT}")
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} has format version {meta.get('format_version')}, this splitleak reads {FORMAT_VERSION}")
-    missing = [k for k in _REQUIRED if k not in meta]
-    if missing:
-        raise CheckpointError(f"{path} metadata lacks {missing}")
-    return tensors, meta
+    try:
+        return tensors, CheckpointMeta.from_dict({k: v for k, v in meta.items() if k not in ("format", "format_version")})
+    except RecordError as err:
+        raise CheckpointError(f"{path} metadata: {err}") from None
 
 
 def load_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path, what: str) -> None:
@@ -164,7 +162,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise CheckpointError(f"{path} describes an invalid model: {err}") from None
     defense_state = {k[len(DEFENSE_PREFIX):]: v for k, v in tensors.items() if k.startswith(DEFENSE_PREFIX)}
     weights = {k: v for k, v in tensors.items() if not k.startswith(DEFENSE_PREFIX)}
-    load_weights(model, weights, path, f"{meta['arch']} cut {meta['cut']}")
+    load_weights(model, weights, path, f"{meta.arch} cut {meta.cut}")
     model.eval()
     return Checkpoint(model=model, meta=meta, sha256=sha256_file(path), path=path, defense_state=defense_state)
 

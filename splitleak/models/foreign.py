@@ -44,6 +44,7 @@ from splitleak._random import constructed
 from splitleak.data import InputSpec
 from splitleak.models.checkpoint import Checkpoint, CheckpointError, load_weights
 from splitleak.models.split import SplitModel
+from splitleak.records import CheckpointMeta, DefenseRecord
 
 SPLITLEAK = "splitleak-checkpoint"
 SAFETENSORS = "safetensors"
@@ -245,14 +246,14 @@ def load_foreign(source: ModelSource, spec: InputSpec, num_classes: int | None =
     clone = None
     if encoder_factory is not None:
         clone = _clone_builder(encoder_factory, str(source.factory), spec)
-    meta = {
-        "arch": label,
-        "cut": 0,
-        "num_classes": num_classes if num_classes is not None else (classes or 0),
-        "input_spec": spec.to_dict(),
-        "defense": {"name": "unknown", "params": {}},
-        "foreign": {"parts": [p.to_dict() for p in parts], "head": source.head is not None},
-    }
+    meta = CheckpointMeta(
+        arch=label,
+        cut=0,
+        num_classes=num_classes if num_classes is not None else (classes or 0),
+        input_spec=spec,
+        defense=DefenseRecord(name="unknown"),
+        foreign={"parts": [p.to_dict() for p in parts], "head": source.head is not None},
+    )
     # the run's identity: file contents, loaders, factories' code and input spec, not where files lie
     keys = ("role", "kind", "sha256", "factory", "factory_source_sha256")
     identity = json.dumps({"parts": [{k: getattr(p, k) for k in keys} for p in parts], "input_spec": spec.to_dict()}, sort_keys=True)

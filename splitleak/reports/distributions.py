@@ -85,10 +85,10 @@ def _empty(ax: Axes, message: str) -> None:
 
 def _missing_reason(runs: Sequence[Run], metric: str) -> str:
     if metric == "lpips":
-        reasons = sorted({str((r.provenance.get("lpips") or {}).get("reason", "")) for r in runs} - {""})
+        reasons = sorted({str(r.provenance.lpips.get("reason", "")) for r in runs} - {""})
         return "LPIPS n/a: " + ("; ".join(reasons) if reasons else "no LPIPS rows")
     if metric == "semantic_accuracy":
-        reasons = sorted({str((r.provenance.get("semantic_classifier") or {}).get("reason", "")) for r in runs} - {""})
+        reasons = sorted({str(r.provenance.semantic_classifier.get("reason", "")) for r in runs} - {""})
         return "Semantic accuracy n/a: " + ("; ".join(reasons) if reasons else "no semantic_accuracy rows")
     return f"no {metric} rows"
 

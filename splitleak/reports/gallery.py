@@ -1,5 +1,5 @@
 """Reconstruction galleries: the stored test images next to each attack's reconstruction, and the
-best, median and worst reconstructions by SSIM per attack.
+best, median and worst reconstructions by the primary metric (SSIM) per attack.
 
 Images come from reconstructions.safetensors ("indices", "original", "attack/<name>"). The
 best / median / worst images of all scored samples are shown when they are stored (keys
@@ -17,6 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from splitleak.metrics.specs import METRICS, PRIMARY_METRIC
 from splitleak.reports.canvas import CONTENT_BOTTOM, CONTENT_TOP, CONTENT_WIDTH, MARGIN, overlay, page, text_at
 from splitleak.reports.runs import Run
 from splitleak.reports.style import MUTED
@@ -29,13 +30,16 @@ CAPTION = 0.16  # inches below each image for its caption
 RANKS = ("best", "median", "worst")
 
 
+_PRIMARY = METRICS[PRIMARY_METRIC].display
+
+
 @dataclass(frozen=True)
 class Extremes:
     """Best, median and worst reconstructions of one attack and where they were chosen from."""
 
     attack: str
     samples: tuple[int, ...]
-    ssim: tuple[float, ...]
+    scores: tuple[float, ...]  # of the primary metric
     originals: np.ndarray
     reconstructions: np.ndarray
     scope: str  # "all" (every scored image) or "gallery" (only the stored ones)
@@ -65,23 +69,26 @@ def _show(ax: Axes, x: np.ndarray, value_range: tuple[float, float], left: float
     ax.add_patch(Rectangle((left, bottom), size, size, fill=False, edgecolor="#9a9a9a", linewidth=0.4))
 
 
-def per_sample_ssim(run: Run, attack: str) -> pd.Series:
-    """SSIM of every scored sample under `attack`, indexed by test-image index."""
-    rows = run.table[(run.table["attack"] == attack) & (run.table["metric"] == "ssim") & run.table["sample"].notna()]
+def per_sample_primary(run: Run, attack: str) -> pd.Series:
+    """The primary metric (`PRIMARY_METRIC`: SSIM) of every scored sample under `attack`,
+    indexed by test-image index."""
+    rows = run.table[(run.table["attack"] == attack) & (run.table["metric"] == PRIMARY_METRIC) & run.table["sample"].notna()]
     return pd.Series(rows["value"].to_numpy(dtype=float), index=rows["sample"].astype("int64").to_numpy())
 
 
 def _rank(values: pd.Series) -> tuple[int, int, int]:
-    """Sample ids of the best, median (lower) and worst value; ties by sample id."""
-    ordered = values.rename_axis("sample").reset_index(name="v").sort_values(["v", "sample"], ascending=[False, True], kind="stable")
+    """Sample ids of the best (most leakage in the primary metric's direction), median (lower) and
+    worst value; ties by sample id, as evaluate picks them (splitleak.scoring.extremes)."""
+    most_first = METRICS[PRIMARY_METRIC].leakage_direction == "lower"
+    ordered = values.rename_axis("sample").reset_index(name="v").sort_values(["v", "sample"], ascending=[most_first, True], kind="stable")
     ids = ordered["sample"].to_numpy()
     return int(ids[0]), int(ids[len(ids) // 2]), int(ids[-1])
 
 
 def extremes(run: Run, attack: str) -> Extremes | None:
-    """Best / median / worst reconstructions by SSIM, of all scored images when stored, else of
-    the gallery; None without SSIM rows or stored images."""
-    scores = per_sample_ssim(run, attack)
+    """Best / median / worst reconstructions by the primary metric, of all scored images when
+    stored, else of the gallery; None without its rows or stored images."""
+    scores = per_sample_primary(run, attack)
     recon = run.reconstructions
     if scores.empty:
         return None
@@ -126,9 +133,9 @@ def gallery_page(run: Run, subtitle: str) -> Figure:
     canvas = overlay(fig)
     top = CONTENT_TOP
     shown = f"first {columns} of {len(indices)}" if columns < len(indices) else f"{columns}"
-    text_at(fig, MARGIN, top, f"Stored test images ({shown}) and each attack's reconstruction; number under each: per-sample SSIM", fontsize=9, weight="bold", va="top")
+    text_at(fig, MARGIN, top, f"Stored test images ({shown}) and each attack's reconstruction; number under each: per-sample {_PRIMARY}", fontsize=9, weight="bold", va="top")
     top -= heading
-    scores = {a: per_sample_ssim(run, a) for a in attacks}
+    scores = {a: per_sample_primary(run, a) for a in attacks}
     for r, name in enumerate(["original", *attacks]):
         y = top - r * (size + CAPTION + 0.04) - size
         text_at(fig, MARGIN, y + size / 2, name, fontsize=8.5, va="center", ha="left", weight="bold" if r == 0 else "normal")
@@ -150,12 +157,12 @@ def _fmt(value: float) -> str:
 def _draw_extremes(fig: Figure, canvas: Axes, found: list[Extremes], top: float, size: float, value_range: tuple[float, float]) -> None:
     scopes = {e.scope for e in found}
     if scopes == {"all"}:
-        title = "Best, median and worst reconstruction by SSIM among all scored test images (original | reconstruction)"
+        title = f"Best, median and worst reconstruction by {_PRIMARY} among all scored test images (original | reconstruction)"
     elif scopes == {"gallery"}:
-        title = ("Best, median and worst of the stored test images by SSIM (original | reconstruction); "
+        title = (f"Best, median and worst of the stored test images by {_PRIMARY} (original | reconstruction); "
                  "the results do not store the extremes of all scored images")
     else:
-        title = ("Best, median and worst reconstruction by SSIM (original | reconstruction); among all scored images, "
+        title = (f"Best, median and worst reconstruction by {_PRIMARY} (original | reconstruction); among all scored images, "
                  "or (*) among the stored test images where the others are not stored")
     text_at(fig, MARGIN, top, title, fontsize=9, weight="bold", va="top")
     top -= 0.32
@@ -169,4 +176,4 @@ def _draw_extremes(fig: Figure, canvas: Axes, found: list[Extremes], top: float,
             x = MARGIN + LABEL_WIDTH + k * group
             _show(canvas, e.originals[k], value_range, x, y, size)
             _show(canvas, e.reconstructions[k], value_range, x + size + 0.05, y, size)
-            text_at(fig, x + size + 0.025, y - 0.02, f"{rank}: SSIM {_fmt(e.ssim[k])}, test image #{e.samples[k]}", fontsize=6.8, color=MUTED, ha="center", va="top")
+            text_at(fig, x + size + 0.025, y - 0.02, f"{rank}: {_PRIMARY} {_fmt(e.scores[k])}, test image #{e.samples[k]}", fontsize=6.8, color=MUTED, ha="center", va="top")

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from splitleak._io import write_text_atomic
 from splitleak.reports.notes import Block
-from splitleak.reports.tables import DISPLAY_HEADERS, Cell
+from splitleak.reports.tables import DISPLAY_HEADERS, TableCell
 
 PNG_DPI = 110
 STYLE = """
@@ -37,13 +37,13 @@ def png_data_uri(fig: Figure, dpi: int = PNG_DPI) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _cell(cell: Cell, css: str = "") -> str:
+def _cell(cell: TableCell, css: str = "") -> str:
     sub = f'<span class="sub">{html.escape(cell.sub)}</span>' if cell.sub else ""
     klass = f' class="{css}"' if css else ""
     return f"<td{klass}>{html.escape(cell.text)}{sub}</td>"
 
 
-def summary_html(rows: Sequence[Sequence[Cell]], categories: Sequence[str], footnotes: Sequence[str]) -> str:
+def summary_html(rows: Sequence[Sequence[TableCell]], categories: Sequence[str], footnotes: Sequence[str]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in DISPLAY_HEADERS)
     body = []
     for cells, category in zip(rows, categories):

@@ -30,14 +30,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Block:
     return Block("table", rows=(tuple(header), *(tuple("" if v is None else str(v) for v in row) for row in rows)))
 
 
-def _get(mapping: Mapping[str, Any], *keys: str, default: Any = "") -> Any:
-    for key in keys:
-        if not isinstance(mapping, Mapping) or key not in mapping:
-            return default
-        mapping = mapping[key]
-    return mapping
-
-
 def _inline(values: Mapping[str, Any]) -> str:
     """{'epochs': 10, 'lr': 0.001} -> 'epochs 10, lr 0.001' (floats to 4 significant digits)."""
     parts = []
@@ -47,16 +39,21 @@ def _inline(values: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _known(value: Any) -> Any:
+    """A recorded value, or '?' when it is unknown."""
+    return "?" if value is None else value
+
+
 def _data_blocks(runs: Sequence[Run]) -> list[Block]:
     rows = []
     for r in runs:
-        meta, data = r.meta, r.provenance.get("data") or {}
-        spec = meta.get("input_spec") or {}
-        shape = "x".join(str(s) for s in spec.get("shape", [])) or "?"
+        meta, data = r.meta, r.provenance.data
+        shape = "x".join(str(s) for s in meta.input_spec.shape) if meta is not None else "?"
+        value_range = str(list(meta.input_spec.value_range)) if meta is not None else "?"
         dcor = r.table[(r.table["attack"] == "") & (r.table["metric"] == "dcor")]
         rows.append((
-            r.run, r.first("dataset"), shape, str(spec.get("value_range", "?")), meta.get("train_size", "?"),
-            f"{data.get('aux_size', '?')} of {data.get('aux_pool', '?')}", meta.get("test_size", "?"),
+            r.run, r.first("dataset"), shape, value_range, _known(meta and meta.train_size),
+            f"{data.get('aux_size', '?')} of {data.get('aux_pool', '?')}", _known(meta and meta.test_size),
             data.get("test_size", "?"), int(dcor["n"].iloc[0]) if len(dcor) else "", data.get("split_seed", "?"),
         ))
     header = ("run", "dataset", "input CxHxW", "value range", "train", "aux (attacker)", "test (accuracy at training)", "test (scored)", "dCor n", "split seed")
@@ -71,12 +68,12 @@ def _data_blocks(runs: Sequence[Run]) -> list[Block]:
 def _checkpoint_blocks(runs: Sequence[Run]) -> list[Block]:
     rows, hashes = [], []
     for r in runs:
-        train = r.meta.get("train") or {}
-        accuracy = r.meta.get("test_accuracy")
+        train = (r.meta.train if r.meta is not None else None) or {}
+        accuracy = r.meta.test_accuracy if r.meta is not None else None
         rows.append((
             r.run, r.label, r.first("arch"), r.cut, r.first("defense_params"),
             _inline({k: train[k] for k in ("epochs", "batch_size", "lr", "seed") if k in train}) or "?",
-            f"{accuracy:.4f} (n={r.meta.get('test_size', '?')})" if isinstance(accuracy, float) else "?",
+            f"{accuracy:.4f} (n={_known(r.meta and r.meta.test_size)})" if accuracy is not None else "?",
         ))
         hashes.append((r.run, r.first("checkpoint_sha256"), r.first("checkpoint"), r.source))
     return [
@@ -90,7 +87,7 @@ def _attack_blocks(runs: Sequence[Run]) -> list[Block]:
     models: dict[str, Mapping[str, Any]] = {}
     budgets = []
     for r in runs:
-        for attack, entry in sorted((r.provenance.get("attacks") or {}).items()):
+        for attack, entry in sorted(r.provenance.attacks.items()):
             models.setdefault(attack, entry.get("threat_model") or {})
             budgets.append((
                 r.run, attack, _inline(entry.get("budget") or {}), entry.get("aux_size", ""),
@@ -120,12 +117,12 @@ def _evaluation_blocks(runs: Sequence[Run]) -> list[Block]:
     keys = ("limit", "dcor_samples", "gallery", "semantic_epochs", "lpips", "seed", "device", "attack_params")
     groups: dict[str, list[str]] = {}
     for r in runs:
-        evaluation = r.provenance.get("evaluation") or {}
+        evaluation = r.provenance.evaluation
         text = _inline({k: evaluation[k] for k in keys if k in evaluation}) or "not recorded"
         groups.setdefault(text, []).append(r.run)
     semantic = []
     for r in runs:
-        sc = r.provenance.get("semantic_classifier") or {}
+        sc = r.provenance.semantic_classifier
         if sc.get("enabled"):
             semantic.append((r.run, sc.get("arch", ""), sc.get("epochs", ""), sc.get("train_size", ""), f"{sc.get('reference_accuracy', float('nan')):.3f}"))
         else:
@@ -143,8 +140,8 @@ def _metric_blocks(runs: Sequence[Run]) -> list[Block]:
     present = sorted({m for r in runs for m in r.table["metric"]})
     rows = [(name, METRICS[name].level, METRICS[name].leakage_direction if METRICS[name].kind == "leakage" else "(utility)", METRICS[name].description)
             for name in present if name in METRICS]
-    lpips = sorted({str(_get(r.provenance, "lpips", "definition")) for r in runs} - {""})
-    reasons = sorted({str(_get(r.provenance, "lpips", "reason")) for r in runs if not _get(r.provenance, "lpips", "available", default=False)} - {""})
+    lpips = sorted({str(r.provenance.lpips.get("definition", "")) for r in runs} - {""})
+    reasons = sorted({str(r.provenance.lpips.get("reason", "")) for r in runs if not r.provenance.lpips.get("available", False)} - {""})
     blocks = [
         Block("heading", "Metrics and statistics"),
         _table(("metric", "level", "more leakage when", "definition"), rows),
@@ -172,7 +169,7 @@ def _software_blocks(runs: Sequence[Run]) -> list[Block]:
     groups: dict[str, tuple[dict[str, str], list[str]]] = {}
     times = []
     for r in runs:
-        env = dict(r.provenance.get("environment") or {})
+        env = dict(r.provenance.environment)
         times.append((r.run, str(env.pop("timestamp", "") or "?")))
         packages = env.pop("packages", {}) or {}
         values = {k: str(v) for k, v in sorted(env.items())} | {name: str(v) for name, v in sorted(packages.items())}

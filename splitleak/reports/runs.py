@@ -3,8 +3,8 @@
 A results folder (or Results object) may hold several runs (the `run` column). Each run gets
 its own rows, its provenance and its stored reconstructions:
 
-* provenance: the folder's `provenance.json` when its `checkpoint.sha256` is the run's, else
-  `provenance["runs"][<run>]` when present, else nothing (the notes say so);
+* provenance: the folder's `Provenance.runs[<run>]`, else its only run when that run evaluated the
+  same checkpoint (sha256), else nothing (the notes say so);
 * reconstructions: keys `<run>/indices`, `<run>/original`, `<run>/attack/<name>` when present,
   else the unprefixed `indices`, `original`, `attack/<name>` of a folder whose provenance names
   this run (or that holds this run only).
@@ -25,6 +25,7 @@ import pandas as pd
 
 from splitleak._config import short_number
 from splitleak.errors import InputError
+from splitleak.records import CheckpointMeta, Provenance, RunProvenance
 from splitleak.results import Results, ResultsError
 
 ResultsLike = Results | str | os.PathLike[str]
@@ -41,7 +42,7 @@ class Run:
     run: str
     label: str
     table: pd.DataFrame
-    provenance: Mapping[str, Any] = field(default_factory=dict)
+    provenance: RunProvenance = field(default_factory=RunProvenance)
     reconstructions: Mapping[str, np.ndarray] = field(default_factory=dict)
     source: str = ""
 
@@ -58,6 +59,29 @@ class Run:
         return parse_params(str(self.first("defense_params")))
 
     @property
+    def defense_label(self) -> str:
+        """How reports show the defense ('NoPeek α=5'): as evaluate recorded it from the defense's
+        registry entry, else (results of an earlier release) `legacy_defense_label`."""
+        label = self.provenance.defense.get("label")
+        return label if isinstance(label, str) and label else legacy_defense_label(self.defense, self.params)
+
+    @property
+    def strength(self) -> float:
+        """The defense's main knob (alpha, noise scale, dropout rate): 0 without one, NaN if unknown."""
+        if "label" in self.provenance.defense:
+            value = self.provenance.defense.get("strength")
+            return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+        return legacy_defense_strength(self.defense, self.params)
+
+    @property
+    def rank(self) -> int:
+        """Where the defense comes in the reports' order (its registry's)."""
+        rank = self.provenance.defense.get("rank")
+        if isinstance(rank, int) and not isinstance(rank, bool):
+            return rank
+        return LEGACY_ORDER.index(self.defense) if self.defense in LEGACY_ORDER else len(LEGACY_ORDER)
+
+    @property
     def cut(self) -> int:
         return int(self.first("cut"))
 
@@ -68,16 +92,15 @@ class Run:
         return tuple(dict.fromkeys(names))
 
     @property
-    def meta(self) -> Mapping[str, Any]:
-        """The checkpoint metadata recorded in provenance (empty if unknown)."""
-        return (self.provenance.get("checkpoint") or {}).get("meta") or {}
+    def meta(self) -> CheckpointMeta | None:
+        """The checkpoint metadata recorded in provenance (None if unknown)."""
+        return self.provenance.meta
 
     @property
     def value_range(self) -> tuple[float, float]:
         """The inputs' value range: the checkpoint's input spec, else the stored originals' span."""
-        spec = self.meta.get("input_spec") or {}
-        if "value_range" in spec:
-            low, high = spec["value_range"]
+        if self.meta is not None:
+            low, high = self.meta.input_spec.value_range
             return float(low), float(high)
         original = self.reconstructions.get("original")
         if original is not None and original.size:
@@ -95,8 +118,9 @@ def parse_params(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def defense_label(defense: str, params: Mapping[str, Any]) -> str:
-    """Human label of a defense and its parameters: 'NoPeek α=5', 'noise σ=1', 'dropout p=0.5'."""
+def legacy_defense_label(defense: str, params: Mapping[str, Any]) -> str:
+    """The label of a defense in results written before provenance recorded it (the built-in
+    defenses of that release): 'NoPeek α=5', 'noise σ=1', 'dropout p=0.5'."""
     if defense == "none":
         return "no defense"
     if defense == "nopeek" and "alpha" in params:
@@ -110,12 +134,12 @@ def defense_label(defense: str, params: Mapping[str, Any]) -> str:
     return f"{defense} {shown}".strip()
 
 
-DEFENSE_ORDER = ("none", "nopeek", "noise", "dropout")
+LEGACY_ORDER = ("none", "nopeek", "noise", "dropout")
 _STRENGTH = {"nopeek": "alpha", "noise": "scale", "dropout": "rate"}
 
 
-def defense_strength(defense: str, params: Mapping[str, Any]) -> float:
-    """The defense's main knob (alpha, noise scale, dropout rate); 0 for none, NaN if unknown."""
+def legacy_defense_strength(defense: str, params: Mapping[str, Any]) -> float:
+    """The main knob of a defense in results written before provenance recorded it."""
     if defense == "none":
         return 0.0
     value = params.get(_STRENGTH.get(defense, ""), math.nan)
@@ -123,11 +147,9 @@ def defense_strength(defense: str, params: Mapping[str, Any]) -> float:
 
 
 def _sort_key(run: Run) -> tuple:
-    defense = run.defense
-    rank = DEFENSE_ORDER.index(defense) if defense in DEFENSE_ORDER else len(DEFENSE_ORDER)
-    strength = defense_strength(defense, run.params)
+    strength = run.strength
     return (
-        str(run.first("dataset")), str(run.first("arch")), run.cut, rank, defense,
+        str(run.first("dataset")), str(run.first("arch")), run.cut, run.rank, run.defense,
         math.inf if math.isnan(strength) else strength, str(run.first("defense_params")), run.run, run.source,
     )
 
@@ -157,13 +179,15 @@ def as_results(items: ResultsLike | Sequence[ResultsLike]) -> list[tuple[str, Re
     return out
 
 
-def _run_provenance(provenance: Mapping[str, Any], run: str, sha: str) -> dict[str, Any]:
-    if (provenance.get("checkpoint") or {}).get("sha256") == sha:
-        return dict(provenance)
-    per_run = provenance.get("runs")
-    if isinstance(per_run, Mapping) and isinstance(per_run.get(run), Mapping):
-        return dict(per_run[run])
-    return {}
+def _run_provenance(provenance: Provenance, run: str, sha: str) -> RunProvenance | None:
+    found = provenance.run(run)
+    if found is not None:
+        return found
+    if len(provenance.runs) == 1:
+        only = provenance.only
+        if only.checkpoint is not None and only.checkpoint.sha256 == sha:
+            return only
+    return None
 
 
 def _run_reconstructions(stored: Mapping[str, np.ndarray], run: str, owns_unprefixed: bool) -> dict[str, np.ndarray]:
@@ -176,7 +200,7 @@ def _run_reconstructions(stored: Mapping[str, np.ndarray], run: str, owns_unpref
     return {k: v for k, v in stored.items() if k in ("indices", "original") or k.startswith(("attack/", "extremes/"))}
 
 
-def _split_runs(source: str, results: Results) -> list[tuple[str, pd.DataFrame, dict[str, Any], dict[str, np.ndarray]]]:
+def _split_runs(source: str, results: Results) -> list[tuple[str, pd.DataFrame, RunProvenance, dict[str, np.ndarray]]]:
     table = results.table
     if table.empty:
         raise ReportError(f"{source} has no result rows")
@@ -186,8 +210,8 @@ def _split_runs(source: str, results: Results) -> list[tuple[str, pd.DataFrame, 
         rows = table[table["run"] == run].reset_index(drop=True)
         sha = str(rows["checkpoint_sha256"].iloc[0])
         provenance = _run_provenance(results.provenance, run, sha)
-        owns = len(run_ids) == 1 or (results.provenance.get("checkpoint") or {}).get("sha256") == sha
-        out.append((run, rows, provenance, _run_reconstructions(results.reconstructions, run, owns)))
+        owns = len(run_ids) == 1 or (provenance is not None and len(results.provenance.runs) == 1)
+        out.append((run, rows, provenance or RunProvenance(), _run_reconstructions(results.reconstructions, run, owns)))
     return out
 
 
@@ -199,7 +223,7 @@ def _labels(runs: Sequence[Run]) -> list[str]:
 
     labels = []
     for r in runs:
-        parts = [defense_label(r.defense, r.params), f"cut {r.cut}"]
+        parts = [r.defense_label, f"cut {r.cut}"]
         if varies("arch"):
             parts.append(str(r.first("arch")))
         if varies("dataset"):

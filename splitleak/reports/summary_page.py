@@ -16,7 +16,7 @@ from matplotlib.textpath import TextToPath
 from splitleak.policy import SSIM_UNRECOGNISABLE
 from splitleak.reports.canvas import CONTENT_BOTTOM, CONTENT_TOP, CONTENT_WIDTH, HEIGHT, WIDTH, axes_at, page, text_at
 from splitleak.reports.style import MARGIN, MUTED, RC, VERDICT_COLORS, VERDICT_EDGE
-from splitleak.reports.tables import DISPLAY_HEADERS, Cell, display_rows
+from splitleak.reports.tables import DISPLAY_HEADERS, TableCell, display_rows
 
 ROW_HEIGHT = 0.46  # inches
 HEADER_HEIGHT = 0.5
@@ -47,7 +47,7 @@ def _wrap_header(header: str, width: float) -> str:
     return "\n".join(lines)
 
 
-def _column_widths(headers: Sequence[str], rows: Sequence[Sequence[Cell]]) -> list[float]:
+def _column_widths(headers: Sequence[str], rows: Sequence[Sequence[TableCell]]) -> list[float]:
     """Measured widths in inches (widest cell or header word), spare room shared out evenly."""
     widths = []
     for j, header in enumerate(headers):
@@ -74,7 +74,7 @@ def _hline(y: float, linewidth: float) -> Line2D:
     return Line2D([MARGIN / WIDTH, 1 - MARGIN / WIDTH], [y / HEIGHT, y / HEIGHT], color="#999999", linewidth=linewidth)
 
 
-def _draw_row(fig: Figure, cells: Sequence[Cell], widths: Sequence[float], top: float, category: str, shaded: bool) -> None:
+def _draw_row(fig: Figure, cells: Sequence[TableCell], widths: Sequence[float], top: float, category: str, shaded: bool) -> None:
     bottom = top - ROW_HEIGHT
     if shaded:
         fig.add_artist(Rectangle((MARGIN / WIDTH, bottom / HEIGHT), CONTENT_WIDTH / WIDTH, ROW_HEIGHT / HEIGHT, color="#f5f5f5", zorder=0))

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from splitleak.policy import SSIM_UNRECOGNISABLE, VERDICT_RULE, Measure, ThresholdRule, threshold_failures, worst_measure
-from splitleak.reports.runs import Run, defense_label, defense_strength, parse_params
+from splitleak.reports.runs import Run
 from splitleak.uncertainty import summarize
 
 
@@ -29,7 +29,7 @@ WORST_CASE: dict[str, str] = {"ssim": "max", "lpips": "min", "psnr": "max", "sem
 
 
 @dataclass(frozen=True)
-class Verdict:
+class RunVerdict:
     """The plain-language verdict of one checkpoint and its category (for colour)."""
 
     category: str  # reconstructable | borderline | unrecognisable | unknown
@@ -69,7 +69,7 @@ def worst_case(summary: pd.DataFrame, metric: str) -> pd.Series | None:
     return rows.iloc[int(position)]
 
 
-def verdict(summary: pd.DataFrame, rule: ThresholdRule = VERDICT_RULE) -> Verdict:
+def verdict(summary: pd.DataFrame, rule: ThresholdRule = VERDICT_RULE) -> RunVerdict:
     """The checkpoint's verdict: ``rule`` (the default policy's, "worst attack's mean SSIM <= 0.3,
     read through its 95% CI") evaluated on the per-attack summary, as the gate evaluates it.
 
@@ -80,7 +80,7 @@ def verdict(summary: pd.DataFrame, rule: ThresholdRule = VERDICT_RULE) -> Verdic
     """
     rows = summary[(summary["metric"] == rule.metric) & summary["mean"].notna()]
     if rows.empty:
-        return Verdict("unknown", "unknown (no SSIM rows)")
+        return RunVerdict("unknown", "unknown (no SSIM rows)")
     measures = [
         Measure(str(r["attack"]), float(r["mean"]), float(r["ci_low"]), float(r["ci_high"]), int(r.get("count", 0)))
         for _, r in rows.iterrows()
@@ -88,21 +88,21 @@ def verdict(summary: pd.DataFrame, rule: ThresholdRule = VERDICT_RULE) -> Verdic
     point = dataclasses.replace(rule, use="point")
     worst = worst_measure(point, measures)
     if threshold_failures(point, worst):
-        return Verdict("reconstructable", f"reconstructable (SSIM {worst.value:.2f} by {worst.attack})")
+        return RunVerdict("reconstructable", f"reconstructable (SSIM {worst.value:.2f} by {worst.attack})")
     reached = worst_measure(rule, measures)
     if threshold_failures(rule, reached):
-        return Verdict(
+        return RunVerdict(
             "borderline",
             f"borderline (SSIM {reached.value:.2f} by {reached.attack}, 95% CI up to {reached.ci_high:.2f})",
         )
-    return Verdict("unrecognisable", f"unrecognisable (worst SSIM {worst.value:.2f})")
+    return RunVerdict("unrecognisable", f"unrecognisable (worst SSIM {worst.value:.2f})")
 
 
 def lpips_note(run: Run) -> str:
     """Why LPIPS is missing for this run ('' when it was computed)."""
     if (run.table["metric"] == "lpips").any():
         return ""
-    status = run.provenance.get("lpips") or {}
+    status = run.provenance.lpips
     return str(status.get("reason") or "no LPIPS rows (provenance does not say why)")
 
 
@@ -110,12 +110,12 @@ def semantic_note(run: Run) -> str:
     """Why semantic accuracy is missing for this run ('' when it was computed)."""
     if (run.table["metric"] == "semantic_accuracy").any():
         return ""
-    status = run.provenance.get("semantic_classifier") or {}
+    status = run.provenance.semantic_classifier
     return str(status.get("reason") or "no semantic_accuracy rows (provenance does not say why)")
 
 
 SUMMARY_COLUMNS = (
-    "run", "label", "dataset", "arch", "cut", "defense", "defense_params", "strength",
+    "run", "label", "dataset", "arch", "cut", "defense", "defense_params", "defense_label", "strength",
     "accuracy", "accuracy_ci_low", "accuracy_ci_high", "accuracy_n",
     "ssim_max", "ssim_max_ci_low", "ssim_max_ci_high", "ssim_max_attack",
     "lpips_min", "lpips_min_ci_low", "lpips_min_ci_high", "lpips_min_attack", "lpips_note",
@@ -153,7 +153,8 @@ def summary_row(run: Run) -> dict[str, object]:
         "cut": run.cut,
         "defense": run.defense,
         "defense_params": run.first("defense_params"),
-        "strength": defense_strength(run.defense, run.params),
+        "defense_label": run.defense_label,
+        "strength": run.strength,
         "accuracy": acc,
         "accuracy_ci_low": acc_low,
         "accuracy_ci_high": acc_high,
@@ -211,7 +212,7 @@ def fmt_ci(low: float, high: float, digits: int = 2) -> str:
 
 
 @dataclass(frozen=True)
-class Cell:
+class TableCell:
     """A table cell: the main text and an optional smaller second line (CI, attack)."""
 
     text: str
@@ -220,39 +221,39 @@ class Cell:
 
 DISPLAY_HEADERS = (
     "Checkpoint", "Defense", "Cut", "Accuracy", "SSIM max", "LPIPS min", "PSNR max (dB)",
-    "Semantic acc. max", "dCor(x, z)", f"Verdict (SSIM < {SSIM_UNRECOGNISABLE:g}: unrecognisable)",
+    "Semantic acc. max", "dCor(x, z)", f"RunVerdict (SSIM < {SSIM_UNRECOGNISABLE:g}: unrecognisable)",
 )
 
 
-def _worst_cell(row: pd.Series, key: str, digits: int = 2) -> Cell:
+def _worst_cell(row: pd.Series, key: str, digits: int = 2) -> TableCell:
     if isinstance(row[key], float) and math.isnan(row[key]):
-        return Cell("n/a")
+        return TableCell("n/a")
     ci = fmt_ci(row[f"{key}_ci_low"], row[f"{key}_ci_high"], digits)
-    return Cell(f"{fmt(row[key], digits)}  ({row[f'{key}_attack']})", ci)
+    return TableCell(f"{fmt(row[key], digits)}  ({row[f'{key}_attack']})", ci)
 
 
-def display_rows(summary: pd.DataFrame) -> list[list[Cell]]:
+def display_rows(summary: pd.DataFrame) -> list[list[TableCell]]:
     """The summary as cells, in DISPLAY_HEADERS order."""
     out = []
     for _, row in summary.iterrows():
-        params = defense_label(row["defense"], parse_params(row["defense_params"]))
+        params = row["defense_label"]
         lpips = _worst_cell(row, "lpips_min", 3)
         if lpips.text == "n/a":
-            lpips = Cell("n/a*", "see note")
+            lpips = TableCell("n/a*", "see note")
         semantic = _worst_cell(row, "semantic_accuracy_max")
         if not math.isnan(row["semantic_reference"]):
-            semantic = Cell(semantic.text, f"{semantic.sub}  ref {row['semantic_reference']:.2f}".strip())
+            semantic = TableCell(semantic.text, f"{semantic.sub}  ref {row['semantic_reference']:.2f}".strip())
         out.append([
-            Cell(row["run"][:12], row["dataset"] + ("" if row["arch"] == "small-cnn" else f", {row['arch']}")),
-            Cell(params),
-            Cell(str(row["cut"])),
-            Cell(fmt(row["accuracy"]), f"{fmt_ci(row['accuracy_ci_low'], row['accuracy_ci_high'])}  n={row['accuracy_n']}"),
+            TableCell(row["run"][:12], row["dataset"] + ("" if row["arch"] == "small-cnn" else f", {row['arch']}")),
+            TableCell(params),
+            TableCell(str(row["cut"])),
+            TableCell(fmt(row["accuracy"]), f"{fmt_ci(row['accuracy_ci_low'], row['accuracy_ci_high'])}  n={row['accuracy_n']}"),
             _worst_cell(row, "ssim_max"),
             lpips,
             _worst_cell(row, "psnr_max", 1),
             semantic,
-            Cell(fmt(row["dcor"]), f"{fmt_ci(row['dcor_ci_low'], row['dcor_ci_high'])}  n={row['dcor_n']}" if row["dcor_n"] else ""),
-            Cell(*_split_verdict(str(row["verdict"]))),
+            TableCell(fmt(row["dcor"]), f"{fmt_ci(row['dcor_ci_low'], row['dcor_ci_high'])}  n={row['dcor_n']}" if row["dcor_n"] else ""),
+            TableCell(*_split_verdict(str(row["verdict"]))),
         ])
     return out
 

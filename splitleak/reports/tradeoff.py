@@ -10,7 +10,6 @@ from matplotlib.lines import Line2D
 from splitleak.policy import SSIM_UNRECOGNISABLE
 from splitleak.reports.canvas import CONTENT_BOTTOM, CONTENT_TOP, axes_at, page, text_at
 from splitleak.reports.labels import place_labels
-from splitleak.reports.runs import defense_label, parse_params
 from splitleak.reports.style import MARGIN, MUTED, cut_marker, defense_color
 
 
@@ -43,7 +42,7 @@ def _limits(values: np.ndarray, lows: np.ndarray, highs: np.ndarray, floor: floa
 
 
 def _point_label(row: pd.Series, multiple_cuts: bool) -> str:
-    label = defense_label(row["defense"], parse_params(row["defense_params"]))
+    label = row["defense_label"]
     return f"{label}, cut {row['cut']}" if multiple_cuts else label
 
 

@@ -65,9 +65,11 @@ def training_seconds(cell: SweepCell) -> float:
 def evaluation_seconds(cell: SweepCell) -> float:
     """Estimated seconds of one core to attack and score one cell."""
     ev, n = cell.evaluation, sizes(cell)
-    cls = ATTACKS[cell.attack]
-    config = cls.config_class.from_dict(dict(ev.attack_params.get(cell.attack, {}))).scaled(ev.budget_scale)
-    work = cls.estimate_seconds(config, WorkSize(aux=n.aux, scored=n.test, device=ev.device))
+    work = 0.0
+    for attack in ev.attacks:
+        cls = ATTACKS[attack]
+        config = cls.config_class.from_dict(dict(ev.attack_params.get(attack, {}))).scaled(ev.budget_scale)
+        work += cls.estimate_seconds(config, WorkSize(aux=n.aux, scored=n.test, device=ev.device))
     factor = _arch_factor(cell.train.arch)
     semantic = ev.semantic_epochs * n.aux / TRAIN_IMAGES_PER_SECOND["small-cnn"]
     lpips = n.test / LPIPS_PAIRS_PER_SECOND if ev.lpips else 0.0

@@ -111,7 +111,8 @@ def _value_label(value: Any) -> str:
 
 @dataclass(frozen=True)
 class SweepCell:
-    """One cell: one model (data + training) attacked by one attack (evaluation), keyed by content."""
+    """One cell: one model (data + training) attacked by its evaluation's attacks (one per cell in a
+    grid file; every attack of a study, `study_grid`), keyed by content."""
 
     data: DataConfig
     train: TrainConfig
@@ -120,7 +121,8 @@ class SweepCell:
 
     @property
     def attack(self) -> str:
-        return self.evaluation.attacks[0]
+        """The cell's attack, or its attacks joined by '+'."""
+        return "+".join(self.evaluation.attacks)
 
     def train_material(self) -> dict[str, Any]:
         return {"data": resolved_data(self.data), "train": self.train.to_dict()}
@@ -295,6 +297,19 @@ def _attack_params(evaluate: dict[str, Any], attacks: Sequence[str]) -> dict[str
         config = ATTACKS[name].config_class.from_dict(dict(given.get(name, {})))
         resolved[name] = dataclasses.asdict(config)
     return resolved
+
+
+def study_grid(name: str, data: DataConfig, models: Sequence[tuple[str, TrainConfig]], evaluation: EvalConfig) -> Grid:
+    """A study as a grid: each (label, training config) is one cell, attacked by every attack of
+    `evaluation` in one evaluation (the model-level scores and the attacker's semantic classifier
+    are computed once per model). `splitleak demo` and examples/attack_table.py run theirs with
+    `run_sweep`, so a study resumes, reuses and merges exactly as a sweep does."""
+    cells = tuple(SweepCell(data=data, train=train, evaluation=evaluation, defense_label=_slug(label)) for label, train in models)
+    keys = [cell.key for cell in cells]
+    if len(set(keys)) != len(keys):
+        raise GridError(f"study {name!r} lists the same model twice")
+    material = canonical({"name": name, "cells": [cell.material() for cell in cells]})
+    return Grid(name=name, source=f"<study {name}>", sha256=hashlib.sha256(material.encode()).hexdigest(), cells=cells)
 
 
 def _expand(values: Mapping[str, Any], *, data_dir: str | None, device: str | None) -> tuple[list[SweepCell], str | None]:

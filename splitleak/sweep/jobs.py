@@ -127,7 +127,7 @@ def _train(job: TrainJob) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="splitleak-sweep-") as tmp:
         path = save_checkpoint(Path(tmp) / "model.safetensors", trained.model, trained.meta, trained.defense_state)
         blob = path.read_bytes()
-    return {"checkpoint": blob, "test_accuracy": trained.meta["test_accuracy"]}
+    return {"checkpoint": blob, "test_accuracy": trained.meta.test_accuracy}
 
 
 def _evaluate(job: EvalJob) -> Any:

@@ -4,19 +4,21 @@ Cells that attack the same checkpoint share a run id (the checkpoint hash), and 
 carries the model-level rows (accuracy, dCor(x, z), semantic reference) that evaluate computes
 for every evaluation: the merged table keeps one copy per (run, attack, metric, sample), the
 first in grid order. Per run, the provenance is the first cell's with the attacks of all its
-cells, and the reconstructions are stored under `<run>/...` keys, the layout reports and the
+cells (`RunProvenance.cells` names them), and the reconstructions are stored under `<run>/...` keys, the layout reports and the
 gate read from a folder that holds several runs (splitleak.reports.runs).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from splitleak.records import Provenance, RunProvenance
 from splitleak.results import PROVENANCE_FILE, RECONSTRUCTIONS_FILE, SUMMARY_FILE, TABLE_FILE, Results, ResultsError
 
 IDENTITY = ["run", "attack", "metric", "sample"]
@@ -30,33 +32,22 @@ def merge_results(cells: Sequence[tuple[str, Results]], sweep: Mapping[str, Any]
 
     table = pd.concat([results.table for _, results in cells], ignore_index=True)
     table = table.drop_duplicates(subset=IDENTITY, keep="first").reset_index(drop=True)
-    runs: dict[str, dict[str, Any]] = {}
+    runs: dict[str, RunProvenance] = {}
     reconstructions: dict[str, np.ndarray] = {}
     for name, results in cells:
         ids = list(dict.fromkeys(results.table["run"]))
         if len(ids) != 1:
             raise ResultsError(f"cell {name} holds {len(ids)} runs; a sweep cell evaluates exactly one checkpoint")
         run = ids[0]
-        provenance = results.provenance
-        if run not in runs:
-            merged = copy.deepcopy(dict(provenance))
-            merged["cells"] = []
-            merged["attacks"] = {}
-            evaluation = dict(merged.get("evaluation") or {})
-            evaluation["attacks"], evaluation["attack_params"] = [], {}
-            merged["evaluation"] = evaluation
-            runs[run] = merged
-        merged = runs[run]
-        merged["cells"].append(name)
-        merged["attacks"].update(copy.deepcopy(provenance.get("attacks") or {}))
-        evaluation = provenance.get("evaluation") or {}
-        for attack in evaluation.get("attacks", []):
-            if attack not in merged["evaluation"]["attacks"]:
-                merged["evaluation"]["attacks"].append(attack)
-        merged["evaluation"]["attack_params"].update(copy.deepcopy(evaluation.get("attack_params") or {}))
+        cell = results.provenance.run(run) or RunProvenance()
+        merged = runs.get(run) or dataclasses.replace(cell, cells=(), attacks={}, evaluation={**cell.evaluation, "attacks": [], "attack_params": {}})
+        evaluation = dict(merged.evaluation)
+        evaluation["attacks"] = [*evaluation["attacks"], *(a for a in cell.evaluation.get("attacks", []) if a not in evaluation["attacks"])]
+        evaluation["attack_params"] = {**evaluation["attack_params"], **copy.deepcopy(cell.evaluation.get("attack_params") or {})}
+        runs[run] = dataclasses.replace(merged, cells=(*merged.cells, name), attacks={**merged.attacks, **copy.deepcopy(cell.attacks)}, evaluation=evaluation)
         for key, tensor in results.reconstructions.items():
             reconstructions.setdefault(f"{run}/{key}", tensor)
-    provenance = {"sweep": dict(sweep or {}), "runs": runs}
+    provenance = Provenance(runs=runs, sweep=dict(sweep or {}))
     return Results(table=table, provenance=provenance, reconstructions=reconstructions)
 
 

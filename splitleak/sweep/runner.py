@@ -37,8 +37,8 @@ from splitleak.models import load_checkpoint
 from splitleak.outputs import add_to_marker, claim_folder, mark_folder
 from splitleak.resume import partial_path
 from splitleak.results import FOLDER_KIND as RESULTS_KIND
-from splitleak.results import Results, ResultsError, claim_results_folder
-from splitleak.study import recorded_configs
+from splitleak.records import Provenance
+from splitleak.results import PROVENANCE_FILE, TABLE_FILE, Results, ResultsError, claim_results_folder
 from splitleak.sweep import cost
 from splitleak.sweep.executors import Executor, InlineExecutor, ProcessExecutor, make_executor
 from splitleak.sweep.grid import LOCATION_OPTIONS, Grid, SweepCell, canonical, resolved_data, resolved_eval
@@ -67,6 +67,20 @@ def checkpoint_path(out: Path, cell: SweepCell) -> Path:
     return out / CHECKPOINTS_DIR / cell.checkpoint
 
 
+def recorded_configs(folder: Path) -> tuple[Any, Any, Any] | None:
+    """The (training, data, evaluation) configs a results folder's provenance records, or None
+    when the folder holds no readable results of one splitleak checkpoint. What the folder says
+    is only compared, never acted on."""
+    try:
+        if not (folder / TABLE_FILE).is_file():
+            return None
+        run = Provenance.from_dict(json.loads((folder / PROVENANCE_FILE).read_text(encoding="utf-8"))).only
+    except (OSError, ValueError):  # RecordError and JSONDecodeError are ValueErrors
+        return None
+    meta = run.meta
+    return None if meta is None else (meta.train, meta.data, run.evaluation)
+
+
 def is_cell_finished(out: Path, cell: SweepCell) -> bool:
     """Whether the cell's folder holds results of exactly its data, training and evaluation configs."""
     recorded = recorded_configs(cell_folder(out, cell))
@@ -89,7 +103,7 @@ def is_checkpoint_ready(out: Path, cell: SweepCell) -> bool:
     except (ValueError, OSError) as err:
         log.warning("sweep: ignoring checkpoint %s (%s)", path, err)
         return False
-    recorded = (meta.get("train"), without_locations(meta.get("data")))
+    recorded = (meta.train, without_locations(meta.data))
     return canonical(recorded) == canonical((cell.train.to_dict(), resolved_data(cell.data)))
 
 

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import pickle
 from pathlib import Path
@@ -7,15 +8,16 @@ import torch
 from safetensors.torch import save_file
 
 from splitleak.models import CheckpointError, load_checkpoint, save_checkpoint
+from splitleak.records import CheckpointMeta
 
 
 def test_round_trip_keeps_weights_and_metadata(tiny_checkpoint: Path, tiny_splits) -> None:
     loaded = load_checkpoint(tiny_checkpoint)
     meta = loaded.meta
-    assert meta["arch"] == "small-cnn" and meta["cut"] == 1 and meta["defense"]["name"] == "none"
-    assert meta["data"]["dataset"] == "digits" and len(meta["log"]) == 1
-    assert 0.0 <= meta["test_accuracy"] <= 1.0 and len(loaded.sha256) == 64
-    json.dumps(meta)  # JSON-able
+    assert meta.arch == "small-cnn" and meta.cut == 1 and meta.defense.name == "none"
+    assert meta.data["dataset"] == "digits" and len(meta.log) == 1
+    assert meta.test_accuracy is not None and 0.0 <= meta.test_accuracy <= 1.0 and len(loaded.sha256) == 64
+    assert CheckpointMeta.from_dict(json.loads(json.dumps(meta.to_dict()))) == meta  # JSON-able, read back equal
     again = save_checkpoint(tiny_checkpoint.parent / "copy.safetensors", loaded.model, meta)
     reloaded = load_checkpoint(again)
     x = tiny_splits.test.x[:8]
@@ -110,11 +112,27 @@ def test_a_header_length_ending_in_0x80_is_not_mistaken_for_a_pickle(tiny_checkp
 
     loaded = load_checkpoint(tiny_checkpoint)
     for pad in range(300):
-        path = save_checkpoint(tmp_path / f"c{pad}.safetensors", loaded.model, {**loaded.meta, "note": "x" * pad})
+        path = save_checkpoint(tmp_path / f"c{pad}.safetensors", loaded.model, dataclasses.replace(loaded.meta, splitleak_version="x" * pad))
         if path.read_bytes()[0] == 0x80:
             break
         path.unlink()
     else:
         pytest.fail("no padding gave a header length ending in 0x80")
     assert detect(path) == SPLITLEAK
-    assert load_checkpoint(path).meta["note"] == "x" * pad
+    assert load_checkpoint(path).meta.splitleak_version == "x" * pad
+
+
+def test_metadata_of_the_wrong_shape_is_one_error(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    for change, message in [({"cut": "1"}, "cut must be a whole number"), ({"defense": ["none"]}, "defense must be a table"),
+                            ({"log": {"a": 1}}, "log must be a list"), ({"input_spec": {"shape": [1]}}, "input_spec")]:
+        bad = _rewrite(tiny_checkpoint, tmp_path / "bad.safetensors", meta=lambda m: json.dumps({**m, **change}))
+        with pytest.raises(CheckpointError, match=message):
+            load_checkpoint(bad)
+    lacking = _rewrite(tiny_checkpoint, tmp_path / "lacking.safetensors", meta=lambda m: json.dumps({k: v for k, v in m.items() if k != "arch"}))
+    with pytest.raises(CheckpointError, match=r"lacks \['arch'\]"):
+        load_checkpoint(lacking)
+
+
+def test_unknown_metadata_keys_of_a_later_release_are_ignored(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    later = _rewrite(tiny_checkpoint, tmp_path / "later.safetensors", meta=lambda m: json.dumps({**m, "new_field": {"x": 1}}))
+    assert load_checkpoint(later).meta == load_checkpoint(tiny_checkpoint).meta

@@ -67,7 +67,7 @@ def test_torchscript_is_loaded_only_with_allow_code(files) -> None:
     torch.testing.assert_close(z, enc(x))
     torch.testing.assert_close(logits, head(enc(x)))
     assert loaded.has_head and loaded.architecture == (None, None, None)
-    assert loaded.meta["arch"] == "torchscript" and loaded.meta["num_classes"] == 10
+    assert loaded.meta.arch == "torchscript" and loaded.meta.num_classes == 10
     loaded.model.train()  # the foreign program's own mode is fixed; SplitModel.train() must not fail
     assert len(loaded.sha256) == 64
 

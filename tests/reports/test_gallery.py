@@ -28,13 +28,13 @@ def test_extremes_fall_back_to_the_gallery_and_use_stored_ones(report_dirs) -> N
     ssim = run.table[(run.table.attack == "rmle") & (run.table.metric == "ssim")].set_index("sample")["value"]
     found = extremes(run, "rmle")  # evaluate stores the extremes of all scored images
     assert found is not None and found.scope == "all"
-    assert found.ssim[0] == ssim.max() and found.ssim[2] == ssim.min()
+    assert found.scores[0] == ssim.max() and found.scores[2] == ssim.min()
     gallery_only = {k: v for k, v in run.reconstructions.items() if not k.startswith("extremes/")}
     found = extremes(Run(run.run, run.label, run.table, run.provenance, gallery_only, run.source), "rmle")
     gallery = run.reconstructions["indices"].tolist()
     assert found is not None and found.scope == "gallery" and set(found.samples) <= set(gallery)
-    assert found.ssim[0] >= found.ssim[1] >= found.ssim[2]
-    assert found.ssim[0] == ssim[gallery].max() and found.ssim[2] == ssim[gallery].min()
+    assert found.scores[0] >= found.scores[1] >= found.scores[2]
+    assert found.scores[0] == ssim[gallery].max() and found.scores[2] == ssim[gallery].min()
     stored = {
         "extremes/rmle/indices": torch.tensor([5, 6, 7]),
         "extremes/rmle/original": torch.zeros(3, 1, 28, 28),

@@ -1,9 +1,12 @@
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from splitleak.reports.runs import ReportError, collect_runs, defense_label, defense_strength
+from splitleak.reports.runs import ReportError, collect_runs, legacy_defense_label, legacy_defense_strength
+from splitleak.records import Provenance, RunProvenance
 from splitleak.results import Results
 
 
@@ -12,7 +15,7 @@ def test_runs_are_sorted_labelled_and_carry_their_provenance(report_dirs) -> Non
     assert [r.defense for r in runs] == ["none", "nopeek", "noise"]
     assert [r.label for r in runs] == ["no defense, cut 1", "NoPeek α=5, cut 1", "noise σ=1, cut 1"]
     for run in runs:
-        assert run.provenance["checkpoint"]["sha256"] == run.first("checkpoint_sha256")
+        assert run.provenance.checkpoint is not None and run.provenance.checkpoint.sha256 == run.first("checkpoint_sha256")
         assert run.attacks == ("decoder", "rmle")
         assert run.value_range == (0.0, 1.0)
         extremes = {f"extremes/{a}/{part}" for a in ("decoder", "rmle") for part in ("indices", "original", "reconstruction")}
@@ -26,7 +29,7 @@ def test_a_folder_may_hold_several_runs(report_results) -> None:
     recon = {f"{nopeek.table.run.iloc[0]}/{k}": v for k, v in nopeek.reconstructions.items()} | dict(none.reconstructions)
     runs = collect_runs(Results(table=table, provenance=none.provenance, reconstructions=recon))
     assert [r.defense for r in runs] == ["none", "nopeek"]
-    assert runs[0].provenance and not runs[1].provenance  # the folder's provenance names one checkpoint
+    assert runs[0].provenance.checkpoint is not None and runs[1].provenance == RunProvenance()  # the folder's provenance names one checkpoint
     np.testing.assert_array_equal(runs[1].reconstructions["original"], nopeek.reconstructions["original"])
     np.testing.assert_array_equal(runs[0].reconstructions["attack/rmle"], none.reconstructions["attack/rmle"])
     assert runs[1].value_range == (0.0, 1.0)  # from the stored originals
@@ -64,6 +67,21 @@ def test_bad_inputs_say_what_is_wrong(tmp_path) -> None:
         ("custom", {"k": 2, "a": "x"}, "custom a=x, k=2", float("nan")),
     ],
 )
-def test_defense_labels(defense, params, label, strength) -> None:
-    assert defense_label(defense, params) == label
-    assert defense_strength(defense, params) == pytest.approx(strength, nan_ok=True)
+def test_defense_labels_of_old_results_and_of_the_registry_agree(defense, params, label, strength) -> None:
+    """Results of an earlier release are labelled by the legacy table; evaluate now records each
+    run's label from the defense's registry entry, and both say the same for the built-ins."""
+    from splitleak.defenses import DEFENSES, defense_record
+
+    assert legacy_defense_label(defense, params) == label
+    assert legacy_defense_strength(defense, params) == pytest.approx(strength, nan_ok=True)
+    if defense in DEFENSES:
+        recorded = defense_record(defense, params)
+        assert recorded["label"] == label and recorded["strength"] == pytest.approx(strength)
+
+
+def test_reports_use_the_recorded_label_strength_and_rank(report_results) -> None:
+    none = report_results["none"]
+    run = none.provenance.only
+    relabelled = dataclasses.replace(run, defense={"label": "my shield κ=3", "strength": 3.0, "rank": 9})
+    (labelled,) = collect_runs(Results(table=none.table, provenance=Provenance.single(none.table.run.iloc[0], relabelled)))
+    assert (labelled.label, labelled.strength, labelled.rank) == ("my shield κ=3, cut 1", 3.0, 9)
