@@ -44,6 +44,7 @@ from splitleak.scoring import (
     check_scores,
     extremes,
 )
+from splitleak.worst_case import with_worst_case
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +326,8 @@ def evaluate(
         **_logs(scorers),  # task_accuracy, dcor, lpips, semantic_classifier
         gallery_indices=tuple(reconstructions["indices"].tolist()),
     )
-    return Results(table=rows.table(), provenance=Provenance.single(rows.base["run"], provenance), reconstructions=reconstructions)
+    table = with_worst_case(rows.table())  # attack "worst": each image's best reconstruction over the attacks
+    return Results(table=table, provenance=Provenance.single(rows.base["run"], provenance), reconstructions=reconstructions)
 
 
 def _logs(scorers: Sequence[Scorer]) -> dict[str, Any]:

@@ -128,8 +128,9 @@ class _Cells:
         return self._cache[key]
 
     def measure(self, run: RunIdentity, rule: ThresholdRule | BaselineRule) -> Measure:
-        """The rule's statistic on this run; for WORST, of the attack that leaks most as the rule
-        reads it (:func:`splitleak.policy.worst_measure`).
+        """The rule's statistic on this run; for WORST, of the per-image worst case over the attacks
+        (the rows `attack = "worst"`, splitleak.worst_case), or, in results without them, of the
+        attack that leaks most as the rule reads it (:func:`splitleak.policy.worst_measure`).
 
         Raises _CannotCheck when the run lacks the evidence (no rows for the metric or the attack,
         no finite values, too few samples for a CI) and GateError when the policy asks something
@@ -143,7 +144,8 @@ class _Cells:
         if rule.attack == WORST:
             if not per_attack:
                 raise GateError(f"rule {rule.name!r}: {rule.metric} is a model-level metric in the {self.what}; omit attack (or write attack = \"model\")")
-            candidates = per_attack
+            # the per-image worst case when the table holds it; results of an earlier release: the attack that leaks most
+            candidates = [WORST] if WORST in per_attack else per_attack
         elif rule.attack in present:
             candidates = [rule.attack]
         elif rule.attack == MODEL_LEVEL or not per_attack:

@@ -25,10 +25,10 @@ import numpy as np
 
 from splitleak.errors import InputError
 from splitleak.metrics.specs import METRICS
-from splitleak.results import MODEL_LEVEL
+from splitleak.results import MODEL_LEVEL, WORST_CASE
 
 POLICY_VERSION = 1
-WORST = "worst"
+WORST = WORST_CASE
 MODEL = "model"  # the policy's spelling of model-level rows (attack "" in the results table)
 
 SSIM_UNRECOGNISABLE = 0.3

@@ -48,6 +48,7 @@ COLUMNS: tuple[str, ...] = (
 _STRINGS = ("run", "checkpoint", "checkpoint_sha256", "dataset", "arch", "defense", "defense_params", "attack", "metric")
 _INTS = ("cut", "n", "seed")
 MODEL_LEVEL = ""  # the `attack` value of rows that describe the model itself (accuracy, dcor)
+WORST_CASE = "worst"  # the `attack` value of the per-image worst case over the attacks (splitleak.worst_case)
 
 TABLE_FILE = "results.csv"
 SUMMARY_FILE = "summary.csv"

@@ -31,7 +31,7 @@ def test_torchscript_encoder_and_head_on_a_png_folder(tmp_path: Path, folder: Pa
     assert main([*argv, "--semantic-epochs", "1"]) == 0, capsys.readouterr().err
     results = Results.load(out)
     table = results.table
-    assert set(table.attack) == {"", "decoder", "rmle"}
+    assert set(table.attack) == {"", "decoder", "rmle", "worst"}
     assert len(table.query("attack == 'rmle' and metric == 'ssim'")) == 20
     assert {"accuracy", "dcor", "semantic_reference"} <= set(table.query("attack == ''").metric)
     assert set(table.arch) == {"torchscript"} and set(table.dataset) == {"folder:digits"}
@@ -131,5 +131,5 @@ def test_a_headless_run_still_summarises(tmp_path: Path, folder: Path, scripted)
     out = tmp_path / "res"
     assert main(["evaluate", str(encoder), "--image-folder", str(folder), "--allow-code", "--out", str(out), *FAST]) == 0
     summary = Results.load(out).summary()
-    assert set(summary.attack) == {"", "decoder"}
+    assert set(summary.attack) == {"", "decoder", "worst"}
     assert Results.load(out).provenance.only.model["head"] is False

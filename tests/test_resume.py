@@ -100,7 +100,7 @@ def test_adding_an_attack_reuses_the_finished_ones(tmp_path: Path, tiny_checkpoi
     monkeypatch.setattr(DecoderAttack, "fit", _interrupt)
     store = AttackProgress(tmp_path / "p", resume=True)
     both = evaluate(load_checkpoint(tiny_checkpoint), replace(config, attacks=("decoder", "rmle")), tiny_splits, store=store)
-    assert store.reused == ["decoder"] and set(both.table.attack) == {"", "decoder", "rmle"}
+    assert store.reused == ["decoder"] and set(both.table.attack) == {"", "decoder", "rmle", "worst"}
     # other settings for the decoder: its saved file no longer matches, so it would run again
     other = AttackProgress(tmp_path / "p", resume=True)
     with pytest.raises(KeyboardInterrupt):

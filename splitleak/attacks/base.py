@@ -13,6 +13,7 @@ from splitleak._config import FromDict
 from splitleak._validate import finite_number, positive_int
 from splitleak.data import ArraySplit, InputSpec
 from splitleak.registry import Registry
+from splitleak.results import MODEL_LEVEL, WORST_CASE
 from splitleak.errors import InputError
 
 C = TypeVar("C", bound="AttackConfig")
@@ -172,6 +173,8 @@ def _check_attack(cls: Any) -> None:
         raise TypeError(f"attack class {cls!r} lacks {missing} (see splitleak.attacks.base.Attack)")
     if not isinstance(cls.threat_model, ThreatModel):
         raise TypeError(f"attack {cls.name!r}: threat_model must be a ThreatModel")
+    if cls.name in (MODEL_LEVEL, WORST_CASE):
+        raise TypeError(f"attack name {cls.name!r} is reserved in results tables (model-level rows, the per-image worst case)")
 
 
 ATTACKS: Registry[Any] = Registry("attack", group="splitleak.attacks", check=_check_attack)

@@ -26,7 +26,7 @@ import pandas as pd
 from splitleak._config import short_number
 from splitleak.errors import InputError
 from splitleak.records import CheckpointMeta, Provenance, RunProvenance
-from splitleak.results import Results, ResultsError
+from splitleak.results import MODEL_LEVEL, WORST_CASE, Results, ResultsError
 
 ResultsLike = Results | str | os.PathLike[str]
 
@@ -87,8 +87,8 @@ class Run:
 
     @property
     def attacks(self) -> tuple[str, ...]:
-        """Attacks with rows for this run, in the order they were run."""
-        names = self.table.loc[self.table["attack"] != "", "attack"]
+        """Attacks with rows for this run, in the order they were run (not the worst case)."""
+        names = self.table.loc[~self.table["attack"].isin((MODEL_LEVEL, WORST_CASE)), "attack"]
         return tuple(dict.fromkeys(names))
 
     @property

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from splitleak.policy import SSIM_UNRECOGNISABLE, VERDICT_RULE, Measure, ThresholdRule, threshold_failures, worst_measure
+from splitleak.policy import SSIM_UNRECOGNISABLE, VERDICT_RULE, WORST, Measure, ThresholdRule, threshold_failures, worst_measure
 from splitleak.reports.runs import Run
 from splitleak.uncertainty import summarize
 
@@ -61,8 +61,9 @@ def _set_value(run: Run, metric: str) -> pd.Series | None:
 
 
 def worst_case(summary: pd.DataFrame, metric: str) -> pd.Series | None:
-    """The row of the attack that leaks most by `metric` (first attack on ties); None if absent."""
-    rows = summary[(summary["metric"] == metric) & summary["mean"].notna()]
+    """The row of the single attack that leaks most by `metric` (first attack on ties; the per-image
+    worst case is not an attack); None if absent."""
+    rows = summary[(summary["metric"] == metric) & summary["mean"].notna() & (summary["attack"] != WORST)]
     if rows.empty:
         return None
     position = rows["mean"].to_numpy().argmax() if WORST_CASE[metric] == "max" else rows["mean"].to_numpy().argmin()
@@ -70,15 +71,19 @@ def worst_case(summary: pd.DataFrame, metric: str) -> pd.Series | None:
 
 
 def verdict(summary: pd.DataFrame, rule: ThresholdRule = VERDICT_RULE) -> RunVerdict:
-    """The checkpoint's verdict: ``rule`` (the default policy's, "worst attack's mean SSIM <= 0.3,
+    """The checkpoint's verdict: ``rule`` (the default policy's, "the worst case's mean SSIM <= 0.3,
     read through its 95% CI") evaluated on the per-attack summary, as the gate evaluates it.
 
-    reconstructable when the rule's point reading fails (some attack's mean SSIM is above 0.3);
-    borderline when only its CI reading fails (no mean is, but an attack's 95% CI reaches above
-    0.3; the attack whose CI reaches furthest is named); unrecognisable when the rule holds;
-    unknown without SSIM rows. ``rule`` must compare the mean of a per-attack metric.
+    The worst case is the per-image worst case over the attacks (rows ``attack = "worst"``) when
+    the results hold it, else (results of an earlier release) the attack that leaks most.
+    reconstructable when the rule's point reading fails (the mean SSIM is above 0.3);
+    borderline when only its CI reading fails (the mean is not, but its 95% CI reaches above
+    0.3); unrecognisable when the rule holds; unknown without SSIM rows. ``rule`` must compare
+    the mean of a per-attack metric.
     """
     rows = summary[(summary["metric"] == rule.metric) & summary["mean"].notna()]
+    if rule.attack == WORST and (rows["attack"] == WORST).any():
+        rows = rows[rows["attack"] == WORST]
     if rows.empty:
         return RunVerdict("unknown", "unknown (no SSIM rows)")
     measures = [
@@ -88,14 +93,18 @@ def verdict(summary: pd.DataFrame, rule: ThresholdRule = VERDICT_RULE) -> RunVer
     point = dataclasses.replace(rule, use="point")
     worst = worst_measure(point, measures)
     if threshold_failures(point, worst):
-        return RunVerdict("reconstructable", f"reconstructable (SSIM {worst.value:.2f} by {worst.attack})")
+        return RunVerdict("reconstructable", f"reconstructable (SSIM {worst.value:.2f} by {_by(worst.attack)})")
     reached = worst_measure(rule, measures)
     if threshold_failures(rule, reached):
         return RunVerdict(
             "borderline",
-            f"borderline (SSIM {reached.value:.2f} by {reached.attack}, 95% CI up to {reached.ci_high:.2f})",
+            f"borderline (SSIM {reached.value:.2f} by {_by(reached.attack)}, 95% CI up to {reached.ci_high:.2f})",
         )
     return RunVerdict("unrecognisable", f"unrecognisable (worst SSIM {worst.value:.2f})")
+
+
+def _by(attack: str) -> str:
+    return "the per-image worst case" if attack == WORST else attack
 
 
 def lpips_note(run: Run) -> str:

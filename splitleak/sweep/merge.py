@@ -3,7 +3,8 @@
 Cells that attack the same checkpoint share a run id (the checkpoint hash), and each of them
 carries the model-level rows (accuracy, dCor(x, z), semantic reference) that evaluate computes
 for every evaluation: the merged table keeps one copy per (run, attack, metric, sample), the
-first in grid order. Per run, the provenance is the first cell's with the attacks of all its
+first in grid order, and the per-image worst case (attack "worst") is recomputed over the attacks
+of all the run's cells. Per run, the provenance is the first cell's with the attacks of all its
 cells (`RunProvenance.cells` names them), and the reconstructions are stored under `<run>/...` keys, the layout reports and the
 gate read from a folder that holds several runs (splitleak.reports.runs).
 """
@@ -20,6 +21,7 @@ import numpy as np
 
 from splitleak.records import Provenance, RunProvenance
 from splitleak.results import PROVENANCE_FILE, RECONSTRUCTIONS_FILE, SUMMARY_FILE, TABLE_FILE, Results, ResultsError
+from splitleak.worst_case import with_worst_case
 
 IDENTITY = ["run", "attack", "metric", "sample"]
 
@@ -32,6 +34,7 @@ def merge_results(cells: Sequence[tuple[str, Results]], sweep: Mapping[str, Any]
 
     table = pd.concat([results.table for _, results in cells], ignore_index=True)
     table = table.drop_duplicates(subset=IDENTITY, keep="first").reset_index(drop=True)
+    table = with_worst_case(table)  # each cell's worst case saw only its own attacks: over all of them now
     runs: dict[str, RunProvenance] = {}
     reconstructions: dict[str, np.ndarray] = {}
     for name, results in cells:
