@@ -127,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_cmd_demo)
 
     at = commands.add_parser("attacks", help="list the attacks and their threat models", description="List every registered attack with what the attacker needs.")
+    at.add_argument("--markdown", action="store_true", help="print the table of docs/attacks.md (threat models and references) in Markdown")
     _verbose_option(at)
     at.set_defaults(run=_cmd_attacks)
 
@@ -276,6 +277,12 @@ def _cmd_weights(args: argparse.Namespace) -> int:
 
 def _cmd_attacks(args: argparse.Namespace) -> int:
     from splitleak.attacks import ATTACKS
+
+    if args.markdown:
+        from splitleak.attacks._catalogue import markdown_table
+
+        print(markdown_table())
+        return 0
 
     def mark(flag: bool) -> str:
         return "yes" if flag else "-"

@@ -86,6 +86,7 @@ class DecoderAttack:
 
     name: ClassVar[str] = "decoder"
     label: ClassVar[str] = "Decoder"
+    reference: ClassVar[str] = "He, Zhang, Lee 2019 (black-box inverse network)"
     config_class: ClassVar[type[DecoderConfig]] = DecoderConfig
     threat_model: ClassVar[ThreatModel] = ThreatModel(
         summary="black-box: queries the client with its own auxiliary data",

@@ -72,6 +72,7 @@ class RMLEAttack:
 
     name: ClassVar[str] = "rmle"
     label: ClassVar[str] = "rMLE"
+    reference: ClassVar[str] = "He, Zhang, Lee 2019 (white-box rMLE)"
     config_class: ClassVar[type[RMLEConfig]] = RMLEConfig
     threat_model: ClassVar[ThreatModel] = ThreatModel(
         summary="white-box: has the client encoder's weights, no data",

@@ -224,6 +224,7 @@ class SDARAttack:
 
     name: ClassVar[str] = "sdar"
     label: ClassVar[str] = "SDAR"
+    reference: ClassVar[str] = "Zhu et al. 2025 (SDAR, NDSS)"
     config_class: ClassVar[type[SDARConfig]] = SDARConfig
     threat_model: ClassVar[ThreatModel] = ThreatModel(
         summary="passive server: has the head, labelled auxiliary data and the activations it observed",

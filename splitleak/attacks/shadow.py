@@ -60,6 +60,7 @@ class ShadowAttack:
 
     name: ClassVar[str] = "shadow"
     label: ClassVar[str] = "Shadow"
+    reference: ClassVar[str] = "He, Zhang, Lee 2019 (query-free)"
     config_class: ClassVar[type[ShadowConfig]] = ShadowConfig
     threat_model: ClassVar[ThreatModel] = ThreatModel(
         summary="query-free: has the server head, labelled auxiliary data and the client's architecture",

@@ -56,6 +56,7 @@ class UnSplitAttack:
 
     name: ClassVar[str] = "unsplit"
     label: ClassVar[str] = "UnSplit"
+    reference: ClassVar[str] = "Erdogan, Küpçü, Çiçek 2022 (UnSplit)"
     config_class: ClassVar[type[UnSplitConfig]] = UnSplitConfig
     threat_model: ClassVar[ThreatModel] = ThreatModel(
         summary="data-oblivious: knows only the client's architecture and sees its activations",
