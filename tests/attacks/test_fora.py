@@ -151,16 +151,15 @@ def test_config_errors() -> None:
 
 @pytest.mark.slow
 def test_fora_on_fashion_mnist_aligns_the_substitute_and_reconstructs(fashion_cut1) -> None:
+    """Undefended cut 1, 3,000 unlabelled aux images, the 200 test activations observed."""
     splits, model, x, z = fashion_cut1
-    access = Access(spec=model.spec, activation_shape=tuple(z.shape[1:]), aux=splits.aux, labelled=False, observed=z)
-    attack = FORAAttack(FORAConfig(substitute_steps=600)).fit(access)
+    aux = ArraySplit(splits.aux.x[:3000], splits.aux.y[:3000], splits.aux.indices[:3000])
+    access = Access(spec=model.spec, activation_shape=tuple(z.shape[1:]), aux=aux, labelled=False, observed=z)
+    attack = FORAAttack(FORAConfig(substitute_steps=600, decoder_epochs=5)).fit(access)
     assert attack.history[-1] < 0.5 * attack.history[0]  # the substitute's features moved toward the observed ones
     x_hat = attack.reconstruct(z)
     assert x_hat.shape == x.shape and torch.isfinite(x_hat).all()
-    assert ssim(x, x_hat).mean() > SLOW_SSIM_FLOOR
-
-
-SLOW_SSIM_FLOOR = 0.3
+    assert ssim(x, x_hat).mean() > 0.4  # query-free, yet recognisable (He et al.: < 0.3 is not)
 
 
 @pytest.fixture(autouse=True)
