@@ -26,8 +26,8 @@ EVAL = ["--limit", "20", "--dcor-samples", "20", "--semantic-epochs", "0", "--lp
 
 @pytest.fixture(scope="module")
 def few(tiny_splits: Splits) -> Splits:
-    """The tiny digits with 128 training images: two FSHA steps of 64."""
-    return dataclasses.replace(tiny_splits, train=tiny_splits.train.head(128))
+    """The tiny digits with 64 training images: one FSHA step of 64 per epoch."""
+    return dataclasses.replace(tiny_splits, train=tiny_splits.train.head(64))
 
 
 def _config(**changes: object) -> TrainConfig:
