@@ -126,6 +126,7 @@ def test_nopeek_does_not_stop_the_hijacking_on_fashion_mnist() -> None:
         pytest.skip(f"Fashion-MNIST not available at {DEBIAN_FASHION_MNIST_DIR} ({err})")
     from splitleak.metrics.image import ssim
 
+    torch.set_num_threads(1)  # ~15 min at one thread on the loaded 2-core machine; two threads under contention took > 40 min
     nopeek = {"cut": 2, "epochs": 4, "batch_size": 64, "defense": "nopeek", "defense_params": {"alpha": 5.0}}
     hijacked = train(TrainConfig(**nopeek, server="fsha"), splits)
     honest = train(TrainConfig(**nopeek), splits)
