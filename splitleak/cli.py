@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--noise-scale", type=float, help="noise: std (gaussian) or b (laplace) of the activation noise (default 1.0)")
     train.add_argument("--noise-distribution", choices=("gaussian", "laplace"), help="noise: distribution (default gaussian)")
     train.add_argument("--dropout-rate", type=float, help="dropout: fraction of activations zeroed at training and inference (default 0.5)")
+    train.add_argument("--server", default="honest", help="the training server: honest (trains the task) or fsha (a malicious server hijacking the client's training; docs/attacks.md#fsha)")
+    train.add_argument("--server-param", action="append", default=[], metavar="SERVER.KEY=VALUE", help="set a server parameter, e.g. fsha.lr_critic=1e-4 (repeatable; the server must be --server)")
     train.add_argument("--epochs", type=int, default=3)
     train.add_argument("--batch-size", type=int, default=256)
     train.add_argument("--lr", type=float, default=1e-3)
@@ -164,8 +166,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if defense != args.defense:
             raise InputError(f"--defense-param {defense}.* sets a parameter of defense {defense!r}, but --defense is {args.defense!r}")
         given.update(options)
+    server_params: dict[str, object] = {}
+    for server, options in _dotted_params(args.server_param, "--server-param", "SERVER.KEY=VALUE").items():
+        if server != args.server:
+            raise InputError(f"--server-param {server}.* sets a parameter of server {server!r}, but --server is {args.server!r}")
+        server_params.update(options)
     config = TrainConfig(
-        arch=args.arch, cut=args.cut, defense=args.defense, defense_params=given,
+        arch=args.arch, cut=args.cut, defense=args.defense, defense_params=given, server=args.server, server_params=server_params,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
     )
     data = DataConfig(
@@ -184,12 +191,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     check_writable(args.out)
     splits = load_splits(data)
     trained = train(config, splits, progress=_progress(args.quiet), state_file=partial_path(args.out), resume=args.resume)
-    path = save_checkpoint(args.out, trained.model, trained.meta, trained.defense_state)
+    path = save_checkpoint(args.out, trained.model, trained.meta, trained.defense_state, trained.server_state)
     partial_path(args.out).unlink(missing_ok=True)
     last = trained.meta.log[-1]
     print(
         f"{path}: {config.arch} cut {config.cut}, defense {config.defense} {trained.meta.defense.params}, "
-        f"test accuracy {trained.meta.test_accuracy:.4f} on {trained.meta.test_size} images, "
+        + (f"server {config.server}, " if config.server != "honest" else "")
+        + f"test accuracy {trained.meta.test_accuracy:.4f} on {trained.meta.test_size} images, "
         f"final train loss {last['loss']:.4f} (penalty {last['penalty']:.4f}), {last['images_per_second']:.0f} img/s"
     )
     return 0
@@ -287,12 +295,13 @@ def _cmd_attacks(args: argparse.Namespace) -> int:
     def mark(flag: bool) -> str:
         return "yes" if flag else "-"
 
-    header = f"{'attack':10} {'encoder weights':16} {'queries':8} {'server head':12} {'aux data':9} threat model"
+    header = f"{'attack':10} {'trained':10} {'encoder weights':16} {'queries':8} {'server head':12} {'aux data':9} threat model"
     print(header)
     for name, cls in sorted(ATTACKS.items()):
         tm = cls.threat_model
         aux = f">= {tm.min_aux}" if tm.aux_data else "-"
-        print(f"{name:10} {mark(tm.encoder_weights):16} {mark(tm.query_access):8} {mark(tm.server_head):12} {aux:9} {tm.summary}")
+        trained = f"by {tm.trained_by}" if tm.trained_by else "any"
+        print(f"{name:10} {trained:10} {mark(tm.encoder_weights):16} {mark(tm.query_access):8} {mark(tm.server_head):12} {aux:9} {tm.summary}")
     return 0
 
 

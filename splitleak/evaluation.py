@@ -17,7 +17,7 @@ from torch import Tensor
 from splitleak._config import FromDict
 from splitleak._random import drawing_from, generator
 from splitleak._validate import all_finite, device_string, positive_int, torch_seed
-from splitleak.attacks import ATTACKS, Access, make_attack
+from splitleak.attacks import ATTACKS, Access, TrainingServer, make_attack
 from splitleak.data import LOCATION_FIELDS, ArraySplit, DataConfig, Splits
 from splitleak.defenses import defense_record
 from splitleak.errors import InputError, NumericalError
@@ -208,11 +208,22 @@ def _access(checkpoint: Checkpoint, splits: Splits, config: EvalConfig, activati
     model, meta = checkpoint.model, checkpoint.meta
     arch, cut, clone = checkpoint.architecture
     return Access(
+        server=_training_server(checkpoint),
         spec=model.spec, activation_shape=activation_shape, query=lambda x: model(x)[1], encoder=model,
         head=model.head if checkpoint.has_head else None, aux=splits.aux, arch=arch, cut=cut,
         num_classes=meta.num_classes or None, device=config.device, seed=config.seed, clone=clone, labelled=splits.labelled,
         observed=observed,
     )
+
+
+def _training_server(checkpoint: Checkpoint) -> TrainingServer | None:
+    """The server that trained the checkpoint, as recorded, with the modules it kept (None: not recorded)."""
+    recorded = checkpoint.meta.server
+    if not recorded or not isinstance(recorded.get("name"), str):
+        return None
+    params = recorded.get("params")
+    state = getattr(checkpoint, "server_state", None) or {}
+    return TrainingServer(name=recorded["name"], params=dict(params) if isinstance(params, Mapping) else {}, state=dict(state))
 
 
 def evaluate(

@@ -17,6 +17,12 @@ method); their state is saved in the `--resume` file, like the server's.
 
 Every participant's state is a `state_dict()` / `load_state_dict()` pair of plain tensors and
 JSON-able values, so progress files stay safetensors + JSON.
+
+A registered server (`SERVERS`) is built from a `TrainConfig`'s `server` and `server_params` by
+`make_server`: its class checks the parameters (`check_params`, defaults filled in, recorded in
+the checkpoint) and builds itself from a `ServerSetup` (the auxiliary data a malicious server
+holds as its public data, its own random stream). A server's `modules()` (optional) are saved
+in the checkpoint beside the weights (`server/` tensors, `Checkpoint.server_state`).
 """
 
 from __future__ import annotations
@@ -31,9 +37,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from splitleak.defenses.base import DefenseSession, start_session
+from splitleak.errors import InputError
 from splitleak.registry import Registry
 
 if TYPE_CHECKING:
+    from splitleak.data import ArraySplit
     from splitleak.models.split import SplitModel
 
 
@@ -74,12 +82,60 @@ SERVERS: Registry[Any] = Registry("server", group="splitleak.servers")
 """Server behaviours by name: `honest`, and what the attacks add (FSHA)."""
 
 
+@dataclass(frozen=True)
+class ServerSetup:
+    """What training hands a registered server besides the model: its checked parameters, the
+    auxiliary data (the attacker's pool, a malicious server's public data), its own random
+    stream ("train/server"), the training learning rate and the device."""
+
+    params: Mapping[str, Any]
+    aux: ArraySplit | None
+    generator: torch.Generator
+    lr: float
+    device: torch.device = torch.device("cpu")
+
+
+def server_class(name: str) -> Any:
+    """The registered server class `name` (the attacks' servers, e.g. FSHA, register on import)."""
+    import splitleak.attacks  # noqa: F401  (registers the attacks' servers)
+
+    return SERVERS.get_entry(name)
+
+
+def check_server_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """`params` of server `name`, checked, with its defaults filled in (InputError if bad)."""
+    return server_class(name).check_params(dict(params))
+
+
+def make_server(name: str, model: SplitModel, setup: ServerSetup) -> Server:
+    """Build the registered server `name` for `model` (see `ServerSetup`)."""
+    return server_class(name).setup(model, setup)
+
+
+def server_modules(server: Server) -> dict[str, torch.Tensor]:
+    """A server's own modules' tensors by "<module>.<key>" (empty for one without `modules()`)."""
+    modules = getattr(server, "modules", None)
+    if modules is None:
+        return {}
+    return {f"{name}.{k}": v.detach().cpu() for name, module in modules().items() for k, v in module.state_dict().items()}
+
+
 @SERVERS.register
 class HonestServer:
     """Trains the model's head on the task with Adam, and sends back the gradient of its loss."""
 
     name: ClassVar[str] = "honest"
     threat: ClassVar[str] = "honest"
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        if params:
+            raise InputError(f"server 'honest' takes no parameters (its learning rate is the training lr), got {sorted(params)}")
+        return {}
+
+    @classmethod
+    def setup(cls, model: SplitModel, setup: ServerSetup) -> HonestServer:
+        return cls(model, lr=setup.lr)
 
     def __init__(self, model: SplitModel, *, lr: float = 1e-3) -> None:
         self.head = model.head
@@ -137,7 +193,12 @@ __all__ = [
     "HonestServer",
     "Server",
     "ServerReply",
+    "ServerSetup",
     "StepLog",
+    "check_server_params",
     "client_parameters",
+    "make_server",
+    "server_class",
+    "server_modules",
     "start_session",
 ]

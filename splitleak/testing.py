@@ -28,7 +28,9 @@ What is checked:
   budget and history as one fresh fit); `budget()` and the config are JSON-able and the config
   round-trips through `from_dict`; a `ThreatModel` with a summary is declared; each capability
   the threat model needs, when missing, raises ThreatModelError before any work (no query, no
-  forward pass, no progress bar); fit + reconstruct leave torch's global generator and what
+  forward pass, no progress bar) -- for a training-time attack (`ThreatModel.trained_by`) the
+  tiny victim is first served by that registered server, and a victim trained honestly is
+  what is missing; fit + reconstruct leave torch's global generator and what
   they were handed (weights, gradients, auxiliary data) as they were.
 * defenses: `params()` is JSON-able and rebuilds an equal defense (through `make_defense` for a
   registered one); the penalty is None or a finite scalar that gradients flow through; the
@@ -59,7 +61,7 @@ import torch
 from torch import Tensor, nn
 
 from splitleak._random import build, drawing_from, generator
-from splitleak.attacks import Access, Attack, ThreatModel, ThreatModelError, make_attack
+from splitleak.attacks import Access, Attack, ThreatModel, ThreatModelError, TrainingServer, make_attack
 from splitleak.data import ArraySplit, InputSpec
 from splitleak.defenses import DEFENSES, Defense, make_defense
 from splitleak.metrics import METRICS, MetricSpec
@@ -67,6 +69,7 @@ from splitleak.metrics.dependence_scale import DcorEstimate
 from splitleak.models.architectures import get_architecture
 from splitleak.models.split import SplitModel
 from splitleak.progress import ProgressFactory, silent
+from splitleak.protocol import ServerSetup, check_server_params, make_server, server_modules
 from splitleak.weights import WeightsUnavailable
 
 TINY_BUDGET = 0.01
@@ -138,9 +141,13 @@ class _Counter:
 class _TinyVictim:
     """A fresh small-cnn split at cut 1 on 1x8x8 inputs in [-1, 1], its auxiliary data and test
     activations, and an Access with every capability (query, weights, head, labelled data,
-    architecture) whose use is counted."""
+    architecture, the training server) whose use is counted.
 
-    def __init__(self, seed: int = 0, aux_size: int = 32) -> None:
+    With `server` (a training-time attack's `ThreatModel.trained_by`), that registered server
+    serves the victim for `_SERVED_STEPS` protocol steps on the auxiliary data first, so the
+    Access holds what it kept; the victim's weights stay as built (only the server learns)."""
+
+    def __init__(self, seed: int = 0, aux_size: int = 32, server: str | None = None) -> None:
         self.spec = InputSpec(shape=_SHAPE, value_range=_RANGE)
         arch = get_architecture(_ARCH)
         self.model = build(
@@ -159,6 +166,21 @@ class _TinyVictim:
         self.model.encoder.register_forward_pre_hook(lambda *_: setattr(self.forwards, "calls", self.forwards.calls + 1))
         self.model.head.register_forward_pre_hook(lambda *_: setattr(self.forwards, "calls", self.forwards.calls + 1))
         self.seed = seed
+        self.server = TrainingServer(name="honest", params={"lr": 1e-3}) if server is None else self._served(server)
+        self.forwards.calls = 0  # serving is the victim's past, not the attack's work
+
+    def _served(self, name: str) -> TrainingServer:
+        """Run `name` for a few protocol steps against the victim and keep what it kept."""
+        setup = ServerSetup(params=check_server_params(name, {}), aux=self.aux, generator=generator(0, "conformance", "server"), lr=1e-3)
+        server = make_server(name, self.model, setup)
+        for _ in range(_SERVED_STEPS):
+            reply = server.respond(self.model.client(self.aux.x[:16]), self.aux.y[:16])
+            server.zero_grad()
+            reply.loss.backward()
+            server.update()
+        for p in self.model.parameters():
+            p.grad = None  # the client's optimiser is not run: the victim keeps its weights
+        return TrainingServer(name=name, params=server.describe()["params"], state=server_modules(server))
 
     def query(self, x: Tensor) -> Tensor:
         self.queries.calls += 1
@@ -168,7 +190,7 @@ class _TinyVictim:
         values: dict[str, Any] = dict(
             spec=self.spec, activation_shape=tuple(self.z_test.shape[1:]), query=self.query, encoder=self.model, head=self.model.head,
             aux=self.aux, arch=_ARCH, cut=_CUT, num_classes=_CLASSES, device="cpu", seed=self.seed, labelled=True,
-            observed=self.z_test,
+            observed=self.z_test, server=self.server,
         )
         values.update(overrides)
         return Access(**values)
@@ -177,6 +199,8 @@ class _TinyVictim:
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()} | {"aux.x": self.aux.x.clone(), "aux.y": self.aux.y.clone()}
 
 
+_SERVED_STEPS = 2
+
 _MISSING: dict[str, dict[str, Any]] = {
     "encoder_weights": {"encoder": None},
     "query_access": {"query": None},
@@ -184,6 +208,7 @@ _MISSING: dict[str, dict[str, Any]] = {
     "aux_data": {"aux": None},
     "aux_labels": {"labelled": False},
     "architecture": {"arch": None, "cut": None, "clone": None},
+    "trained_by": {"server": TrainingServer(name="honest")},
 }
 """For each capability a ThreatModel can require: the Access fields that take it away."""
 
@@ -212,19 +237,23 @@ def attack_checks(attack: str | Callable[[], Attack], params: Mapping[str, Any] 
     label, make = _attack_maker(attack, params)
     subject = f"attack-{label}"
 
+    def tiny(**kwargs: Any) -> _TinyVictim:
+        """The tiny victim; trained by the attack's server first if its threat model says so."""
+        return _TinyVictim(server=_attack_class(make).threat_model.trained_by, **kwargs)
+
     def fit_returns_self() -> None:
         a = make()
-        assert a.fit(_TinyVictim().access()) is a, "fit() must return the attack itself"
+        assert a.fit(tiny().access()) is a, "fit() must return the attack itself"
 
     def reconstruct_before_fit_raises() -> None:
         try:
-            make().reconstruct(_TinyVictim().z_test)
+            make().reconstruct(tiny().z_test)
         except RuntimeError:
             return
         raise AssertionError("reconstruct() before fit() must raise RuntimeError")
 
     def output_in_the_input_spec() -> None:
-        victim = _TinyVictim()
+        victim = tiny()
         x_hat = make().fit(victim.access()).reconstruct(victim.z_test)
         x = victim.x_test
         assert isinstance(x_hat, Tensor), f"reconstruct() returned {type(x_hat).__name__}, not a Tensor"
@@ -238,13 +267,13 @@ def attack_checks(attack: str | Callable[[], Attack], params: Mapping[str, Any] 
         )
 
     def same_seed_same_output() -> None:
-        victim = _TinyVictim()
+        victim = tiny()
         first = make().fit(victim.access()).reconstruct(victim.z_test)
-        second = make().fit(_TinyVictim().access()).reconstruct(victim.z_test)
+        second = make().fit(tiny().access()).reconstruct(victim.z_test)
         assert torch.equal(first, second), "two fresh attacks fitted with the same seed reconstruct differently"
 
     def refit_starts_over() -> None:
-        victim = _TinyVictim()
+        victim = tiny()
         fresh = make().fit(victim.access())
         expected, expected_budget = fresh.reconstruct(victim.z_test), fresh.budget()
         again = make()
@@ -261,7 +290,7 @@ def attack_checks(attack: str | Callable[[], Attack], params: Mapping[str, Any] 
     def budget_and_config_are_json() -> None:
         a = make()
         _json(a.budget(), "budget() before fit()")
-        victim = _TinyVictim()
+        victim = tiny()
         a.fit(victim.access()).reconstruct(victim.z_test)
         _json(a.budget(), "budget() after fit()")
         config = getattr(a, "config", None)
@@ -291,7 +320,7 @@ def attack_checks(attack: str | Callable[[], Attack], params: Mapping[str, Any] 
         if not cases:
             raise unittest.SkipTest("the threat model requires nothing, so nothing can be missing")
         for what, fields in cases:
-            victim = _TinyVictim(aux_size=max(32, model.min_aux))
+            victim = tiny(aux_size=max(32, model.min_aux))
             if fields.get("aux") == "short":
                 fields = {"aux": victim.aux.head(model.min_aux - 1)}
             bars = _Counter()
@@ -311,7 +340,7 @@ def attack_checks(attack: str | Callable[[], Attack], params: Mapping[str, Any] 
             assert not any(work.values()), f"fit() without {what} did work before raising ThreatModelError: {work}"
 
     def leaves_global_rng_and_inputs_untouched() -> None:
-        victim = _TinyVictim()
+        victim = tiny()
         before = victim.snapshot()
         with _global_rng_untouched("fit() + reconstruct()"):
             make().fit(victim.access()).reconstruct(victim.z_test)

@@ -2,8 +2,9 @@
 
 Randomness (splitleak._random): the seed becomes named generators -- "train/init" (weights),
 "train/order" (batch order), "train/transform" (the defense's noise or dropout mask),
-"train/defense" (a trainable defense's own draws) and "train/test-accuracy" (the transform
-while scoring the test set). torch's global generator is
+"train/defense" (a trainable defense's own draws), "train/server" (a registered server's own
+draws: FSHA's modules and batches) and "train/test-accuracy" (the transform while scoring the
+test set). torch's global generator is
 neither seeded nor drawn from.
 """
 
@@ -33,7 +34,7 @@ from splitleak.models.architectures import get_architecture
 from splitleak.models.build import make_split_model
 from splitleak.models.split import SplitModel
 from splitleak.progress import ProgressFactory, silent
-from splitleak.protocol import HonestServer, Server, StepLog, client_parameters
+from splitleak.protocol import Server, ServerSetup, StepLog, check_server_params, client_parameters, make_server, server_modules
 from splitleak.records import CheckpointMeta, DefenseRecord
 from splitleak.resume import TrainProgress
 
@@ -42,7 +43,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig(FromDict):
-    """How to train: architecture and cut, defense and its parameters, optimiser budget, seed."""
+    """How to train: architecture and cut, defense and its parameters, the server (honest, or a
+    malicious one such as "fsha") and its parameters, optimiser budget, seed."""
 
     what: ClassVar[str] = "training"
 
@@ -55,6 +57,8 @@ class TrainConfig(FromDict):
     lr: float = 1e-3
     seed: int = 0
     device: str = "cpu"
+    server: str = "honest"
+    server_params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         arch = get_architecture(self.arch)
@@ -64,6 +68,7 @@ class TrainConfig(FromDict):
             raise InputError(f"architecture {self.arch!r} has cuts {list(arch.cuts)}, got {self.cut}")
         # validated, with defaults filled in: a config records exactly the defense it trains
         object.__setattr__(self, "defense_params", make_defense(self.defense, dict(self.defense_params)).params())
+        object.__setattr__(self, "server_params", check_server_params(self.server, dict(self.server_params)))
         positive_int("epochs", self.epochs)
         positive_int("batch_size", self.batch_size)
         finite_number("lr", self.lr, minimum=0.0)
@@ -72,7 +77,12 @@ class TrainConfig(FromDict):
 
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "defense_params": dict(self.defense_params)}
+        """The config as JSON; the honest server (the default, no parameters) is left out, so
+        honest configs keep the checkpoint, resume and sweep keys they had before servers."""
+        out = {**dataclasses.asdict(self), "defense_params": dict(self.defense_params), "server_params": dict(self.server_params)}
+        if self.server == "honest" and not self.server_params:
+            del out["server"], out["server_params"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,7 @@ class TrainedModel:
     model: SplitModel
     meta: CheckpointMeta
     defense_state: dict[str, torch.Tensor] = field(default_factory=dict)  # a trainable defense's modules, by "<module>.<key>"
+    server_state: dict[str, torch.Tensor] = field(default_factory=dict)  # the server's own modules (FSHA's decoder), by "<module>.<key>"
 
 
 def build_split_model(
@@ -120,9 +131,10 @@ def train(
     """Train a split model on `splits.train` and report its accuracy on `splits.test`.
 
     Each step is the client/server exchange of `splitleak.protocol`: the client sends z, the
-    `server` (default: `HonestServer`, training the head on the task) replies with its
-    objective, the client adds its defense's penalty and updates its encoder from the gradient
-    it receives. `server` builds the server for the model (a malicious one steers training).
+    server replies with its objective, the client adds its defense's penalty and updates its
+    encoder from the gradient it receives. The server is `config.server` built by
+    `splitleak.protocol.make_server` (default: honest, training the head on the task; "fsha"
+    steers the encoder), or `server(model)` when given (a server that is not registered).
     With `state_file`, the model, both sides' optimisers, the defense's and server's state, the
     random generators and the log are saved there after every epoch; with `resume` too, a run
     continues from the file's last finished epoch and ends with the same weights as an
@@ -134,7 +146,11 @@ def train(
     defense = make_defense(config.defense, config.defense_params)
     defense_draws = generator(config.seed, "train", "defense")
     session = start_session(defense, model=model, generator=defense_draws, device=device)
-    serving = (server or (lambda m: HonestServer(m, lr=config.lr)))(model)
+    if server is not None:
+        serving = server(model)
+    else:
+        setup = ServerSetup(params=config.server_params, aux=splits.aux, generator=generator(config.seed, "train", "server"), lr=config.lr, device=device)
+        serving = make_server(config.server, model, setup)
     optimiser = torch.optim.Adam(client_parameters(model), lr=config.lr)
     order = generator(config.seed, "train", "order")
     x_all, y_all = splits.train.x, splits.train.y
@@ -214,4 +230,4 @@ def train(
         torch_version=torch.__version__,
     )
     defense_state = {f"{name}.{k}": v.detach().cpu() for name, module in session.modules().items() for k, v in module.state_dict().items()}
-    return TrainedModel(model=model.cpu(), meta=meta, defense_state=defense_state)
+    return TrainedModel(model=model.cpu(), meta=meta, defense_state=defense_state, server_state=server_modules(serving))

@@ -147,7 +147,8 @@ def test_train_and_evaluate_leave_the_global_generator_alone(tiny_splits, tmp_pa
     assert torch.equal(torch.get_rng_state(), state), "train changed torch's global generator"
     path = save_checkpoint(tmp_path / "noisy.safetensors", trained.model, trained.meta)
     tiny = {"decoder": {"epochs": 1}, "rmle": {"steps": 2}, "shadow": {"shadow_epochs": 1, "decoder_epochs": 1}, "unsplit": {"outer_steps": 1, "input_steps": 2, "model_steps": 2}}
-    config = EvalConfig(attacks=tuple(ATTACKS), attack_params={k: v for k, v in tiny.items() if k in ATTACKS}, limit=8, lpips=None, semantic_epochs=1, gallery=2)
+    passive = tuple(name for name, cls in ATTACKS.items() if cls.threat_model.trained_by is None)  # fsha: below
+    config = EvalConfig(attacks=passive, attack_params={k: v for k, v in tiny.items() if k in passive}, limit=8, lpips=None, semantic_epochs=1, gallery=2)
     state = torch.get_rng_state()
     results = evaluate(load_checkpoint(path), config, small)
     assert torch.equal(torch.get_rng_state(), state), "evaluate changed torch's global generator"
@@ -156,3 +157,14 @@ def test_train_and_evaluate_leave_the_global_generator_alone(tiny_splits, tmp_pa
     key = ["attack", "metric", "sample"]
     pick = lambda t: t[t.attack.isin(["", "decoder"]) & ~t.metric.str.startswith("semantic")].sort_values(key, ignore_index=True)  # noqa: E731
     pd.testing.assert_frame_equal(pick(results.table), pick(alone))
+
+
+def test_the_fsha_server_and_attack_leave_the_global_generator_alone(tiny_splits, tmp_path: Path) -> None:
+    small = replace(tiny_splits, train=tiny_splits.train.head(32), aux=tiny_splits.aux.head(32))
+    config = TrainConfig(cut=2, epochs=1, batch_size=32, server="fsha", server_params={"critic_width": 8, "critic_blocks": 1, "decoder_width": 16})
+    state = torch.get_rng_state()
+    trained = train(config, small)
+    assert torch.equal(torch.get_rng_state(), state), "training with the fsha server changed torch's global generator"
+    path = save_checkpoint(tmp_path / "fsha.safetensors", trained.model, trained.meta, server_state=trained.server_state)
+    evaluate(load_checkpoint(path), EvalConfig(attacks=("fsha",), limit=8, lpips=None, semantic_epochs=0, gallery=2), small)
+    assert torch.equal(torch.get_rng_state(), state), "evaluating fsha changed torch's global generator"

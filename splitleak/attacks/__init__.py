@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from splitleak.attacks.base import ATTACKS, Access, Attack, AttackConfig, ThreatModel, ThreatModelError
+from splitleak.attacks.base import ATTACKS, Access, Attack, AttackConfig, ThreatModel, ThreatModelError, TrainingServer
 from splitleak.attacks.decoder import DecoderAttack, DecoderConfig
 from splitleak.attacks.rmle import RMLEAttack, RMLEConfig
 from splitleak.attacks.shadow import ShadowAttack, ShadowConfig
@@ -38,6 +38,7 @@ __all__ = [
     "ShadowConfig",
     "ThreatModel",
     "ThreatModelError",
+    "TrainingServer",
     "UnSplitAttack",
     "UnSplitConfig",
     "make_attack",

@@ -21,7 +21,8 @@ def _mark(flag: bool) -> str:
 def _row(name: str, cls: Any) -> str:
     tm = cls.threat_model
     aux = "–" if not tm.aux_data else f"✓ (≥ {tm.min_aux}{', with labels' if tm.aux_labels else ''})"
-    cells = [f"`{name}`", _mark(tm.encoder_weights), _mark(tm.query_access), _mark(tm.server_head), aux, _mark(tm.architecture),
+    trained = f"by the `{tm.trained_by}` server" if tm.trained_by else "any"
+    cells = [f"`{name}`", trained, _mark(tm.encoder_weights), _mark(tm.query_access), _mark(tm.server_head), aux, _mark(tm.architecture),
              tm.summary, getattr(cls, "reference", "") or getattr(cls, "label", name)]
     return "| " + " | ".join(cells) + " |"
 
@@ -31,8 +32,8 @@ def markdown_table(names: list[str] | None = None) -> str:
     chosen = sorted(ATTACKS) if names is None else names
     lines = [
         BEGIN,
-        "| attack | encoder weights | query access | server head | aux data | encoder architecture + cut | threat model | reference |",
-        "|---|:---:|:---:|:---:|:---:|:---:|---|---|",
+        "| attack | checkpoint trained | encoder weights | query access | server head | aux data | encoder architecture + cut | threat model | reference |",
+        "|---|---|:---:|:---:|:---:|:---:|:---:|---|---|",
         *(_row(name, ATTACKS[name]) for name in chosen),
         END,
     ]

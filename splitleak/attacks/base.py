@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from torch import Tensor, nn
@@ -21,6 +21,16 @@ C = TypeVar("C", bound="AttackConfig")
 
 class ThreatModelError(InputError):
     """The evaluation cannot give an attack what its threat model requires."""
+
+
+@dataclass(frozen=True)
+class TrainingServer:
+    """What the server that trained the model kept: its registered name, its recorded
+    parameters and its own modules' tensors (a malicious server's decoder; empty for honest)."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    state: Mapping[str, Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,9 @@ class Access:
     # the attacked test images (what a passive server sees anyway). Attacks that fit on their
     # distribution (SDAR, FORA) read it; others ignore it. None outside an evaluation.
     observed: Tensor | None = None
+    # the server that trained the model, and what it kept (a malicious server's modules, from the
+    # checkpoint): training-time attacks (FSHA) read it. None when unknown (a foreign model).
+    server: TrainingServer | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,7 @@ class ThreatModel:
     min_aux: int = 0
     aux_labels: bool = False
     architecture: bool = False
+    trained_by: str | None = None  # a training-time attack: the model must be trained by this server
 
     def missing(self, access: Access) -> list[str]:
         """Human-readable list of requirements `access` does not meet."""
@@ -80,6 +94,8 @@ class ThreatModel:
             ),
         ]
         gaps = [what for needed, have, what in needs if needed and not have]
+        if self.trained_by is not None and (access.server is None or access.server.name != self.trained_by):
+            gaps.append(f"a checkpoint trained by the {self.trained_by!r} server (splitleak train --server {self.trained_by})")
         if self.aux_data and access.aux is not None and 0 < len(access.aux) < self.min_aux:
             gaps.append(f"at least {self.min_aux} auxiliary images (got {len(access.aux)})")
         return gaps
@@ -100,6 +116,7 @@ class ThreatModel:
             "min_aux": self.min_aux,
             "aux_labels": self.aux_labels,
             "architecture": self.architecture,
+            "trained_by": self.trained_by,
         }
 
 

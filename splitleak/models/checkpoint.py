@@ -45,6 +45,7 @@ class Checkpoint:
     sha256: str
     path: Path
     defense_state: dict[str, torch.Tensor] = field(default_factory=dict)  # a trainable defense's modules
+    server_state: dict[str, torch.Tensor] = field(default_factory=dict)  # the training server's own modules (FSHA)
 
     @property
     def has_head(self) -> bool:
@@ -79,19 +80,29 @@ def claim_checkpoint(path: str | os.PathLike[str], option: str = "--out") -> Non
 
 
 DEFENSE_PREFIX = "defense/"  # tensors of a trainable defense's own modules ('/' is never in a module's keys)
+SERVER_PREFIX = "server/"  # tensors of the training server's own modules (a malicious server's decoder)
 
 
 def save_checkpoint(
-    path: str | os.PathLike[str], model: SplitModel, meta: CheckpointMeta, defense_state: Mapping[str, torch.Tensor] | None = None
+    path: str | os.PathLike[str],
+    model: SplitModel,
+    meta: CheckpointMeta,
+    defense_state: Mapping[str, torch.Tensor] | None = None,
+    server_state: Mapping[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write weights + metadata atomically to `path` (a .safetensors file) and return the path;
-    `defense_state` (a trainable defense's modules) is stored beside the weights.
+    `defense_state` (a trainable defense's modules) and `server_state` (the training server's,
+    e.g. FSHA's decoder) are stored beside the weights.
     An existing file is replaced only if it is a splitleak checkpoint (`claim_checkpoint`)."""
     claim_checkpoint(path)
     if not isinstance(meta, CheckpointMeta):
         raise TypeError(f"save_checkpoint takes a CheckpointMeta, got {type(meta).__name__}")
     header = {_META_KEY: json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **meta.to_dict()}, sort_keys=True)}
-    state = {**model.state_dict(), **{DEFENSE_PREFIX + k: v for k, v in (defense_state or {}).items()}}
+    state = {
+        **model.state_dict(),
+        **{DEFENSE_PREFIX + k: v for k, v in (defense_state or {}).items()},
+        **{SERVER_PREFIX + k: v for k, v in (server_state or {}).items()},
+    }
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -161,8 +172,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path} describes an invalid model: {err}") from None
     defense_state = {k[len(DEFENSE_PREFIX):]: v for k, v in tensors.items() if k.startswith(DEFENSE_PREFIX)}
-    weights = {k: v for k, v in tensors.items() if not k.startswith(DEFENSE_PREFIX)}
+    server_state = {k[len(SERVER_PREFIX):]: v for k, v in tensors.items() if k.startswith(SERVER_PREFIX)}
+    weights = {k: v for k, v in tensors.items() if not k.startswith((DEFENSE_PREFIX, SERVER_PREFIX))}
     load_weights(model, weights, path, f"{meta.arch} cut {meta.cut}")
     model.eval()
-    return Checkpoint(model=model, meta=meta, sha256=sha256_file(path), path=path, defense_state=defense_state)
+    return Checkpoint(model=model, meta=meta, sha256=sha256_file(path), path=path, defense_state=defense_state, server_state=server_state)
 

@@ -125,7 +125,7 @@ def _train(job: TrainJob) -> dict[str, Any]:
     splits = _splits(job.data)
     trained = train(job.train, splits, state_file=job.state_file, resume=job.state_file is not None)
     with tempfile.TemporaryDirectory(prefix="splitleak-sweep-") as tmp:
-        path = save_checkpoint(Path(tmp) / "model.safetensors", trained.model, trained.meta, trained.defense_state)
+        path = save_checkpoint(Path(tmp) / "model.safetensors", trained.model, trained.meta, trained.defense_state, trained.server_state)
         blob = path.read_bytes()
     return {"checkpoint": blob, "test_accuracy": trained.meta.test_accuracy}
 
