@@ -91,7 +91,7 @@ def test_the_attack_decodes_with_the_checkpoints_server_decoder(few: Splits, fsh
     decoder = fsha_trained.server_state
     assert x_hat.shape == x.shape and any(k.startswith("decoder.") for k in decoder)
     results = evaluate(checkpoint, config, few)
-    assert set(results.table.attack) == {"", "fsha"}
+    assert set(results.table.attack) == {"", "fsha", "worst"}
 
 
 def test_an_honest_checkpoint_fails_before_any_work(few: Splits, tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
