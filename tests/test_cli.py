@@ -69,9 +69,11 @@ def test_console_script_help_for_every_command() -> None:
 def test_attacks_lists_threat_models(capsys) -> None:
     assert main(["attacks"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].split()[:2] == ["attack", "encoder"]
+    assert lines[0].split()[:3] == ["attack", "trained", "encoder"]
     decoder = next(line for line in lines if line.startswith("decoder"))
-    assert "black-box" in decoder and ">= 16" in decoder
+    assert "black-box" in decoder and ">= 16" in decoder and decoder.split()[1] == "any"
+    fsha = next(line for line in lines if line.startswith("fsha"))
+    assert fsha.split()[1:3] == ["by", "fsha"]  # a training-time attack names its server
 
 
 def test_attack_params_parse_json_scalars() -> None:
