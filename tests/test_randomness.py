@@ -18,6 +18,7 @@ from splitleak.attacks import ATTACKS
 from splitleak.defenses import make_defense
 from splitleak.evaluation import EvalConfig, evaluate
 from splitleak.models import load_checkpoint, save_checkpoint
+from splitleak.testing import TINY_BUDGET
 from splitleak.training import TrainConfig, train
 
 PACKAGE = Path(splitleak.__file__).parent
@@ -148,7 +149,9 @@ def test_train_and_evaluate_leave_the_global_generator_alone(tiny_splits, tmp_pa
     path = save_checkpoint(tmp_path / "noisy.safetensors", trained.model, trained.meta)
     tiny = {"decoder": {"epochs": 1}, "rmle": {"steps": 2}, "shadow": {"shadow_epochs": 1, "decoder_epochs": 1}, "unsplit": {"outer_steps": 1, "input_steps": 2, "model_steps": 2}}
     passive = tuple(name for name, cls in ATTACKS.items() if cls.threat_model.trained_by is None)  # fsha: below
-    config = EvalConfig(attacks=passive, attack_params={k: v for k, v in tiny.items() if k in passive}, limit=8, lpips=None, semantic_epochs=1, gallery=2)
+    config = EvalConfig(  # every budget cut to the conformance checks' (an attack without tiny options above too)
+        attacks=passive, attack_params={k: v for k, v in tiny.items() if k in passive}, budget_scale=TINY_BUDGET, limit=8, lpips=None, semantic_epochs=1, gallery=2
+    )
     state = torch.get_rng_state()
     results = evaluate(load_checkpoint(path), config, small)
     assert torch.equal(torch.get_rng_state(), state), "evaluate changed torch's global generator"
