@@ -1,8 +1,8 @@
 """Privacy regression gate: a policy, checked against a results table, gives a verdict.
 
 A policy (:mod:`splitleak.policy`: the rules, their TOML format and the default policy) holds
-threshold rules (``[[rule]]``: "the worst attack's mean SSIM stays <= 0.3") and baseline rules
-(``[[baseline]]``: "the worst attack's mean SSIM may not rise more than 0.02 above the
+threshold rules (``[[rule]]``: "the worst case's mean SSIM stays <= 0.3") and baseline rules
+(``[[baseline]]``: "the worst case's mean SSIM may not rise more than 0.02 above the
 baseline's"). Every rule is checked on every run (checkpoint) of a results folder; the verdict
 passes when every check passed, and never on no evidence: a rule a run has no rows for, or a
 baseline rule without a (matching) baseline, is a failed check, and a verdict with no checks

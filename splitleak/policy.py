@@ -1,8 +1,8 @@
 """Privacy policies: threshold and baseline rules, how they read a measure, the TOML format, and
 the default policy that both the report's verdict and ``splitleak gate --init`` use.
 
-A policy holds threshold rules ("the worst attack's mean SSIM stays <= 0.3") and baseline rules
-("the worst attack's mean SSIM may not rise more than 0.02 above the baseline's"). This module
+A policy holds threshold rules ("the worst case's mean SSIM stays <= 0.3") and baseline rules
+("the worst case's mean SSIM may not rise more than 0.02 above the baseline's"). This module
 knows what a rule says and how one rule reads one measure (:func:`worst_measure`,
 :func:`threshold_failures`); :mod:`splitleak.gate` applies a policy to every run of a results
 table, and :func:`splitleak.reports.tables.verdict` reads the default policy's
@@ -383,8 +383,9 @@ VERDICT_RULE = ThresholdRule(
     use="ci",
     description=f"He et al. (ACSAC 2019) call reconstructions with SSIM below {SSIM_UNRECOGNISABLE:g} unrecognisable.",
 )
-"""The rule behind the report's verdict: the worst attack's mean SSIM stays <= 0.3, read
-conservatively (every attack's 95% CI stays <= 0.3). Its point reading failing is
+"""The rule behind the report's verdict: the mean SSIM of the per-image worst case over the attacks
+stays <= 0.3, read conservatively (its 95% CI stays <= 0.3; in results without worst-case rows,
+every attack's). Its point reading failing is
 "reconstructable", only its CI reading failing "borderline", neither "unrecognisable"."""
 
 DEFAULT_POLICY = Policy(
@@ -417,7 +418,7 @@ DEFAULT_POLICY = Policy(
             tolerance=0.02,
             statistic="mean",
             use="ci",
-            description="The worst attack's mean SSIM may not rise by more than 0.02 above the baseline's anywhere in the 95% CI of the difference.",
+            description="The per-image worst case's mean SSIM may not rise by more than 0.02 above the baseline's anywhere in the 95% CI of the difference.",
         ),
         BaselineRule(
             name="accuracy-no-regression",
@@ -446,12 +447,12 @@ _STARTER_HEADER = f'''# splitleak privacy gate policy (format version {POLICY_VE
 #               for accuracy, lower). Without --baseline these rules FAIL ("no --baseline
 #               given"); delete them until you have a baseline (docs/ci.md).
 #
-# attack:    an attack name (decoder, rmle, shadow, unsplit), "worst" (the attack that leaks
-#            most on this run), or omitted / "model" for model-level metrics (accuracy, dcor).
+# attack:    an attack name (decoder, rmle, shadow, unsplit), "worst" (each image's best
+#            reconstruction over the attacks that ran), or omitted / "model" for model-level metrics (accuracy, dcor).
 # statistic: mean, median, p95, ci_low, ci_high (ends of the 95% bootstrap CI of the mean).
 # use:       "point" compares the statistic itself.
 #            "ci" is conservative: a max rule fails when any part of the 95% CI of the mean
-#            reaches above max (ci_high > max; for attack = "worst", any attack's CI), a min rule
+#            reaches above max (ci_high > max), a min rule
 #            when it reaches below min; a baseline rule fails when the regression could exceed
 #            the tolerance: when the upper end of the 95% CI of (current - baseline) in the worse
 #            direction is above the tolerance.

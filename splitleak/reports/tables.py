@@ -3,7 +3,7 @@
 Worst case over attacks = the attack with the highest mean SSIM / PSNR / semantic accuracy
 and the lowest mean LPIPS (means over the scored test images, 95% bootstrap CIs from
 `splitleak.uncertainty`). The verdict is the default policy's leakage rule
-(`splitleak.policy.VERDICT_RULE`: the worst attack's mean SSIM <= 0.3, He et al. 2019's
+(`splitleak.policy.VERDICT_RULE`: the per-image worst case's mean SSIM <= 0.3, He et al. 2019's
 "unrecognisable" line), the same rule `splitleak gate` checks with its starter policy.
 """
 
