@@ -103,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--require-lpips", action="store_true", help="fail instead of reporting LPIPS unavailable when no real weights are found")
     ev.add_argument("--attack-param", action="append", default=[], metavar="ATTACK.OPTION=VALUE", help="set an attack option, e.g. rmle.steps=500 or decoder.epochs=20 (repeatable; see docs/attacks.md)")
     ev.add_argument("--budget-scale", type=float, default=1.0, help="multiply every attack's budget (epochs, steps) by this factor (default 1)")
+    adaptive = ev.add_mutually_exclusive_group()
+    adaptive.add_argument("--adaptive", action="store_const", const="epochs", dest="observations", help="adaptive attacker against a defense that draws (noise, dropout): it combines as many releases of each image as the model had training epochs (docs/attacks.md)")
+    adaptive.add_argument("--observations", type=int, metavar="K", help="adaptive attacker combining K releases of each image (default 1: one release, not adaptive)")
     ev.add_argument("--gallery", type=int, default=16, help="test images whose reconstructions are kept (default 16)")
     ev.add_argument("--semantic-epochs", type=int, default=5, help="epochs of the attacker's own classifier for semantic leakage; 0 skips it (default 5)")
     ev.add_argument("--seed", type=int, default=0, help="evaluation seed (attack init, noise draws)")
@@ -239,6 +242,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         dcor_memory=args.dcor_memory_mb * 2**20, lpips=None if args.lpips == "none" else args.lpips,
         lpips_weights=args.lpips_weights, require_lpips=args.require_lpips, gallery=args.gallery,
         semantic_epochs=args.semantic_epochs, seed=args.seed, device=args.device, metrics=metrics,
+        observations=1 if args.observations is None else args.observations,
     )
     from splitleak._validate import usable_device
     from splitleak.results import claim_results_folder

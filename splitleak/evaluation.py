@@ -17,6 +17,7 @@ from torch import Tensor
 from splitleak._config import FromDict
 from splitleak._random import drawing_from, generator
 from splitleak._validate import all_finite, device_string, positive_int, torch_seed
+from splitleak.adaptive import Adaptive, adaptive_for, check_observations
 from splitleak.attacks import ATTACKS, Access, TrainingServer, make_attack
 from splitleak.data import LOCATION_FIELDS, ArraySplit, DataConfig, Splits
 from splitleak.defenses import defense_record
@@ -61,7 +62,9 @@ class EvalConfig(FromDict):
     `budget_scale` then multiplies every attack's budget fields (epochs, steps).
 
     `limit` test images are attacked and scored; dCor(x, z) uses the first `dcor_samples` test
-    images (None: the scored ones). `lpips` names the LPIPS backbone (None: skip LPIPS); when its
+    images (None: the scored ones). `observations`: how many releases of each image the attacker
+    combines against a defense that draws (a number, or "epochs": the checkpoint's training
+    epochs; 1: the non-adaptive attacker; splitleak.adaptive). `lpips` names the LPIPS backbone (None: skip LPIPS); when its
     real ImageNet weights are missing LPIPS is reported unavailable, or raises with `require_lpips`.
     """
 
@@ -81,8 +84,10 @@ class EvalConfig(FromDict):
     semantic_epochs: int = 5
     seed: int = 0
     device: str = "cpu"
+    observations: int | str = 1
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "observations", check_observations(self.observations))
         object.__setattr__(self, "attacks", tuple(self.attacks))
         object.__setattr__(self, "metrics", tuple(self.metrics))
         object.__setattr__(self, "attack_params", {k: dict(v) for k, v in dict(self.attack_params).items()})
@@ -112,7 +117,12 @@ class EvalConfig(FromDict):
 
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "attacks": list(self.attacks), "metrics": list(self.metrics)}
+        """JSON-able fields; `observations` only when it is not 1, so that the records (and sweep
+        cell keys) of non-adaptive evaluations read as before it existed."""
+        values = {**asdict(self), "attacks": list(self.attacks), "metrics": list(self.metrics)}
+        if self.observations == 1:
+            del values["observations"]
+        return values
 
     def test_images_needed(self) -> int | None:
         """How many test images evaluate reads (None: all)."""
@@ -154,6 +164,16 @@ def _client_outputs(checkpoint: Checkpoint, x: Tensor, device: str, batch: int =
     if not all_finite(z_all):
         raise NumericalError("the encoder produced NaN or infinite activations on the test set")
     return z_all, torch.cat(logits)
+
+
+@torch.no_grad()
+def _observed(checkpoint: Checkpoint, adaptive: Adaptive, x: Tensor, first: Tensor, device: str) -> Tensor:
+    """The adaptive attacker's estimate from `adaptive.releases` releases of each image (`first` the scored one)."""
+    model = checkpoint.model.to(device).eval()
+    z = adaptive.observe(model.client, x, first=first, device=device)
+    if not all_finite(z):
+        raise NumericalError("the encoder produced NaN or infinite activations on the test set")
+    return z
 
 
 class _Rows:
@@ -203,13 +223,17 @@ def scorers_for(config: EvalConfig) -> list[Scorer]:
     ]
 
 
-def _access(checkpoint: Checkpoint, splits: Splits, config: EvalConfig, activation_shape: tuple[int, ...], observed: Tensor | None = None) -> Access:
-    """Everything an attacker may be handed; each attack takes only what its threat model allows."""
+def _access(
+    checkpoint: Checkpoint, splits: Splits, config: EvalConfig, activation_shape: tuple[int, ...], observed: Tensor | None = None, adaptive: Adaptive | None = None
+) -> Access:
+    """Everything an attacker may be handed; each attack takes only what its threat model allows.
+    An adaptive attacker's queries answer with its estimate over several releases."""
     model, meta = checkpoint.model, checkpoint.meta
     arch, cut, clone = checkpoint.architecture
+    query = adaptive.query(model.client) if adaptive is not None else lambda x: model(x)[1]
     return Access(
         server=_training_server(checkpoint),
-        spec=model.spec, activation_shape=activation_shape, query=lambda x: model(x)[1], encoder=model,
+        spec=model.spec, activation_shape=activation_shape, query=query, encoder=model,
         head=model.head if checkpoint.has_head else None, aux=splits.aux, arch=arch, cut=cut,
         num_classes=meta.num_classes or None, device=config.device, seed=config.seed, clone=clone, labelled=splits.labelled,
         observed=observed,
@@ -256,11 +280,14 @@ def evaluate(
         spec=model.spec, test=test, aux=splits.aux, labelled=splits.labelled, num_classes=meta.num_classes,
         arch=meta.arch, has_head=checkpoint.has_head, seed=config.seed, device=config.device, progress=progress,
     )
+    adaptive = adaptive_for(config.observations, meta.defense.name, meta.defense.params, meta.train, model)
     for scorer in scorers:  # once: LPIPS's availability, the semantic classifier
         scorer.prepare(context)
     with drawing_from(model, generator(config.seed, "evaluate", "activations")):
         z_dcor, _ = _client_outputs(checkpoint, dcor_set.x, config.device)
         z_test, logits = _client_outputs(checkpoint, test.x, config.device)
+        # what the attacker observes: the scored release, or its estimate over several (adaptive)
+        z_observed = z_test if adaptive is None else _observed(checkpoint, adaptive, test.x, z_test, config.device)
     rows = _Rows(
         {
             "run": checkpoint.sha256[:12],
@@ -283,7 +310,7 @@ def evaluate(
     samples = test.indices.numpy()
     shown = min(config.gallery, len(test))
     reconstructions = {"indices": test.indices[:shown].clone(), "original": test.x[:shown].clone()}
-    access = _access(checkpoint, splits, config, tuple(z_test.shape[1:]), observed=z_test)
+    access = _access(checkpoint, splits, config, tuple(z_test.shape[1:]), observed=z_observed, adaptive=adaptive)
     attack_log: dict[str, Any] = {}
     if store is not None:
         store.bind(checkpoint_sha256=checkpoint.sha256, evaluation=config.to_dict(), data={**splits.config.to_dict(), "origin": splits.origin}, lpips=_logs(scorers)["lpips"])
@@ -301,7 +328,7 @@ def evaluate(
             start = time.perf_counter()
             attack.fit(access)
             fitted = time.perf_counter()
-            x_hat = attack.reconstruct(z_test)
+            x_hat = attack.reconstruct(z_observed)
             done = time.perf_counter()
         if x_hat.shape != test.x.shape:  # the attack's own bug, not the user's input
             raise RuntimeError(f"attack {name!r} returned reconstructions of shape {tuple(x_hat.shape)} for images of shape {tuple(test.x.shape)}")
@@ -332,6 +359,7 @@ def evaluate(
         defense=defense_record(meta.defense.name, meta.defense.params),
         resumed_attacks=tuple(store.reused) if store is not None else (),
         evaluation=config.to_dict(),
+        adaptive=adaptive.describe() if adaptive is not None else {},
         data={**splits.config.to_dict(), "aux_size": len(splits.aux), "test_size": len(test), "origin": splits.origin, "labelled": splits.labelled},
         attacks=attack_log,
         **_logs(scorers),  # task_accuracy, dcor, lpips, semantic_classifier

@@ -171,7 +171,7 @@ class CheckpointRecord:
         )
 
 
-_RUN_TABLES = ("environment", "model", "defense", "evaluation", "data", "attacks", "task_accuracy", "dcor", "lpips", "semantic_classifier")
+_RUN_TABLES = ("environment", "model", "defense", "evaluation", "adaptive", "data", "attacks", "task_accuracy", "dcor", "lpips", "semantic_classifier")
 
 
 @dataclass(frozen=True)
@@ -185,6 +185,7 @@ class RunProvenance:
     model: dict[str, Any] = field(default_factory=dict)  # Checkpoint.describe(): loader and files
     defense: dict[str, Any] = field(default_factory=dict)  # how reports show it: label, strength, rank (its registry's)
     evaluation: dict[str, Any] = field(default_factory=dict)  # the EvalConfig
+    adaptive: dict[str, Any] = field(default_factory=dict)  # releases per image and estimator ({}: one release)
     data: dict[str, Any] = field(default_factory=dict)  # the DataConfig, sizes, origin
     attacks: dict[str, Any] = field(default_factory=dict)  # per attack: threat model, budget, seconds
     task_accuracy: dict[str, Any] = field(default_factory=dict)

@@ -83,6 +83,13 @@ def test_attack_params_parse_json_scalars() -> None:
     assert parsed == {"rmle": {"steps": 500, "lr": 0.03}, "decoder": {"epochs": 2}}
 
 
+def test_adaptive_and_observations_exclude_each_other(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", str(tiny_checkpoint), "--out", str(tmp_path / "r"), "--observations", "2", "--adaptive"])
+    assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -91,6 +98,7 @@ def test_attack_params_parse_json_scalars() -> None:
         (["--attacks", "rmle", "--attack-param", "rmle.stepz=3"], "unknown rmle option(s) ['stepz']"),
         (["--attack-param", "rmle.steps=0"], "rmle steps must be a whole number >= 1"),
         (["--budget-scale", "0"], "budget scale must be a finite number > 0"),
+        (["--observations", "0"], "observations must be a whole number from 1"),
     ],
 )
 def test_bad_attack_options_exit_2_before_any_work(tmp_path: Path, tiny_checkpoint: Path, capsys, extra, message) -> None:

@@ -19,6 +19,7 @@ def test_plan_covers_no_defense_nopeek_alphas_and_noise_with_every_attack() -> N
     assert len(grid.cells) == len(plan.models) and all(c.evaluation == plan.evaluation for c in grid.cells)
     assert set(plan.evaluation.attacks) <= set(ATTACKS) and {"decoder", "rmle"} <= set(plan.evaluation.attacks) and plan.evaluation.limit == plan.data.limit_test
     assert plan.data.dataset == "fashion-mnist" and plan.data.limit_train is None
+    assert plan.evaluation.observations == "epochs"  # the adaptive attacker: one release per training epoch
     quick = demo_plan(quick=True)
     assert len(quick.models) < len(plan.models) and {t.defense for _, t in quick.models} == {"none", "nopeek", "noise"}
     assert quick.evaluation.budget_scale < 1 and quick.data.limit_train < 10_000
@@ -39,3 +40,7 @@ def test_quick_demo_writes_the_report(tmp_path: Path, capsys) -> None:
     table = pd.read_csv(tmp_path / "results.csv")  # the merged table of every model
     assert table.run.nunique() == len(demo_plan(quick=True).models)
     assert all(set(rows.attack.dropna()) >= set(demo_plan(quick=True).evaluation.attacks) for _, rows in table.groupby("run"))
+    from splitleak.results import Results
+
+    adaptive = {run.defense["label"]: run.adaptive for run in Results.load(tmp_path).provenance.runs.values()}
+    assert adaptive["noise σ=1"] == {"releases": 2, "estimator": "noise.estimate"} and adaptive["NoPeek α=20"] == {}

@@ -39,6 +39,10 @@ Deviations from the authors' code (all for a 2-core CPU or splitleak's models):
   from f~'s space (private SSIM 0.15 with weight 10, 0.04 with 500 after 157 steps), D at 1e-3
   reached 0.39 (docs/attacks.md#fsha). The client's lr is the client's own (`--lr`; splitleak's
   default 1e-3, the authors' experiments 1e-5).
+* Against a client that adds a defense's penalty (NoPeek), the server may scale the objective
+  it sends (`adversarial_weight`), as the authors' distance-correlation experiment does
+  (FSHA_with_distance_cor: alpha2 = 50 against the client's alpha1 = 10,000) "to overwrite
+  alpha1": the client cannot tell a scaled gradient from a large one. Default 1 (no scaling).
 * A public batch as large as the client's is drawn per step, uniformly with replacement
   across steps, from the server's own stream ("train/server"), not an epoch-wise shuffle.
 
@@ -79,6 +83,12 @@ class FSHAServerConfig(AttackConfig):
     decoder_width: int = 32  # g~'s width (splitleak's decoder)
     critic_width: int = 64
     critic_blocks: int = 2
+    adversarial_weight: float = 1.0  # scales the objective sent to the client (authors' dCor run: 50)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (math.isfinite(self.adversarial_weight) and self.adversarial_weight > 0):
+            raise InputError(f"fsha adversarial_weight must be a finite number > 0, got {self.adversarial_weight!r}")
 
 
 class _Residual(nn.Module):
@@ -178,7 +188,7 @@ class FSHAServer:
     def respond(self, z: Tensor, y: Tensor) -> ServerReply:
         """The client's objective mean D(z); the server's own losses, applied in `update`."""
         self.critic.requires_grad_(False)  # the client's objective does not train the critic
-        adversarial = self.critic(z).mean()
+        adversarial = self.config.adversarial_weight * self.critic(z).mean()
         self.critic.requires_grad_(True)
         idx = torch.randint(len(self.public), (len(z),), generator=self.generator)
         x_pub = self.public[idx].to(self.device)

@@ -63,5 +63,13 @@ class ActivationDropout:
     def transform(self, generator: torch.Generator | None = None) -> nn.Module | None:
         return AlwaysDropout(self.rate, generator)
 
+    def estimate(self, releases: Tensor) -> Tensor:
+        """The adaptive attacker's estimate of the clean activation from k releases [k, ...] of it
+        (splitleak.adaptive). A kept entry is z / (1 - rate) exactly and a dropped one 0, so any
+        non-zero release gives z back: (1 - rate) x the mean of the non-zero releases. An entry
+        dropped in all k releases (probability rate^k) is estimated as 0, as is a z of 0."""
+        kept = (releases != 0).sum(0)
+        return (1 - self.rate) * releases.sum(0) / kept.clamp(min=1)
+
     def params(self) -> dict[str, Any]:
         return asdict(self)

@@ -68,5 +68,15 @@ class ActivationNoise:
     def transform(self, generator: torch.Generator | None = None) -> nn.Module | None:
         return AdditiveNoise(self.scale, self.distribution, generator)
 
+    def estimate(self, releases: Tensor) -> Tensor:
+        """The adaptive attacker's estimate of the clean activation from k releases [k, ...] of it
+        (splitleak.adaptive): the maximum-likelihood location, i.e. the mean under Gaussian noise
+        (its error std falls as scale / sqrt(k)), the median under Laplace noise."""
+        if self.distribution == "gaussian" or len(releases) < 3:
+            return releases.mean(0)
+        ordered = releases.sort(0).values
+        middle = len(releases) // 2
+        return ordered[middle] if len(releases) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
     def params(self) -> dict[str, Any]:
         return asdict(self)
