@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -12,7 +13,7 @@ from torch import nn
 
 from splitleak.cli import main
 from splitleak.results import Results
-from tests._byo import folder, scripted, save_torchscript, trained_pair, write_factory_module, write_png_folder  # noqa: F401 (fixtures)
+from tests._byo import SIZE, folder, scripted, save_torchscript, trained_pair, write_factory_module, write_png_folder  # noqa: F401 (fixtures)
 
 FAST = ["--limit", "20", "--lpips", "none", "--semantic-epochs", "0", "--attack-param", "decoder.epochs=1", "--attack-param", "rmle.steps=3", "--quiet"]
 
@@ -133,3 +134,56 @@ def test_a_headless_run_still_summarises(tmp_path: Path, folder: Path, scripted)
     summary = Results.load(out).summary()
     assert set(summary.attack) == {"", "decoder", "worst"}
     assert Results.load(out).provenance.only.model["head"] is False
+
+
+SDAR_FORA = ["--attacks", "sdar,fora", "--attack-param", "sdar.iterations=2", "--attack-param", "sdar.batch_size=8", "--attack-param", "fora.substitute_steps=2",
+             "--attack-param", "fora.decoder_epochs=1", "--attack-param", "fora.batch_size=8"]
+
+
+def _colour_folder(root: Path, n: int = 40) -> Path:
+    """`n` RGB PNGs of 16x16 in class subfolders: digits tinted per class."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for i in range(n):
+        label = int(digits.target[i])
+        grey = digits.images[i] / 16
+        tint = np.array([(label % 3) / 2, ((label // 3) % 3) / 2, 1.0])
+        pixels = (255 * grey[..., None] * (0.3 + 0.7 * tint)).astype(np.uint8)
+        (root / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels, "RGB").resize((SIZE, SIZE), Image.BILINEAR).save(root / str(label) / f"img{i:03d}.png")
+    return root
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_new_passive_attacks_run_on_a_foreign_torchscript_encoder(tmp_path: Path, folder: Path, channels: int, capsys) -> None:
+    """sdar and fora need no architecture: a TorchScript encoder (sdar's generic simulator) on grey and RGB folders."""
+    torch.manual_seed(channels)
+    encoder = nn.Sequential(nn.Conv2d(channels, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)).eval()
+    head = nn.Sequential(nn.Flatten(), nn.Linear(4 * 8 * 8, 10)).eval()
+    images = folder if channels == 1 else _colour_folder(tmp_path / "colour")
+    enc, hd = save_torchscript(encoder, tmp_path / "enc.pt"), save_torchscript(head, tmp_path / "head.pt")
+    out = tmp_path / "res"
+    argv = ["evaluate", str(enc), "--head", str(hd), "--image-folder", str(images), "--allow-code", *SDAR_FORA, "--out", str(out), *FAST]
+    assert main(argv) == 0, capsys.readouterr().err
+    results = Results.load(out)
+    assert {"sdar", "fora", "worst"} <= set(results.table.attack)
+    assert results.reconstructions["attack/sdar"].shape[1] == channels == results.reconstructions["attack/fora"].shape[1]
+    assert main([*argv[:-len(FAST) - 2], "--attacks", "fsha", "--out", str(tmp_path / "x"), *FAST]) == 2  # not trained by the fsha server
+    assert "trained by the 'fsha' server" in _one_error_line(capsys)
+
+
+def test_sdar_uses_a_factory_encoder_as_its_simulator(tmp_path: Path, folder: Path, monkeypatch, capsys) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = write_factory_module(tmp_path)
+    encoder, head = trained_pair(seed=2)
+    save_file(encoder.state_dict(), str(tmp_path / "encoder.safetensors"))
+    torch.save(head.state_dict(), tmp_path / "head.pt")
+    out = tmp_path / "res"
+    argv = [
+        "evaluate", str(tmp_path / "encoder.safetensors"), "--factory", f"{module}:encoder", "--head", str(tmp_path / "head.pt"),
+        "--head-factory", f"{module}:head", "--allow-code", "--image-folder", str(folder), *SDAR_FORA, "--out", str(out), *FAST,
+    ]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert {"sdar", "fora"} <= set(Results.load(out).table.attack)

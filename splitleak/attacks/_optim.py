@@ -139,5 +139,8 @@ def frozen(module: nn.Module) -> nn.Module:
     """Detached copy of `module` in eval mode with gradients off (the original is untouched)."""
     clone = copy.deepcopy(module).eval()
     for p in clone.parameters():
-        p.requires_grad_(False)
+        if p.is_leaf:
+            p.requires_grad_(False)
+        else:  # a deep-copied TorchScript module's parameters are not leaves
+            p.detach_()
     return clone

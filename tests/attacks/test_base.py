@@ -49,3 +49,18 @@ def test_every_option_is_checked_by_name(attack: str, option: str) -> None:
     for bad in ((0, 2.5, True) if is_count else (-0.1, float("nan"), float("inf"), "1")):
         with pytest.raises(ValueError, match=f"^{attack} {option} must be"):
             config_cls(**{option: bad})
+
+
+def test_frozen_copies_a_torchscript_module_without_gradients(tmp_path) -> None:
+    import torch
+    from torch import nn
+
+    from splitleak.attacks._optim import frozen
+
+    module = torch.jit.script(nn.Sequential(nn.Flatten(), nn.Linear(8, 3)))
+    copy = frozen(module)
+    x = torch.rand(2, 2, 4, requires_grad=True)
+    copy(x).sum().backward()
+    assert x.grad is not None and all(not p.requires_grad and p.grad is None for p in copy.parameters())
+    assert all(p.requires_grad for p in module.parameters())  # the original is untouched
+    torch.testing.assert_close(copy(x), module(x))

@@ -147,3 +147,35 @@ def _access_of(trained, splits: Splits):
     with torch.no_grad():
         z_shape = tuple(trained.model.client(splits.test.x[:1]).shape[1:])
     return Access(spec=trained.model.spec, activation_shape=z_shape, server=TrainingServer("fsha", trained.meta.server["params"], trained.server_state))
+
+
+def test_the_hijacking_runs_on_colour_images(tiny_splits: Splits) -> None:
+    """cifar-cnn on 32x32 RGB (random pixels: the point is the shapes, not the leakage)."""
+    from splitleak.data import ArraySplit, InputSpec
+
+    g = torch.Generator().manual_seed(0)
+
+    def part(n: int, start: int) -> ArraySplit:
+        return ArraySplit(torch.rand(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g), torch.arange(start, start + n))
+
+    colour = dataclasses.replace(tiny_splits, train=part(32, 0), aux=part(32, 32), test=part(8, 64), spec=InputSpec(shape=(3, 32, 32), value_range=(0.0, 1.0)))
+    trained = train(_config(arch="cifar-cnn", batch_size=16), colour)
+    attack = make_attack("fsha").fit(_access_of(trained, colour))
+    with torch.no_grad():
+        x_hat = attack.reconstruct(trained.model.client(colour.test.x))
+    assert x_hat.shape == (8, 3, 32, 32) and torch.isfinite(x_hat).all()
+
+
+def test_the_server_can_scale_the_objective_it_sends(few: Splits) -> None:
+    model = build_split_model(_config(), few)
+    z = model.client(few.train.x[:8])
+
+    def loss(weight: float) -> torch.Tensor:
+        config = FSHAServerConfig(**SMALL, adversarial_weight=weight)
+        server = FSHAServer(model, config, public=few.aux.x, generator=torch.Generator().manual_seed(0), device="cpu")
+        return server.respond(z, few.train.y[:8]).loss
+
+    torch.testing.assert_close(loss(50.0), 50 * loss(1.0))
+    for bad in (0.0, -1.0, math.inf):
+        with pytest.raises(InputError, match="adversarial_weight"):
+            FSHAServerConfig(adversarial_weight=bad)
