@@ -113,13 +113,20 @@ def _attack_blocks(runs: Sequence[Run]) -> list[Block]:
     ]
 
 
+def _attacker(adaptive: Mapping[str, Any]) -> str:
+    """How many releases of each image the attacker combined (docs/defenses.md)."""
+    if not adaptive:
+        return "attacker sees one release per image"
+    return f"adaptive attacker: {adaptive.get('releases', '?')} releases per image, combined by {adaptive.get('estimator', '?')}"
+
+
 def _evaluation_blocks(runs: Sequence[Run]) -> list[Block]:
     keys = ("limit", "dcor_samples", "gallery", "semantic_epochs", "lpips", "seed", "device", "attack_params")
     groups: dict[str, list[str]] = {}
     for r in runs:
         evaluation = r.provenance.evaluation
         text = _inline({k: evaluation[k] for k in keys if k in evaluation}) or "not recorded"
-        groups.setdefault(text, []).append(r.run)
+        groups.setdefault(f"{text}; {_attacker(r.provenance.adaptive)}", []).append(r.run)
     semantic = []
     for r in runs:
         sc = r.provenance.semantic_classifier

@@ -95,3 +95,11 @@ def test_cli_bad_input_is_one_line_and_exit_2(make, message, tmp_path, capsys) -
 def test_cli_rejects_an_output_that_is_not_a_pdf(report_dirs, tmp_path, capsys) -> None:
     assert main(["report", str(report_dirs[0]), "--out", str(tmp_path / "r.png")]) == 2
     assert "must end in .pdf" in capsys.readouterr().err
+
+
+def test_the_notes_say_how_many_releases_the_attacker_combined(report_dirs) -> None:
+    from splitleak.reports.notes import _attacker
+
+    cells = [cell for block in build_content(report_dirs).notes if block.kind == "table" for row in block.rows for cell in row]
+    assert any(cell.endswith("attacker sees one release per image") for cell in cells)
+    assert _attacker({"releases": 2, "estimator": "noise.estimate"}) == "adaptive attacker: 2 releases per image, combined by noise.estimate"
