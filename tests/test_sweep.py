@@ -146,6 +146,7 @@ def test_cut_all_and_defaults() -> None:
         ("[grid]\ndataset = [\"imagenet\"]", "unknown dataset 'imagenet'"),
         ("[data]\nlimit_test = 50\n[evaluate]\nlimit = 100", "limit = 100 exceeds [data] limit_test = 50"),
         ("[evaluate]\nbudget_scale = 0", "budget scale must be a finite number > 0"),
+        ("[evaluate]\nobservations = \"all\"", "observations must be a whole number from 1"),
         ("[evaluate.attack_params.rmle]\nsteps = 0", "rmle steps must be a whole number >= 1"),
         ("[[defense]]\nname = \"none\"\n[[defense]]\nname = \"none\"", "lists the same cell twice"),
         ("[grid\ncut = 1", "not valid TOML"),
@@ -368,3 +369,11 @@ def test_a_study_is_a_sweep_of_one_cell_per_model(tmp_path: Path, monkeypatch) -
     assert run_sweep(changed, tmp_path, report=False).exit_code == 1  # a new cell: its evaluation ran, and failed here
     with pytest.raises(GridError, match="the same model twice"):
         study_grid("tiny", data, [models[0], models[0]], evaluation)
+
+
+def test_an_adaptive_attacker_is_an_evaluation_option_and_part_of_the_cell_key() -> None:
+    plain = parse_grid("[grid]\ncut = [1]")
+    adaptive = parse_grid("[grid]\ncut = [1]\n[evaluate]\nobservations = \"epochs\"")
+    assert adaptive.cells[0].evaluation.observations == "epochs" and plain.cells[0].evaluation.observations == 1
+    assert adaptive.cells[0].key != plain.cells[0].key
+    assert parse_grid("[grid]\ncut = [1]\n[evaluate]\nobservations = 1").cells[0].key == plain.cells[0].key
