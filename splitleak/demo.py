@@ -27,7 +27,8 @@ from splitleak.training import TrainConfig
 CUT = 2
 ATTACKS_RUN = ("decoder", "rmle", "shadow", "unsplit")
 """The demo's attacks. sdar and fora (5-8 CPU-minutes per model each at their default budgets)
-would take the demo far past its ~6-minute goal; `splitleak evaluate --attacks sdar,fora` runs them."""
+would take the demo far past its time goal, and cut-down budgets weaken them on the defended
+models (docs/attacks.md); `splitleak evaluate --attacks sdar,fora` runs them."""
 NOPEEK_ALPHAS = (2.0, 5.0, 20.0)
 NOISE_SCALE = 1.0
 
