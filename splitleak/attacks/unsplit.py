@@ -18,7 +18,7 @@ clone's last layer can absorb any positive scale (conv/linear + ReLU: ReLU(aWx +
 a ReLU(Wx + b)): with fixed step sizes the clone and the input co-adapt differently (the
 authors' code, unnormalised MSE with fixed Adam rates, has the same dependence). A noise-trained
 encoder's activations are ~5x larger at cut 2, which is why UnSplit seemed to do better under
-noise (docs/attacks.md). `activation_rms > 0` first rescales each chunk's activations by one
+noise (docs/attacks.md; at the undefended scale the outcome also swings with the attack seed). `activation_rms > 0` first rescales each chunk's activations by one
 positive scalar to that root-mean-square, so the attack no longer depends on the victim's
 scale; 0 (the default) attacks them as observed.
 """
