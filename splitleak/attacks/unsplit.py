@@ -12,6 +12,15 @@ CPU budget). Here a whole chunk of activations shares one clone, which must then
 of them at once, and the clone carries over from chunk to chunk within one `reconstruct`
 call, as the paper's clone carries over from image to image. The distance is divided by the
 activation's energy as in rMLE, so `tv_weight` is comparable across cuts.
+
+The outcome depends on the activations' scale relative to the fresh clone's, although the
+clone's last layer can absorb any positive scale (conv/linear + ReLU: ReLU(aWx + ab) =
+a ReLU(Wx + b)): with fixed step sizes the clone and the input co-adapt differently (the
+authors' code, unnormalised MSE with fixed Adam rates, has the same dependence). A noise-trained
+encoder's activations are ~5x larger at cut 2, which is why UnSplit seemed to do better under
+noise (docs/attacks.md; at the undefended scale the outcome also swings with the attack seed). `activation_rms > 0` first rescales each chunk's activations by one
+positive scalar to that root-mean-square, so the attack no longer depends on the victim's
+scale; 0 (the default) attacks them as observed.
 """
 
 from __future__ import annotations
@@ -45,9 +54,19 @@ class UnSplitConfig(AttackConfig):
     model_lr: float = 1e-3
     tv_weight: float = 0.05
     batch_size: int = 256
+    activation_rms: float = 0.0  # > 0: rescale each chunk of activations to this root-mean-square first
 
 
 STEPS_PER_SECOND = 1700.0  # image-steps of the input and model updates per second, one core, small-cnn
+
+
+def rescaled(z: Tensor, rms: float) -> Tensor:
+    """`z` times one positive scalar so that its root-mean-square is `rms` (`rms` 0, or z all
+    zero: `z` unchanged). A power-of-two factor on `z` gives bit-identical output."""
+    current = z.pow(2).mean().sqrt()
+    if rms <= 0 or not current > 0:
+        return z
+    return z / current * rms
 
 
 @ATTACKS.register
@@ -97,7 +116,7 @@ class UnSplitAttack:
         steps_per_round = cfg.input_steps + cfg.model_steps
         with self.progress(total=cfg.outer_steps * steps_per_round * len(z), desc="unsplit attack: reconstruct") as bar:
             for target in chunks(z, cfg.batch_size):
-                target = target.to(self.device)
+                target = rescaled(target.to(self.device), cfg.activation_rms)
                 energy = target.pow(2).flatten(1).mean(1).clamp_min(1e-12)
 
                 def distance(x: Tensor) -> Tensor:

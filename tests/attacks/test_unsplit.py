@@ -81,3 +81,17 @@ def test_unsplit_recovers_some_of_fashion_mnist_at_the_shallowest_cut(fashion_cu
     _, model, x, z = fashion_cut1
     attack = UnSplitAttack().fit(_access(model))
     assert ssim(x, attack.reconstruct(z)).mean() > 0.6
+
+
+def test_activation_rms_makes_it_invariant_to_the_victims_scale(observed) -> None:
+    """The clone's last layer absorbs any positive scale of z, so the attack should not depend on
+    it; as observed (activation_rms 0) it does, which made noise-trained encoders (larger
+    activations) look leakier than undefended ones (docs/attacks.md)."""
+    model, _, z = observed
+    config = UnSplitConfig(outer_steps=2, input_steps=3, model_steps=3)
+    as_observed = [UnSplitAttack(config).fit(_access(model)).reconstruct(c * z[:6]) for c in (1.0, 4.0)]
+    assert not torch.equal(*as_observed)
+    invariant = UnSplitConfig(outer_steps=2, input_steps=3, model_steps=3, activation_rms=1.0)
+    runs = [UnSplitAttack(invariant).fit(_access(model)).reconstruct(c * z[:6]) for c in (1.0, 4.0, 0.25)]
+    assert torch.equal(runs[0], runs[1]) and torch.equal(runs[0], runs[2])
+    assert not torch.equal(runs[0], as_observed[0])
