@@ -64,9 +64,11 @@ class InputOptimiser:
         self.optimiser = torch.optim.Adam([self.x], lr=lr)
 
     def step(self, objective: Callable[[Tensor], Tensor]) -> Tensor:
-        """One Adam step on `objective(x).sum()`; returns the per-sample losses (detached)."""
-        losses = objective(self.x)
-        (grad,) = torch.autograd.grad(losses.sum(), [self.x])
+        """One Adam step on `objective(x).sum()`; returns the per-sample losses (detached).
+        Gradients are on even where the caller turned them off (`reconstruct` under no_grad)."""
+        with torch.enable_grad():
+            losses = objective(self.x)
+            (grad,) = torch.autograd.grad(losses.sum(), [self.x])
         self.x.grad = grad
         self.optimiser.step()
         with torch.no_grad():

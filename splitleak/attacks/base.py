@@ -126,7 +126,8 @@ class AttackConfig(FromDict):
 
     Every option of an attack is a count or size (a whole number >= 1, when its default is an
     int) or a rate or weight (a finite number >= 0, when its default is a float); the checks
-    name the option as "<what> <field>".
+    name the option as "<what> <field>". An option with a text default is a choice its config
+    checks itself.
     """
 
     budget_fields: ClassVar[tuple[str, ...]] = ()
@@ -134,6 +135,8 @@ class AttackConfig(FromDict):
     def __post_init__(self) -> None:
         for option in dataclasses.fields(self):  # type: ignore[arg-type]
             label, value = f"{self.what} {option.name}", getattr(self, option.name)
+            if isinstance(option.default, str):  # a choice: the subclass checks it
+                continue
             if isinstance(option.default, int):
                 positive_int(label, value)
             else:

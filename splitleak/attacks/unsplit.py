@@ -105,6 +105,7 @@ class UnSplitAttack:
         self.spec, self.device = access.spec, access.device
         return self
 
+    @torch.enable_grad()  # it trains the clone, also when the caller turned gradients off
     def reconstruct(self, z: Tensor) -> Tensor:
         if self.initial_clone is None or self.spec is None:
             raise RuntimeError("call fit() before reconstruct()")

@@ -95,3 +95,11 @@ def test_activation_rms_makes_it_invariant_to_the_victims_scale(observed) -> Non
     runs = [UnSplitAttack(invariant).fit(_access(model)).reconstruct(c * z[:6]) for c in (1.0, 4.0, 0.25)]
     assert torch.equal(runs[0], runs[1]) and torch.equal(runs[0], runs[2])
     assert not torch.equal(runs[0], as_observed[0])
+
+
+def test_reconstruct_works_under_no_grad(observed) -> None:
+    model, _, z = observed
+    attack = UnSplitAttack(UnSplitConfig(outer_steps=1, input_steps=2, model_steps=2)).fit(_access(model))
+    with torch.no_grad():
+        x_hat = attack.reconstruct(z[:4])
+    assert torch.equal(x_hat, attack.reconstruct(z[:4]))
