@@ -39,10 +39,12 @@ Deviations from the authors' code (all for a 2-core CPU or splitleak's models):
   from f~'s space (private SSIM 0.15 with weight 10, 0.04 with 500 after 157 steps), D at 1e-3
   reached 0.39 (docs/attacks.md#fsha). The client's lr is the client's own (`--lr`; splitleak's
   default 1e-3, the authors' experiments 1e-5).
-* Against a client that adds a defense's penalty (NoPeek), the server may scale the objective
-  it sends (`adversarial_weight`), as the authors' distance-correlation experiment does
-  (FSHA_with_distance_cor: alpha2 = 50 against the client's alpha1 = 10,000) "to overwrite
-  alpha1": the client cannot tell a scaled gradient from a large one. Default 1 (no scaling).
+* The server scales the objective it sends (`adversarial_weight`, default 50), as the authors'
+  distance-correlation experiment does (FSHA_with_distance_cor: alpha2 = 50 against the client's
+  alpha1 = 10,000) "to overwrite alpha1": the client cannot tell a scaled gradient from a large
+  one. Against an undefended client it changes nothing (the client's Adam normalises a gradient's
+  scale away, up to its epsilon); against a client that adds a penalty (NoPeek) it tips the
+  balance: Fashion-MNIST cut 2, NoPeek alpha 5, 942 steps: SSIM 0.51 with 50, 0.16 with 1.
 * A public batch as large as the client's is drawn per step, uniformly with replacement
   across steps, from the server's own stream ("train/server"), not an epoch-wise shuffle.
 
@@ -83,7 +85,7 @@ class FSHAServerConfig(AttackConfig):
     decoder_width: int = 32  # g~'s width (splitleak's decoder)
     critic_width: int = 64
     critic_blocks: int = 2
-    adversarial_weight: float = 1.0  # scales the objective sent to the client (authors' dCor run: 50)
+    adversarial_weight: float = 50.0  # scales the objective sent to the client (the authors' dCor run)
 
     def __post_init__(self) -> None:
         super().__post_init__()

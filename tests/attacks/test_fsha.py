@@ -116,9 +116,10 @@ def test_cli_trains_with_the_fsha_server_and_evaluates(tmp_path: Path, capsys) -
 
 @pytest.mark.slow
 def test_nopeek_does_not_stop_the_hijacking_on_fashion_mnist() -> None:
-    """Fashion-MNIST small-cnn cut 2 under NoPeek alpha 5, 628 client steps of 64 (10,000 private
-    images, 4 epochs; the authors run >= 10,000 iterations): the hijacked client's activations
-    decode with the server's g~, those of the same client trained honestly do not, and the
+    """Fashion-MNIST small-cnn cut 2 under NoPeek alpha 5, 942 client steps of 64 (10,000 private
+    images, 6 epochs; the authors run >= 10,000 iterations), the server scaling its objective by
+    50 as the authors' dCor experiment does (the default): the hijacked client's activations decode
+    with the server's g~ (measured 0.51), those of the same client trained honestly do not, and the
     task is never learnt. (The passive decoder's numbers: docs/attacks.md#fsha.)"""
     try:
         splits = load_splits(DataConfig(dataset="fashion-mnist", limit_train=10_000, limit_test=200))
@@ -126,8 +127,8 @@ def test_nopeek_does_not_stop_the_hijacking_on_fashion_mnist() -> None:
         pytest.skip(f"Fashion-MNIST not available at {DEBIAN_FASHION_MNIST_DIR} ({err})")
     from splitleak.metrics.image import ssim
 
-    torch.set_num_threads(1)  # ~15 min at one thread on the loaded 2-core machine; two threads under contention took > 40 min
-    nopeek = {"cut": 2, "epochs": 4, "batch_size": 64, "defense": "nopeek", "defense_params": {"alpha": 5.0}}
+    torch.set_num_threads(1)  # ~6 min at one thread on an idle core; much longer under contention
+    nopeek = {"cut": 2, "epochs": 6, "batch_size": 64, "defense": "nopeek", "defense_params": {"alpha": 5.0}}
     hijacked = train(TrainConfig(**nopeek, server="fsha"), splits)
     honest = train(TrainConfig(**nopeek), splits)
     server = dataclasses.replace(_access_of(hijacked, splits), observed=None)
@@ -137,7 +138,7 @@ def test_nopeek_does_not_stop_the_hijacking_on_fashion_mnist() -> None:
         fsha = ssim(x, attack.reconstruct(hijacked.model.client(x)), data_range=1.0).mean().item()
         control = ssim(x, attack.reconstruct(honest.model.client(x)), data_range=1.0).mean().item()
     print(f"fsha under nopeek alpha 5: SSIM {fsha:.3f}; g~ on the honestly trained client: {control:.3f}")
-    assert fsha > 0.2 and fsha > control + 0.1, (fsha, control)
+    assert fsha > 0.4 and fsha > control + 0.2, (fsha, control)
     assert hijacked.meta.test_accuracy < 0.2 < honest.meta.test_accuracy
 
 
