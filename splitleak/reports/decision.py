@@ -93,8 +93,9 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float
     return mean, mean - half, mean + half
 
 
-def over_seeds(per_seed: Sequence[Estimate]) -> Estimate:
-    """The mean over the seeds that have a value, with a t-interval; one seed keeps its own interval."""
+def over_seeds(per_seed: Sequence[Estimate], bounds: tuple[float, float] = (-math.inf, math.inf)) -> Estimate:
+    """The mean over the seeds that have a value, with a t-interval clipped to the metric's range
+    (`bounds`: two seeds give t = 12.7); one seed keeps its own interval."""
     known = [e for e in per_seed if e.known]
     if not known:
         return MISSING
@@ -102,7 +103,7 @@ def over_seeds(per_seed: Sequence[Estimate]) -> Estimate:
         only = known[0]
         return Estimate(only.value, only.low, only.high, 1, "images")
     mean, low, high = t_interval([e.value for e in known])
-    return Estimate(mean, low, high, len(known), "seeds")
+    return Estimate(mean, max(low, bounds[0]), min(high, bounds[1]), len(known), "seeds")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,8 +211,8 @@ def _setting(key: str, runs: Sequence[Run]) -> Setting:
         key=key, label=label, dataset=str(first.first("dataset")), arch=str(first.first("arch")), cut=first.cut,
         defense=first.defense, defense_label=first.defense_label, strength=first.strength, rank=first.rank,
         runs=tuple(r.run for r in runs), seeds=tuple(train_seed(r) for r in runs),
-        accuracy=over_seeds([_accuracy(r) for r in runs]), ssim=over_seeds(leak[PRIMARY_METRIC]),
-        lpips=over_seeds(leak["lpips"]), semantic=over_seeds(leak["semantic_accuracy"]),
+        accuracy=over_seeds([_accuracy(r) for r in runs], (0.0, 1.0)), ssim=over_seeds(leak[PRIMARY_METRIC], (-1.0, 1.0)),
+        lpips=over_seeds(leak["lpips"], (0.0, math.inf)), semantic=over_seeds(leak["semantic_accuracy"], (0.0, 1.0)),
         attacks=tuple(attacks), releases=tuple(sorted({_releases(r) for r in runs})),
         registered=dict(registered) if isinstance(registered, Mapping) else {},
     )

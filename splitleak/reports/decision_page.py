@@ -114,7 +114,8 @@ def _plot(fig: Figure, decisions: Sequence[Decision], left: float, bottom: float
     floors = np.array([d.floor for d in decisions], dtype=float)
     ax = axes_at(fig, left, bottom, width, height)
     low, high = _limits(x, x_lo, x_hi, -1.0, 1.0, 0.4)
-    ax.set_xlim(min(low, -0.02), max(high, 1.03))
+    lowest = float(np.nanmin(x)) if np.isfinite(x).any() else 0.0
+    ax.set_xlim(min(max(low, lowest - 0.1), -0.02), max(high, 1.03))  # a wide seed CI may run off the left edge
     ax.set_ylim(*_limits(y, np.append(y_lo, floors), y_hi, 0.0, 1.0, 0.08))
     xmin, xmax = ax.get_xlim()
     ax.axvspan(xmin, SSIM_UNRECOGNISABLE, color="#e3f2e3", zorder=0, linewidth=0)
