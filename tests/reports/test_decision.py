@@ -202,3 +202,8 @@ def test_evaluate_records_the_registered_attacks_for_the_caveats(report_results)
     assert registered["fsha"]["trained_by"] == "fsha" and registered["decoder"]["trained_by"] is None
     decision = _decision(list(report_results.values()))
     assert any("fsha: its threat model" in c for c in decision.caveats)
+
+
+def test_runs_of_several_seeds_are_labelled_by_seed(demo_like) -> None:
+    labels = [r.label for r in collect_runs(demo_like[6:9])]
+    assert labels == ["NoPeek α=20, cut 2, seed 0", "NoPeek α=20, cut 2, seed 1", "NoPeek α=20, cut 2, seed 2"]
