@@ -136,10 +136,11 @@ def _parser() -> argparse.ArgumentParser:
     _verbose_option(at)
     at.set_defaults(run=_cmd_attacks)
 
-    rp = commands.add_parser("report", help="write the PDF leakage report of one or more results folders", description="Write a PDF report (summary and verdicts, privacy-utility trade-off, dCor against NoPeek alpha, metric distributions, reconstruction galleries, method notes) from results folders only, plus REPORT.summary.csv and REPORT.results.csv beside it. Pages and the verdict rule: docs/report.md.")
+    rp = commands.add_parser("report", help="write the PDF leakage report of one or more results folders", description="Write a PDF report (the decision for an accuracy budget, summary and verdicts, privacy-utility trade-off, dCor against NoPeek alpha, metric distributions, reconstruction galleries, method notes) from results folders only, plus REPORT.summary.csv and REPORT.results.csv beside it. Pages and the verdict rule: docs/report.md.")
     rp.add_argument("results", nargs="+", metavar="RESULTS_DIR", help="results folders written by splitleak evaluate (one or more runs each)")
     rp.add_argument("--out", required=True, help="the PDF to write (.pdf); the CSVs (and HTML) go next to it")
     rp.add_argument("--html", action="store_true", help="also write REPORT.html: the same figures as embedded PNGs, tables as HTML")
+    rp.add_argument("--accuracy-budget", type=float, default=3.0, metavar="POINTS", help="the decision page's budget: how many accuracy points below the undefended model a defense may cost (default 3)")
     _verbose_option(rp)
     rp.set_defaults(run=_cmd_report)
 
@@ -341,7 +342,7 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from splitleak.reports.document import write_report
 
-    paths = write_report(args.results, args.out, html=args.html)
+    paths = write_report(args.results, args.out, html=args.html, accuracy_budget=args.accuracy_budget)
     written = [paths.pdf, paths.summary_csv, paths.results_csv] + ([paths.html] if args.html else [])
     print("report: " + ", ".join(str(p) for p in written))
     return 0

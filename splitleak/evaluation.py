@@ -354,7 +354,7 @@ def evaluate(
             store.save(name, pd.concat(rows.frames[first_row:], ignore_index=True), added, attack_log[name])
     provenance = RunProvenance(
         checkpoint=CheckpointRecord(path=str(checkpoint.path), sha256=checkpoint.sha256, meta=meta),
-        environment=environment(),
+        environment={**environment(), "registered_attacks": registered_attacks()},
         model=checkpoint.describe(),
         defense=defense_record(meta.defense.name, meta.defense.params),
         resumed_attacks=tuple(store.reused) if store is not None else (),
@@ -367,6 +367,12 @@ def evaluate(
     )
     table = with_worst_case(rows.table())  # attack "worst": each image's best reconstruction over the attacks
     return Results(table=table, provenance=Provenance.single(rows.base["run"], provenance), reconstructions=reconstructions)
+
+
+def registered_attacks() -> dict[str, dict[str, Any]]:
+    """Every attack registered here with its threat model, so a report (without torch) can say
+    which attacks did not run and which need a malicious training server (the decision's caveats)."""
+    return {name: ATTACKS[name].threat_model.to_dict() for name in sorted(ATTACKS)}
 
 
 def _logs(scorers: Sequence[Scorer]) -> dict[str, Any]:

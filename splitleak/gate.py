@@ -37,6 +37,7 @@ from splitleak.policy import (  # noqa: F401  (re-exported: the gate's public na
     VERDICT_RULE,
     WORST,
     BaselineRule,
+    DecisionRule,
     Measurement,
     Comparison,
     GateError,
@@ -113,6 +114,9 @@ class _Cells:
 
     def attacks(self, run: RunIdentity, metric: str) -> list[str]:
         return sorted(a for (r, s, a, m) in self._groups if (r, s, m) == (run.run, run.seed, metric))
+
+    def has(self, run: RunIdentity, attack: str, metric: str) -> bool:
+        return (run.run, run.seed, attack, metric) in self._groups
 
     def cell(self, run: RunIdentity, attack: str, metric: str) -> Measurement:
         key = (run.run, run.seed, attack, metric)
@@ -210,7 +214,7 @@ class Check:
     """One rule on one run: its status, what was measured and why it passed or failed."""
 
     rule: str
-    kind: Literal["threshold", "baseline"]
+    kind: Literal["threshold", "baseline", "decision"]
     run: str
     run_config: str
     status: Status
@@ -309,6 +313,40 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+UNDEFENDED = "none"
+
+
+def _undefended_accuracy(run: RunIdentity, *sources: _Cells | None) -> tuple[float, int, str] | None:
+    """Mean accuracy of the undefended runs at the run's (dataset, arch, cut): in the first source
+    that has any; (mean, how many runs, where) or None."""
+    for cells in sources:
+        if cells is None:
+            continue
+        peers = [r for r in cells.runs if r.defense == UNDEFENDED and (r.dataset, r.arch, r.cut) == (run.dataset, run.arch, run.cut)]
+        values = [float(cells.cell(r, MODEL_LEVEL, "accuracy").values[0]) for r in peers if cells.has(r, MODEL_LEVEL, "accuracy")]
+        if values:
+            return float(np.mean(values)), len(values), cells.what
+    return None
+
+
+def _check_decision(rule: DecisionRule, run: RunIdentity, cells: _Cells, base_cells: _Cells | None) -> Check:
+    """The run's accuracy is at most ``rule.accuracy_budget`` points below the undefended model's."""
+    common = dict(rule=rule.name, kind="decision", run=run.id, run_config=run.describe(), metric="accuracy", attack=MODEL, statistic="mean", use="point", limit=rule.limit(), description=rule.description)
+    if not cells.has(run, MODEL_LEVEL, "accuracy"):
+        return Check(status="fail", message=f"no accuracy rows in the results (run {run.id}): cannot check", **common)  # type: ignore[arg-type]
+    accuracy = float(cells.cell(run, MODEL_LEVEL, "accuracy").values[0])
+    reference = _undefended_accuracy(run, cells, base_cells)
+    if reference is None:
+        where = "the results or the baseline" if base_cells is not None else "the results (and no --baseline given)"
+        return Check(status="fail", value=accuracy, message=f"no undefended run ({run.arch} cut {run.cut}, {run.dataset}) in {where} to measure the budget against: cannot check", **common)  # type: ignore[arg-type]
+    undefended, count, where = reference
+    drop = (undefended - accuracy) * 100
+    failed = drop > rule.accuracy_budget + 1e-9
+    shown = f"{abs(drop):.2f} points {'below' if drop >= 0 else 'above'} the undefended {_fmt(undefended)} (mean of {count} run{'s' if count != 1 else ''} in the {where})"
+    verdict = f"more than the {rule.accuracy_budget:g}-point budget" if failed else f"within the {rule.accuracy_budget:g}-point budget"
+    return Check(status="fail" if failed else "pass", value=accuracy, message=f"accuracy {_fmt(accuracy)} is {shown}: {verdict}", baseline_value=undefended, **common)  # type: ignore[arg-type]
+
+
 def check_policy(policy: Policy, results: Results, baseline: Results | None = None, *, results_name: str = "results", baseline_name: str | None = None) -> PolicyVerdict:
     """Apply every rule of ``policy`` to every run of ``results`` (baseline rules against ``baseline``).
 
@@ -329,6 +367,8 @@ def check_policy(policy: Policy, results: Results, baseline: Results | None = No
     for run in cells.runs:
         checks.extend(_check_threshold(rule, run, cells) for rule in policy.rules)
         checks.extend(_check_baseline(rule, run, cells, pairs.get(run.id), base_cells) for rule in policy.baseline)
+        if policy.decision is not None:
+            checks.append(_check_decision(policy.decision, run, cells, base_cells))
     return PolicyVerdict(checks=tuple(checks), policy=policy.source, results=results_name, baseline=baseline_name, notes=notes)
 
 

@@ -194,8 +194,23 @@ class BaselineRule:
 
 
 @dataclass(frozen=True)
+class DecisionRule:
+    """The report's decision budget as a gate rule: every run's task accuracy stays within
+    ``accuracy_budget`` points of the undefended model's (the mean over the undefended runs of the
+    same dataset, arch and cut: in the results, else in the --baseline results)."""
+
+    accuracy_budget: float
+    name: str = "accuracy-within-budget"
+    description: str = ""
+
+    def limit(self) -> str:
+        return f">= undefended - {self.accuracy_budget:g} points (point)"
+
+
+@dataclass(frozen=True)
 class Policy:
-    """Threshold and baseline rules, in the order the policy file lists them.
+    """Threshold and baseline rules, in the order the policy file lists them, and the optional
+    decision budget (``[decision]``).
 
     Two policies are equal when their rules are: ``source`` (where it was read from) is left out.
     """
@@ -203,9 +218,11 @@ class Policy:
     rules: tuple[ThresholdRule, ...]
     baseline: tuple[BaselineRule, ...] = ()
     source: str = field(default="<policy>", compare=False)
+    decision: DecisionRule | None = None
 
 
-_TOP_KEYS = {"version": "policy format version (1)", "rule": "threshold rules", "baseline": "baseline rules"}
+_TOP_KEYS = {"version": "policy format version (1)", "rule": "threshold rules", "baseline": "baseline rules", "decision": "the accuracy budget of the report's decision"}
+_DECISION_KEYS = ("accuracy_budget", "name", "description")
 _COMMON_KEYS = ("name", "metric", "attack", "statistic", "use", "description")
 _RULE_KEYS = (*_COMMON_KEYS, "max", "min")
 _BASELINE_KEYS = (*_COMMON_KEYS, "tolerance")
@@ -225,13 +242,33 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         raise GateError(f"policy {source}: version must be {POLICY_VERSION}, got {version!r}")
     rules = tuple(_parse_rule(entry, f"policy {source}: rule {i + 1}", threshold=True) for i, entry in enumerate(_tables(data, "rule", source)))
     baseline = tuple(_parse_rule(entry, f"policy {source}: baseline rule {i + 1}", threshold=False) for i, entry in enumerate(_tables(data, "baseline", source)))
-    if not rules and not baseline:
+    decision = _parse_decision(data.get("decision"), source)
+    if not rules and not baseline and decision is None:
         raise GateError(f"policy {source} has no rules; add [[rule]] or [[baseline]] tables (splitleak gate --init writes an example)")
-    names = [r.name for r in (*rules, *baseline)]
+    names = [r.name for r in (*rules, *baseline, *([decision] if decision else []))]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise GateError(f"policy {source}: rule names must be unique, {duplicates} repeat; give each a distinct name = \"...\"")
-    return Policy(rules=rules, baseline=baseline, source=source)  # type: ignore[arg-type]
+    return Policy(rules=rules, baseline=baseline, source=source, decision=decision)  # type: ignore[arg-type]
+
+
+def _parse_decision(entry: Any, source: str) -> DecisionRule | None:
+    """The ``[decision]`` table: ``accuracy_budget`` in points (0 to 100), optional name, description."""
+    if entry is None:
+        return None
+    where = f"policy {source}: [decision]"
+    if not isinstance(entry, dict):
+        raise GateError(f"{where} must be a table, written [decision]")
+    unknown = sorted(set(entry) - set(_DECISION_KEYS))
+    if unknown:
+        raise GateError(f"{where}: unknown key(s) {unknown}; known: {sorted(_DECISION_KEYS)}")
+    budget = _number(entry, "accuracy_budget", where)
+    if budget is None:
+        raise GateError(f"{where}: give accuracy_budget = ... (accuracy points below the undefended model, e.g. 3)")
+    if not 0 <= budget <= 100:
+        raise GateError(f"{where}: accuracy_budget is in points between 0 and 100, got {budget:g}")
+    name = _string(entry, "name", where, default=DecisionRule.name)
+    return DecisionRule(accuracy_budget=budget, name=name, description=_string(entry, "description", where, default=""))
 
 
 def load_policy(path: str | os.PathLike[str]) -> Policy:
@@ -460,6 +497,10 @@ _STARTER_HEADER = f'''# splitleak privacy gate policy (format version {POLICY_VE
 #            whole CI is on the wrong side (a baseline rule: when the CIs separate by more than
 #            the tolerance). A mean of 0.33 with CI [0.29, 0.37] fails max = {SSIM_UNRECOGNISABLE:g} under "ci"
 #            and passes it under "ci-lenient".
+# [decision]    optional: accuracy_budget = 3 fails every run whose task accuracy is more than 3
+#               points below the undefended model's (the mean over the undefended runs of the same
+#               dataset, arch and cut, in the results or else in --baseline): the report's
+#               decision page uses the same budget (splitleak report --accuracy-budget 3).
 # Missing evidence never passes: a run with no rows for a rule's metric or attack fails that
 # rule ("cannot check"); an empty results table is an error (exit 2).
 # The thresholds below are starting points for 28x28, 10-class data (Fashion-MNIST); tune them.
@@ -487,6 +528,11 @@ def render_policy(policy: Policy, header: str = "") -> str:
             limits = ("max", "min") if isinstance(rule, ThresholdRule) else ("tolerance",)
             lines += [f"{key} = {_toml_value(getattr(rule, key))}" for key in limits if getattr(rule, key) is not None]
             lines.append(f"use = {_toml_value(rule.use)}")
+    if policy.decision is not None:
+        lines += ["", "[decision]", f"name = {_toml_value(policy.decision.name)}"]
+        if policy.decision.description:
+            lines.append(f"description = {_toml_value(policy.decision.description)}")
+        lines.append(f"accuracy_budget = {_toml_value(policy.decision.accuracy_budget)}")
     return "\n".join(lines) + "\n"
 
 

@@ -377,3 +377,20 @@ def test_an_adaptive_attacker_is_an_evaluation_option_and_part_of_the_cell_key()
     assert adaptive.cells[0].evaluation.observations == "epochs" and plain.cells[0].evaluation.observations == 1
     assert adaptive.cells[0].key != plain.cells[0].key
     assert parse_grid("[grid]\ncut = [1]\n[evaluate]\nobservations = 1").cells[0].key == plain.cells[0].key
+
+
+def test_a_study_trains_each_model_for_several_seeds() -> None:
+    from splitleak.data import DataConfig
+    from splitleak.evaluation import EvalConfig
+    from splitleak.sweep.grid import study_grid
+    from splitleak.training import TrainConfig
+
+    models = [("none", TrainConfig(cut=2)), ("nopeek-20", TrainConfig(cut=2, defense="nopeek", defense_params={"alpha": 20.0}))]
+    grid = study_grid("s", DataConfig(), models, EvalConfig(), seeds=(0, 1, 2))
+    assert [c.train.seed for c in grid.cells] == [0, 1, 2, 0, 1, 2]
+    assert [c.model_label.rsplit("-", 2)[-2:] for c in grid.cells][4] == ["20", "s1"]
+    assert len({c.train_key for c in grid.cells}) == 6 and grid.cells[4].model_label.endswith("nopeek-20-s1")
+    assert [c.train.seed for c in study_grid("s", DataConfig(), models, EvalConfig()).cells] == [0, 0]  # without: each model's own seed
+    for bad in ((), (1, 1), (-1,), (True,)):
+        with pytest.raises(GridError, match="seeds"):
+            study_grid("s", DataConfig(), models, EvalConfig(), seeds=bad)

@@ -13,10 +13,12 @@ from matplotlib.figure import Figure
 from splitleak import __version__
 from splitleak._io import atomic_path
 from splitleak.outputs import claim_file, csv_with_header, is_splitleak_pdf, starts_with
+from splitleak.reports.decision import DEFAULT_ACCURACY_BUDGET, Decision, check_budget, decide, group_settings
+from splitleak.reports.decision_page import decision_page
 from splitleak.reports.dependence import dependence_page
 from splitleak.reports.distributions import distribution_pages
 from splitleak.reports.gallery import gallery_page, has_gallery
-from splitleak.reports.html import summary_html, write_html
+from splitleak.reports.html import decision_html, summary_html, write_html
 from splitleak.reports.notes import Block, method_notes, notes_pages
 from splitleak.reports.pdf import write_pdf
 from splitleak.reports.runs import ReportError, ResultsLike, Run, collect_runs
@@ -31,12 +33,14 @@ CSV_FLOAT = "%.10g"
 
 @dataclass(frozen=True)
 class ReportContent:
-    """Everything the pages are drawn from: the runs, their summary, the notes, a subtitle."""
+    """Everything the pages are drawn from: the runs, their summary, the decisions (one per
+    dataset, arch and cut), the notes, a subtitle."""
 
     runs: tuple[Run, ...]
     summary: pd.DataFrame
     notes: tuple[Block, ...]
     subtitle: str
+    decisions: tuple[Decision, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,8 +91,9 @@ def _subtitle(runs: Sequence[Run]) -> str:
     return " · ".join(parts)
 
 
-def build_content(items: ResultsLike | Sequence[ResultsLike]) -> ReportContent:
+def build_content(items: ResultsLike | Sequence[ResultsLike], *, accuracy_budget: float = DEFAULT_ACCURACY_BUDGET) -> ReportContent:
     """Read the inputs and compute every table the pages need (no drawing)."""
+    accuracy_budget = check_budget(accuracy_budget)
     runs = collect_runs(items)
     summary = summary_table(runs)
     omitted = []
@@ -97,7 +102,8 @@ def build_content(items: ResultsLike | Sequence[ResultsLike]) -> ReportContent:
     missing = [r.run for r in runs if not has_gallery(r)]
     if missing:
         omitted.append("No stored reconstructions (reconstructions.safetensors) for run(s) " + ", ".join(missing) + ": no gallery page for them.")
-    return ReportContent(runs, summary, tuple(method_notes(runs, omitted)), _subtitle(runs))
+    decisions = decide(group_settings(runs), accuracy_budget)
+    return ReportContent(runs, summary, tuple(method_notes(runs, omitted)), _subtitle(runs), decisions)
 
 
 def figure_pages(content: ReportContent) -> list[tuple[str, Figure]]:
@@ -114,19 +120,25 @@ def figure_pages(content: ReportContent) -> list[tuple[str, Figure]]:
     return pages
 
 
-def write_report(items: ResultsLike | Sequence[ResultsLike], path: str | os.PathLike[str], *, html: bool = False) -> ReportPaths:
-    """Write the PDF, its two CSVs and (with `html`) the HTML version; return their paths."""
+def write_report(
+    items: ResultsLike | Sequence[ResultsLike], path: str | os.PathLike[str], *, html: bool = False, accuracy_budget: float = DEFAULT_ACCURACY_BUDGET
+) -> ReportPaths:
+    """Write the PDF (opening with the decision for `accuracy_budget` points), its two CSVs and
+    (with `html`) the HTML version; return their paths."""
     paths = ReportPaths.for_pdf(path)
+    accuracy_budget = check_budget(accuracy_budget)
     paths.claim(html=html)
-    content = build_content(items)
+    content = build_content(items, accuracy_budget=accuracy_budget)
     with report_style():
+        decision = decision_page(content.decisions, content.subtitle)
         figures = figure_pages(content)
-        pdf_pages = summary_pages(content.summary, content.subtitle) + [fig for _, fig in figures] + notes_pages(content.notes, content.subtitle)
+        pdf_pages = [decision, *summary_pages(content.summary, content.subtitle)] + [fig for _, fig in figures] + notes_pages(content.notes, content.subtitle)
         write_pdf(pdf_pages, paths.pdf, title=TITLE, footer=f"{TITLE} · {content.subtitle.split(' · ')[0]}")
         if html:
             categories = content.summary["verdict_category"].tolist()
             table = summary_html(display_rows(content.summary), categories, footnotes(content.summary))
-            write_html(paths.html, title=TITLE, subtitle=content.subtitle, summary=table, figures=figures, notes=content.notes)
+            opening = decision_html(content.decisions, decision)
+            write_html(paths.html, title=TITLE, subtitle=content.subtitle, summary=table, figures=figures, notes=content.notes, decision=opening)
     for table, target in ((content.summary, paths.summary_csv), (full_table(content.runs), paths.results_csv)):
         with atomic_path(target) as tmp:
             table.to_csv(tmp, index=False, float_format=CSV_FLOAT)

@@ -13,6 +13,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from splitleak._io import write_text_atomic
+from splitleak.reports.decision import Decision
 from splitleak.reports.notes import Block
 from splitleak.reports.tables import DISPLAY_HEADERS, TableCell
 
@@ -67,12 +68,25 @@ def blocks_html(blocks: Sequence[Block]) -> str:
     return "\n".join(out)
 
 
-def write_html(path: str | os.PathLike[str], *, title: str, subtitle: str, summary: str, figures: Sequence[tuple[str, Figure]], notes: Sequence[Block]) -> Path:
-    """One HTML file: title, summary table, each (title, figure) as a PNG, then the notes."""
+def decision_html(decisions: Sequence[Decision], page: Figure) -> str:
+    """The decision: its paragraph(s) as text, the caveats as a list, the page (table, plot) as a PNG."""
+    several = len(decisions) > 1
+    paragraphs = "".join(
+        f"<p>{html.escape((f'Cut {d.group[2]} ({d.group[1]}, {d.group[0]}): ' if several else '') + d.paragraph)}</p>" for d in decisions
+    )
+    caveats = "".join(f"<li>{html.escape(c)}</li>" for c in dict.fromkeys(c for d in decisions for c in d.caveats))
+    return f'{paragraphs}<ul class="note">{caveats}</ul><img alt="Decision" src="{png_data_uri(page)}">'
+
+
+def write_html(
+    path: str | os.PathLike[str], *, title: str, subtitle: str, summary: str, figures: Sequence[tuple[str, Figure]], notes: Sequence[Block], decision: str = ""
+) -> Path:
+    """One HTML file: title, the decision, summary table, each (title, figure) as a PNG, then the notes."""
     parts = [
         "<!DOCTYPE html>",
         f'<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head><body>',
         f"<h1>{html.escape(title)}</h1><p class=\"note\">{html.escape(subtitle)}</p>",
+        *(["<h2>Decision</h2>", decision] if decision else []),
         "<h2>Leakage summary</h2>",
         summary,
     ]

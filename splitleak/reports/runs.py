@@ -150,8 +150,14 @@ def _sort_key(run: Run) -> tuple:
     strength = run.strength
     return (
         str(run.first("dataset")), str(run.first("arch")), run.cut, run.rank, run.defense,
-        math.inf if math.isnan(strength) else strength, str(run.first("defense_params")), run.run, run.source,
+        math.inf if math.isnan(strength) else strength, str(run.first("defense_params")), _seed(run), run.run, run.source,
     )
+
+
+def _seed(run: Run) -> float:
+    """The training seed for ordering (unknown last)."""
+    seed = run.meta.seed if run.meta is not None else None
+    return math.inf if seed is None else float(seed)
 
 
 def as_results(items: ResultsLike | Sequence[ResultsLike]) -> list[tuple[str, Results]]:
@@ -216,7 +222,7 @@ def _split_runs(source: str, results: Results) -> list[tuple[str, pd.DataFrame, 
 
 
 def _labels(runs: Sequence[Run]) -> list[str]:
-    """Unique short labels: defense and parameters, cut, then dataset / arch / run id as needed."""
+    """Unique short labels: defense and parameters, cut, then dataset / arch / training seed / run id as needed."""
 
     def varies(column: str) -> bool:
         return len({str(r.first(column)) for r in runs}) > 1
@@ -229,6 +235,13 @@ def _labels(runs: Sequence[Run]) -> list[str]:
         if varies("dataset"):
             parts.append(str(r.first("dataset")))
         labels.append(", ".join(parts))
+    seeds = [r.meta.seed if r.meta is not None else None for r in runs]
+    by_label: dict[str, list[int | None]] = {}
+    for label, seed in zip(labels, seeds):
+        by_label.setdefault(label, []).append(seed)
+    # runs of several training seeds: 'NoPeek α=20, cut 2, seed 1' (when every one has its own known seed)
+    apart = {label for label, found in by_label.items() if len(found) > 1 and None not in found and len(set(found)) == len(found)}
+    labels = [f"{label}, seed {seed}" if label in apart else label for label, seed in zip(labels, seeds)]
     counts = pd.Series(labels).value_counts()
     return [f"{label} [{r.run[:6]}]" if counts[label] > 1 else label for label, r in zip(labels, runs)]
 

@@ -9,23 +9,9 @@ from matplotlib.lines import Line2D
 
 from splitleak.policy import SSIM_UNRECOGNISABLE
 from splitleak.reports.canvas import CONTENT_BOTTOM, CONTENT_TOP, axes_at, page, text_at
+from splitleak.reports.decision import pareto_front  # noqa: F401  (re-exported: the front is the decision's)
 from splitleak.reports.labels import place_labels
 from splitleak.reports.style import MARGIN, MUTED, cut_marker, defense_color
-
-
-def pareto_front(leakage: np.ndarray, utility: np.ndarray) -> np.ndarray:
-    """Mask of points no other point beats: at most as much leakage and at least as much utility,
-    strictly better in one. NaN points are never on the front."""
-    ok = np.isfinite(leakage) & np.isfinite(utility)
-    front = np.zeros(len(leakage), dtype=bool)
-    for i in np.flatnonzero(ok):
-        others = ok.copy()
-        others[i] = False
-        dominated = (leakage[others] <= leakage[i]) & (utility[others] >= utility[i]) & (
-            (leakage[others] < leakage[i]) | (utility[others] > utility[i])
-        )
-        front[i] = not dominated.any()
-    return front
 
 
 def _limits(values: np.ndarray, lows: np.ndarray, highs: np.ndarray, floor: float, ceil: float, min_span: float) -> tuple[float, float]:

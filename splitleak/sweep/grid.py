@@ -299,17 +299,35 @@ def _attack_params(evaluate: dict[str, Any], attacks: Sequence[str]) -> dict[str
     return resolved
 
 
-def study_grid(name: str, data: DataConfig, models: Sequence[tuple[str, TrainConfig]], evaluation: EvalConfig) -> Grid:
+def study_grid(
+    name: str, data: DataConfig, models: Sequence[tuple[str, TrainConfig]], evaluation: EvalConfig, *, seeds: Sequence[int] | None = None
+) -> Grid:
     """A study as a grid: each (label, training config) is one cell, attacked by every attack of
     `evaluation` in one evaluation (the model-level scores and the attacker's semantic classifier
-    are computed once per model). `splitleak demo` and examples/attack_table.py run theirs with
-    `run_sweep`, so a study resumes, reuses and merges exactly as a sweep does."""
-    cells = tuple(SweepCell(data=data, train=train, evaluation=evaluation, defense_label=_slug(label)) for label, train in models)
+    are computed once per model). With `seeds`, each model is trained once per training seed (its
+    config's own seed replaced; cells and checkpoints named `...-nopeek-20-s1`), so the report's
+    decision page gets a spread over seeds. `splitleak demo` and examples/attack_table.py run
+    theirs with `run_sweep`, so a study resumes, reuses and merges exactly as a sweep does."""
+    chosen = _seeds(seeds)
+    trainings = [(label, train if chosen is None else dataclasses.replace(train, seed=seed)) for label, train in models for seed in (chosen or [train.seed])]
+    cells = tuple(SweepCell(data=data, train=train, evaluation=evaluation, defense_label=_slug(label)) for label, train in trainings)
     keys = [cell.key for cell in cells]
     if len(set(keys)) != len(keys):
         raise GridError(f"study {name!r} lists the same model twice")
     material = canonical({"name": name, "cells": [cell.material() for cell in cells]})
     return Grid(name=name, source=f"<study {name}>", sha256=hashlib.sha256(material.encode()).hexdigest(), cells=cells)
+
+
+def _seeds(seeds: Sequence[int] | None) -> list[int] | None:
+    """Training seeds of a study: None (each model's own), or distinct whole numbers >= 0."""
+    if seeds is None:
+        return None
+    chosen = list(seeds)
+    if not chosen or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in chosen):
+        raise GridError(f"study seeds must be one or more whole numbers >= 0, got {seeds!r}")
+    if len(set(chosen)) != len(chosen):
+        raise GridError(f"study seeds repeat a value: {chosen}")
+    return chosen
 
 
 def _expand(values: Mapping[str, Any], *, data_dir: str | None, device: str | None) -> tuple[list[SweepCell], str | None]:

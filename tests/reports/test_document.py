@@ -14,7 +14,7 @@ from splitleak.reports.document import build_content, figure_pages
 from splitleak.reports.notes import notes_pages
 from splitleak.reports.style import report_style
 
-FIGURE_PAGES = 1 + 1 + 1 + 1  # summary, trade-off, dCor vs alpha, distributions (3 checkpoints fit on one)
+FIGURE_PAGES = 1 + 1 + 1 + 1 + 1  # decision, summary, trade-off, dCor vs alpha, distributions (3 checkpoints fit on one)
 
 
 def _page_count(pdf: Path) -> int:
@@ -45,6 +45,7 @@ def test_report_writes_pdf_csvs_and_html(written, report_dirs) -> None:
     assert len(full) == sum(len(pd.read_csv(d / "results.csv")) for d in report_dirs) and "label" in full
     html = written.with_name("report.html").read_text()
     assert html.count("data:image/png;base64,") == FIGURE_PAGES - 1 + 3 and "reconstructable" in html
+    assert html.index("<h2>Decision</h2>") < html.index("<h2>Leakage summary</h2>")
 
 
 def test_same_results_give_a_byte_identical_pdf(written, report_dirs, tmp_path) -> None:
@@ -67,7 +68,7 @@ def test_without_nopeek_the_dcor_page_is_left_out(report_results) -> None:
     content = build_content([report_results["none"], report_results["noise"]])
     with report_style():
         titles = [title for title, _ in figure_pages(content)]
-    assert not any("NoPeek" in t for t in titles) and len(titles) == FIGURE_PAGES - 2 + 2
+    assert not any("NoPeek" in t for t in titles) and len(titles) == FIGURE_PAGES - 3 + 2
     assert any("No NoPeek runs" in block.text for block in content.notes)
 
 
