@@ -120,7 +120,8 @@ def _fake_exchange(detector: Detector, model: SplitModel, serving: Server, optim
     optimiser.zero_grad(set_to_none=True)
     serving.zero_grad()
     reply.loss.backward()
-    detector.observe(step, _first_layer(model).grad, fake=True)
+    first = _first_layer(model)
+    detector.observe(step, _received(first, first.grad), fake=True)
     serving.update()
     optimiser.zero_grad(set_to_none=True)
 
@@ -128,6 +129,11 @@ def _fake_exchange(detector: Detector, model: SplitModel, serving: Server, optim
 def _first_layer(model: SplitModel) -> torch.nn.Parameter:
     """The client's first parameter (SplitGuard watches its gradient, as the authors' code does)."""
     return client_parameters(model)[0]
+
+
+def _received(param: torch.nn.Parameter, gradient: torch.Tensor | None) -> torch.Tensor:
+    """`param`'s gradient from the server's reply, zeros when the reply did not reach it."""
+    return torch.zeros_like(param) if gradient is None else gradient
 
 
 def build_split_model(
@@ -251,10 +257,11 @@ def train(
                 serving.zero_grad()
                 watched = detector is not None and detector.watches(step)
                 if watched and penalty is not None:  # the server's part alone, without the client's penalty
-                    received = torch.autograd.grad(reply.loss, _first_layer(model), retain_graph=True)[0]
+                    server_part = torch.autograd.grad(reply.loss, _first_layer(model), retain_graph=True, allow_unused=True)[0]
                 loss.backward()
                 if watched:
-                    detector.observe(step, received if penalty is not None else _first_layer(model).grad, fake=False)
+                    gradient = server_part if penalty is not None else _first_layer(model).grad
+                    detector.observe(step, _received(_first_layer(model), gradient), fake=False)
                 serving.update()
                 optimiser.step()
                 after = session.after_step(x, z.detach(), y)

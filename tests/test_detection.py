@@ -131,6 +131,18 @@ def test_alarm_on_fsha_and_none_on_honest_training(few: Splits, seed: int) -> No
     assert min(s for _, s in honest["scores"]) > 0.5 > hijacked["scores"][0][1]
 
 
+def test_with_nopeek_the_detector_watches_the_servers_part_alone(few: Splits, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[torch.Tensor] = []
+    original = SplitGuard.observe
+    monkeypatch.setattr(SplitGuard, "observe", lambda self, step, g, *, fake: (seen.append(g.clone()), original(self, step, g, fake=fake))[1])
+    config = _config(defense="nopeek", defense_params={"alpha": 5.0}, epochs=1, detector_params={"warmup": 0, "p_fake": 0.01})
+    trained = train(config, few)
+    plain = train(dataclasses.replace(config, defense="none", defense_params={}), few)  # same first step, without the penalty
+    assert len(seen) == 4 + trained.meta.detection["fakes"] + 4 + plain.meta.detection["fakes"]
+    assert torch.allclose(seen[0], seen[4 + trained.meta.detection["fakes"]], atol=1e-6)  # step 1: same model, same server reply
+    assert trained.meta.detection["alarm_step"] is None
+
+
 def test_resume_gives_the_same_alarm_and_scores(few: Splits, tmp_path: Path) -> None:
     whole = train(_config("fsha", epochs=2), few)
     state = tmp_path / "m.partial"
