@@ -76,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--dropout-rate", type=float, help="dropout: fraction of activations zeroed at training and inference (default 0.5)")
     train.add_argument("--server", default="honest", help="the training server: honest (trains the task) or fsha (a malicious server hijacking the client's training; docs/attacks.md#fsha)")
     train.add_argument("--server-param", action="append", default=[], metavar="SERVER.KEY=VALUE", help="set a server parameter, e.g. fsha.lr_critic=1e-4 (repeatable; the server must be --server)")
+    train.add_argument("--detector", help="a client-side detector of a hijacking server: splitguard (fake batches with randomised labels; docs/defenses.md#detecting-a-hijacking-server)")
+    train.add_argument("--detector-param", action="append", default=[], metavar="DETECTOR.KEY=VALUE", help="set a detector parameter, e.g. splitguard.p_fake=0.2 (repeatable; the detector must be --detector)")
     train.add_argument("--epochs", type=int, default=3)
     train.add_argument("--batch-size", type=int, default=256)
     train.add_argument("--lr", type=float, default=1e-3)
@@ -175,9 +177,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if server != args.server:
             raise InputError(f"--server-param {server}.* sets a parameter of server {server!r}, but --server is {args.server!r}")
         server_params.update(options)
+    detector_params: dict[str, object] = {}
+    for detector, options in _dotted_params(args.detector_param, "--detector-param", "DETECTOR.KEY=VALUE").items():
+        if detector != args.detector:
+            raise InputError(f"--detector-param {detector}.* sets a parameter of detector {detector!r}, but --detector is {args.detector!r}")
+        detector_params.update(options)
     config = TrainConfig(
         arch=args.arch, cut=args.cut, defense=args.defense, defense_params=given, server=args.server, server_params=server_params,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
+        detector=args.detector, detector_params=detector_params, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
     )
     data = DataConfig(
         dataset=args.dataset, data_dir=args.data_dir, split_seed=args.split_seed, aux_pool=args.aux_pool,
@@ -203,8 +210,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
         + (f"server {config.server}, " if config.server != "honest" else "")
         + f"test accuracy {trained.meta.test_accuracy:.4f} on {trained.meta.test_size} images, "
         f"final train loss {last['loss']:.4f} (penalty {last['penalty']:.4f}), {last['images_per_second']:.0f} img/s"
+        + _detection_line(trained.meta.detection)
     )
     return 0
+
+
+def _detection_line(detection: dict[str, object] | None) -> str:
+    """What the train command says about the detector's verdict ('' without one)."""
+    if detection is None:
+        return ""
+    alarm = detection["alarm_step"]
+    verdict = f"ALARM at step {alarm}: the server may be hijacking training" if alarm is not None else "no alarm"
+    return f"; {detection['name']}: {verdict} ({detection['fakes']} fake batches)"
 
 
 def _attack_params(settings: Sequence[str]) -> dict[str, dict[str, object]]:

@@ -109,6 +109,7 @@ class CheckpointMeta:
     splitleak_version: str | None = None
     torch_version: str | None = None
     foreign: dict[str, Any] | None = None  # a foreign model's parts (models/foreign.py)
+    detection: dict[str, Any] | None = None  # the client's hijacking detector: name, params, alarm_step, scores (None: no detector)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON the checkpoint header holds (None fields left out)."""
@@ -146,6 +147,7 @@ class CheckpointMeta:
             splitleak_version=_text("splitleak_version", table.get("splitleak_version"), optional=True),
             torch_version=_text("torch_version", table.get("torch_version"), optional=True),
             foreign=_table("foreign", table.get("foreign")),
+            detection=_table("detection", table.get("detection")),
         )
 
 

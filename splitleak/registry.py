@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-GROUPS = ("splitleak.attacks", "splitleak.defenses", "splitleak.metrics", "splitleak.datasets", "splitleak.architectures", "splitleak.servers")
+GROUPS = ("splitleak.attacks", "splitleak.defenses", "splitleak.metrics", "splitleak.datasets", "splitleak.architectures", "splitleak.servers", "splitleak.detectors")
 """The entry-point groups splitleak reads, one per registry."""
 
 

@@ -3,8 +3,9 @@
 Randomness (splitleak._random): the seed becomes named generators -- "train/init" (weights),
 "train/order" (batch order), "train/transform" (the defense's noise or dropout mask),
 "train/defense" (a trainable defense's own draws), "train/server" (a registered server's own
-draws: FSHA's modules and batches) and "train/test-accuracy" (the transform while scoring the
-test set). torch's global generator is
+draws: FSHA's modules and batches), "train/detector" (a hijacking detector's own draws: when
+to send a fake batch, which images, their labels, the fake batch's transform) and
+"train/test-accuracy" (the transform while scoring the test set). torch's global generator is
 neither seeded nor drawn from.
 """
 
@@ -28,6 +29,7 @@ from splitleak._validate import device_string, finite_number, positive_int, torc
 from splitleak.data import Splits
 from splitleak.defenses import make_defense
 from splitleak.defenses.base import start_session
+from splitleak.detection import Detector, check_detector_params, make_detector
 from splitleak.errors import InputError, NumericalError
 from splitleak.metrics.task import accuracy
 from splitleak.models.architectures import get_architecture
@@ -44,7 +46,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TrainConfig(FromDict):
     """How to train: architecture and cut, defense and its parameters, the server (honest, or a
-    malicious one such as "fsha") and its parameters, optimiser budget, seed."""
+    malicious one such as "fsha") and its parameters, the client's hijacking detector (None, or
+    "splitguard") and its parameters, optimiser budget, seed."""
 
     what: ClassVar[str] = "training"
 
@@ -59,6 +62,8 @@ class TrainConfig(FromDict):
     device: str = "cpu"
     server: str = "honest"
     server_params: Mapping[str, Any] = field(default_factory=dict)
+    detector: str | None = None
+    detector_params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         arch = get_architecture(self.arch)
@@ -69,6 +74,10 @@ class TrainConfig(FromDict):
         # validated, with defaults filled in: a config records exactly the defense it trains
         object.__setattr__(self, "defense_params", make_defense(self.defense, dict(self.defense_params)).params())
         object.__setattr__(self, "server_params", check_server_params(self.server, dict(self.server_params)))
+        if self.detector is None and self.detector_params:
+            raise InputError(f"detector parameters {sorted(self.detector_params)} were given without a detector")
+        if self.detector is not None:
+            object.__setattr__(self, "detector_params", check_detector_params(self.detector, dict(self.detector_params)))
         positive_int("epochs", self.epochs)
         positive_int("batch_size", self.batch_size)
         finite_number("lr", self.lr, minimum=0.0)
@@ -77,11 +86,17 @@ class TrainConfig(FromDict):
 
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as JSON; the honest server (the default, no parameters) is left out, so
-        honest configs keep the checkpoint, resume and sweep keys they had before servers."""
-        out = {**dataclasses.asdict(self), "defense_params": dict(self.defense_params), "server_params": dict(self.server_params)}
+        """The config as JSON; the honest server (the default, no parameters) and an absent
+        detector are left out, so such configs keep the checkpoint, resume and sweep keys they
+        had before servers and detectors."""
+        out = {
+            **dataclasses.asdict(self), "defense_params": dict(self.defense_params),
+            "server_params": dict(self.server_params), "detector_params": dict(self.detector_params),
+        }
         if self.server == "honest" and not self.server_params:
             del out["server"], out["server_params"]
+        if self.detector is None:
+            del out["detector"], out["detector_params"]
         return out
 
 
@@ -93,6 +108,32 @@ class TrainedModel:
     meta: CheckpointMeta
     defense_state: dict[str, torch.Tensor] = field(default_factory=dict)  # a trainable defense's modules, by "<module>.<key>"
     server_state: dict[str, torch.Tensor] = field(default_factory=dict)  # the server's own modules (FSHA's decoder), by "<module>.<key>"
+
+
+def _fake_exchange(detector: Detector, model: SplitModel, serving: Server, optimiser: torch.optim.Optimizer, fake: tuple[torch.Tensor, torch.Tensor], step: int) -> None:
+    """Send the detector's fake batch, hand it the client's first-layer gradient from the reply,
+    and drop that gradient: the client never applies it (the server, unaware, updates as usual)."""
+    x, y = fake
+    with drawing_from(model, detector.generator):
+        z = model.client(x)
+    reply = serving.respond(z, y)
+    optimiser.zero_grad(set_to_none=True)
+    serving.zero_grad()
+    reply.loss.backward()
+    first = _first_layer(model)
+    detector.observe(step, _received(first, first.grad), fake=True)
+    serving.update()
+    optimiser.zero_grad(set_to_none=True)
+
+
+def _first_layer(model: SplitModel) -> torch.nn.Parameter:
+    """The client's first parameter (SplitGuard watches its gradient, as the authors' code does)."""
+    return client_parameters(model)[0]
+
+
+def _received(param: torch.nn.Parameter, gradient: torch.Tensor | None) -> torch.Tensor:
+    """`param`'s gradient from the server's reply, zeros when the reply did not reach it."""
+    return torch.zeros_like(param) if gradient is None else gradient
 
 
 def build_split_model(
@@ -117,6 +158,17 @@ def evaluate_accuracy(model: SplitModel, x: torch.Tensor, y: torch.Tensor, devic
     logits = torch.cat([model.predict(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
     model.train(was_training)
     return accuracy(logits, y)
+
+
+def _detector_log(detector: Detector, fakes: int, since: int) -> dict[str, float]:
+    """An epoch's log entries of the detector: fake batches sent, the latest score, the alarm
+    step (logged as a warning in the epoch that raised it: the one after step `since`)."""
+    record = detector.describe()
+    scores = record["scores"]
+    alarm = record["alarm_step"]
+    if alarm is not None and alarm > since:
+        log.warning("%s raised an alarm at step %d: the server may be hijacking training", record["name"], alarm)
+    return {"detector_fakes": float(fakes), "detector_score": scores[-1][1] if scores else math.nan, "detector_alarm_step": math.nan if alarm is None else float(alarm)}
 
 
 def train(
@@ -152,6 +204,7 @@ def train(
         setup = ServerSetup(params=config.server_params, aux=splits.aux, generator=generator(config.seed, "train", "server"), lr=config.lr, device=device)
         serving = make_server(config.server, model, setup)
     optimiser = torch.optim.Adam(client_parameters(model), lr=config.lr)
+    detector = make_detector(config.detector, config.detector_params, generator(config.seed, "train", "detector")) if config.detector else None
     order = generator(config.seed, "train", "order")
     x_all, y_all = splits.train.x, splits.train.y
     n = len(x_all)
@@ -162,6 +215,8 @@ def train(
     saver = None
     parts = {"model": model, "client_optimiser": optimiser, "server": serving, "defense": session}
     generators = {"order": order, "transform": noise, "defense": defense_draws}
+    if detector is not None:
+        parts["detector"] = detector  # its state holds its own stream
     if state_file is not None:
         material = {"train": {k: v for k, v in config.to_dict().items() if k != "epochs"}, "data": splits.config.to_dict(), "train_size": n, "server": serving.describe()}
         saver = TrainProgress(state_file, material)
@@ -177,14 +232,21 @@ def train(
             first_epoch = state.epoch + 1
             log.info("resuming %s after epoch %d", state_file, state.epoch)
     model.train()
+    step = (first_epoch - 1) * math.ceil(n / config.batch_size)  # regular steps so far
     for epoch in range(first_epoch, config.epochs + 1):
         perm = torch.randperm(n, generator=order)
         sums = StepLog()
+        fakes, since = 0, step
         start = time.perf_counter()
         with progress(total=n, desc=f"train {config.defense} epoch {epoch}/{config.epochs}") as bar:
             for i in range(0, n, config.batch_size):
                 idx = perm[i : i + config.batch_size]
                 x, y = x_all[idx].to(device), y_all[idx].to(device)
+                step += 1
+                if detector is not None and detector.wants_fake(step):
+                    fake = detector.fake_batch(x_all, y_all, config.batch_size, splits.num_classes)
+                    _fake_exchange(detector, model, serving, optimiser, (fake[0].to(device), fake[1].to(device)), step)
+                    fakes += 1
                 z = model.client(x)
                 reply = serving.respond(z, y)
                 penalty = session.penalty(x, z) if len(idx) > 3 else None
@@ -193,7 +255,13 @@ def train(
                     raise NumericalError(f"training diverged at epoch {epoch}: loss is {loss.item()}")
                 optimiser.zero_grad(set_to_none=True)
                 serving.zero_grad()
+                watched = detector is not None and detector.watches(step)
+                if watched and penalty is not None:  # the server's part alone, without the client's penalty
+                    server_part = torch.autograd.grad(reply.loss, _first_layer(model), retain_graph=True, allow_unused=True)[0]
                 loss.backward()
+                if watched:
+                    gradient = server_part if penalty is not None else _first_layer(model).grad
+                    detector.observe(step, _received(_first_layer(model), gradient), fake=False)
                 serving.update()
                 optimiser.step()
                 after = session.after_step(x, z.detach(), y)
@@ -205,6 +273,8 @@ def train(
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         seconds = time.perf_counter() - start
         entry = {"epoch": epoch, **sums.means(), "seconds": seconds, "images_per_second": n / seconds}
+        if detector is not None:
+            entry.update(_detector_log(detector, fakes, since))
         epochs_log.append(entry)
         log.info("epoch %d: %s", epoch, entry)
         if saver is not None:
@@ -228,6 +298,7 @@ def train(
         seed=config.seed,
         splitleak_version=__version__,
         torch_version=torch.__version__,
+        detection=detector.describe() if detector is not None else None,
     )
     defense_state = {f"{name}.{k}": v.detach().cpu() for name, module in session.modules().items() for k, v in module.state_dict().items()}
     return TrainedModel(model=model.cpu(), meta=meta, defense_state=defense_state, server_state=server_modules(serving))
