@@ -135,3 +135,19 @@ def test_labels_strength_and_guarantee() -> None:
 def test_conformance() -> None:
     check_defense("dp-noise")
     check_defense(DPNoise(epsilon=0.5, calibration="classic", clip=0.1))
+
+
+def test_report_notes_state_the_guarantee_after_training_and_the_attackers_releases() -> None:
+    from types import SimpleNamespace
+
+    from splitleak.reports.notes import _guarantee
+
+    params = {"epsilon": 8.0, "delta": 1e-5, "clip": 1.0, "calibration": "analytic"}
+    run = SimpleNamespace(run="r1", defense="dp-noise", params=params, defense_label="DP noise ε=8",
+                          meta=SimpleNamespace(train={"epochs": 2}), provenance=SimpleNamespace(adaptive={"releases": 8}))
+    line = _guarantee(run)
+    assert line.startswith("r1 (DP noise ε=8): (ε=8, δ=1e-05)-DP per released activation")
+    assert "after its 2 training epochs" in line and "(ε=12.3, δ=1e-05)" in line and "combined 8 releases: (ε=" in line
+    assert _guarantee(SimpleNamespace(run="r2", defense="noise")) == ""
+    broken = SimpleNamespace(**{**vars(run), "params": {"epsilon": -1.0}, "meta": None})
+    assert "no guarantee can be computed" in _guarantee(broken)
