@@ -151,3 +151,27 @@ def test_report_notes_state_the_guarantee_after_training_and_the_attackers_relea
     assert _guarantee(SimpleNamespace(run="r2", defense="noise")) == ""
     broken = SimpleNamespace(**{**vars(run), "params": {"epsilon": -1.0}, "meta": None})
     assert "no guarantee can be computed" in _guarantee(broken)
+
+
+@pytest.mark.slow
+def test_a_smaller_epsilon_leaks_less_to_the_decoder_on_fashion_mnist() -> None:
+    """small-cnn cut 2, 3,000 training images, 1 epoch, at epsilon 1 and 1000: the decoder attack
+    (2,000 auxiliary images) reconstructs less of the strongly protected model's test images."""
+    from splitleak.attacks import Access, DecoderAttack, DecoderConfig
+    from splitleak.data import DEBIAN_FASHION_MNIST_DIR, DataConfig, DataError, load_splits
+    from splitleak.metrics import ssim
+    from splitleak.training import TrainConfig, train
+
+    try:
+        splits = load_splits(DataConfig(dataset="fashion-mnist", aux_size=2000, limit_train=3000, limit_test=200))
+    except DataError as err:
+        pytest.skip(f"Fashion-MNIST not available at {DEBIAN_FASHION_MNIST_DIR} ({err})")
+    x = splits.test.x[:200]
+    scores = {}
+    for epsilon in (1.0, 1000.0):
+        model = train(TrainConfig(cut=2, epochs=1, defense="dp-noise", defense_params={"epsilon": epsilon}), splits).model.eval()
+        access = Access(spec=model.spec, activation_shape=(32, 14, 14), query=model.client, aux=splits.aux, seed=0)
+        attack = DecoderAttack(DecoderConfig(epochs=5)).fit(access)
+        with torch.no_grad():
+            scores[epsilon] = ssim(x, attack.reconstruct(model.client(x))).mean().item()
+    assert scores[1.0] < scores[1000.0] - 0.1, scores
