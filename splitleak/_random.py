@@ -164,6 +164,20 @@ class Stochastic(nn.Module):
         return torch.randn(shape, dtype=dtype, device=gen.device, generator=gen).to(device)
 
 
+def without_draws(module: nn.Module) -> nn.Module:
+    """`module` without the layers that draw: a `Stochastic` layer becomes the identity, an
+    `nn.Sequential` keeps its other layers (shared, not copied); any other module holding a
+    `Stochastic` layer is dropped whole (the identity). What an attacker who knows a defense can
+    compute of its transform: dp-noise's clipping without its noise."""
+    if isinstance(module, Stochastic):
+        return nn.Identity()
+    if not any(isinstance(m, Stochastic) for m in module.modules()):
+        return module
+    if isinstance(module, nn.Sequential):
+        return nn.Sequential(*(without_draws(m) for m in module))
+    return nn.Identity()
+
+
 @contextmanager
 def drawing_from(module: nn.Module, gen: torch.Generator) -> Iterator[None]:
     """Within the block, every `Stochastic` layer of `module` draws from `gen` (then its own again)."""
@@ -178,4 +192,4 @@ def drawing_from(module: nn.Module, gen: torch.Generator) -> Iterator[None]:
             m.generator = own
 
 
-__all__ = ["Stochastic", "build", "constructed", "derive_seed", "drawing_from", "generator", "init_module"]
+__all__ = ["Stochastic", "build", "constructed", "derive_seed", "drawing_from", "generator", "init_module", "without_draws"]

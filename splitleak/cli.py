@@ -13,7 +13,8 @@ import functools
 import logging
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from splitleak import __version__
 from splitleak.errors import InputError
@@ -68,12 +69,15 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", default="fashion-mnist", help="a registered dataset (default fashion-mnist; docs/data.md)")
     train.add_argument("--arch", default="small-cnn", help="a registered split architecture (default small-cnn)")
     train.add_argument("--cut", type=int, help="cut after this block (deeper = larger); default: the architecture's default")
-    train.add_argument("--defense", default="none", help="a registered defense: none, nopeek, noise, dropout or a plugin's (default none)")
+    train.add_argument("--defense", default="none", help="a registered defense: none, nopeek, noise, dropout, dp-noise or a plugin's (default none)")
     train.add_argument("--defense-param", action="append", default=[], metavar="DEFENSE.KEY=VALUE", help="set a defense parameter, e.g. nopeek.alpha=5 (repeatable; the defense must be --defense)")
     train.add_argument("--alpha", type=float, help="nopeek: weight of the dCor(x, z) penalty (default 1.0)")
     train.add_argument("--noise-scale", type=float, help="noise: std (gaussian) or b (laplace) of the activation noise (default 1.0)")
     train.add_argument("--noise-distribution", choices=("gaussian", "laplace"), help="noise: distribution (default gaussian)")
     train.add_argument("--dropout-rate", type=float, help="dropout: fraction of activations zeroed at training and inference (default 0.5)")
+    train.add_argument("--dp-epsilon", type=float, help="dp-noise: epsilon of each released activation (default 8; smaller = more private)")
+    train.add_argument("--dp-delta", type=float, help="dp-noise: delta of each released activation (default 1e-5)")
+    train.add_argument("--dp-clip", type=float, help="dp-noise: L2 norm C each activation is clipped to (default 1)")
     train.add_argument("--server", default="honest", help="the training server: honest (trains the task) or fsha (a malicious server hijacking the client's training; docs/attacks.md#fsha)")
     train.add_argument("--server-param", action="append", default=[], metavar="SERVER.KEY=VALUE", help="set a server parameter, e.g. fsha.lr_critic=1e-4 (repeatable; the server must be --server)")
     train.add_argument("--detector", help="a client-side detector of a hijacking server: splitguard (fake batches with randomised labels; docs/defenses.md#detecting-a-hijacking-server)")
@@ -166,7 +170,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from splitleak.models import save_checkpoint
     from splitleak.training import TrainConfig, train
 
-    params = {"alpha": args.alpha, "scale": args.noise_scale, "distribution": args.noise_distribution, "rate": args.dropout_rate}
+    params = {"alpha": args.alpha, "scale": args.noise_scale, "distribution": args.noise_distribution, "rate": args.dropout_rate,
+              "epsilon": args.dp_epsilon, "delta": args.dp_delta, "clip": args.dp_clip}
     given = {k: v for k, v in params.items() if v is not None}
     for defense, options in _dotted_params(args.defense_param, "--defense-param", "DEFENSE.KEY=VALUE").items():
         if defense != args.defense:
@@ -212,6 +217,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"final train loss {last['loss']:.4f} (penalty {last['penalty']:.4f}), {last['images_per_second']:.0f} img/s"
         + _detection_line(trained.meta.detection)
     )
+    _print_guarantee(config.defense, trained.meta.defense.params, config.epochs)
     return 0
 
 
@@ -222,6 +228,15 @@ def _detection_line(detection: dict[str, object] | None) -> str:
     alarm = detection["alarm_step"]
     verdict = f"ALARM at step {alarm}: the server may be hijacking training" if alarm is not None else "no alarm"
     return f"; {detection['name']}: {verdict} ({detection['fakes']} fake batches)"
+
+
+def _print_guarantee(defense: str, params: Mapping[str, Any], epochs: int) -> None:
+    """A defense with a formal guarantee (dp-noise) states it, after `epochs` releases of each training image."""
+    from splitleak.defenses import DEFENSES
+
+    guarantee = getattr(DEFENSES[defense], "guarantee", None) if defense in DEFENSES else None
+    if guarantee is not None:
+        print(f"guarantee: {guarantee(params, epochs)}")
 
 
 def _attack_params(settings: Sequence[str]) -> dict[str, dict[str, object]]:

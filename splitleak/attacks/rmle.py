@@ -9,7 +9,8 @@ keeping x inside the spec's value range (projection after every step). The dista
 divided by the activation's own energy so that one `tv_weight` means the same thing at every
 cut (He et al. tune lambda per layer; with Adam only the ratio of the two terms matters).
 
-Which f1: the deterministic encoder, without the defense's activation transform. Under
+Which f1: the deterministic encoder, with the deterministic part of the defense's activation
+transform (dp-noise's clipping) and without the part that draws (the noise). Under
 additive Gaussian noise z = f1(x) + n the likelihood p(z | x) is maximised exactly by
 minimising ||f1(x) - z||^2, so the l2 objective on the noiseless encoder *is* the MLE (for
 Laplace noise the MLE would be the l1 distance; we keep He et al.'s l2). Differentiating
@@ -30,6 +31,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from splitleak._random import without_draws
 from splitleak.attacks._optim import InputOptimiser, chunks, per_sample_mse, total_variation
 from splitleak.attacks.base import ATTACKS, Access, AttackConfig, ThreatModel, WorkSize
 from splitleak.data import InputSpec
@@ -53,13 +55,15 @@ class RMLEConfig(AttackConfig):
 def noiseless_client(encoder: nn.Module, spec: InputSpec) -> Callable[[Tensor], Tensor]:
     """The deterministic client function x -> f1(x) for inputs in the spec's value range.
 
-    For a SplitModel: its normalisation and encoder, without the defense's transform (a new
-    wrapper sharing the encoder; the model is not modified). Any other module is taken to be
-    that function already.
+    For a SplitModel: its normalisation and encoder, then the defense's transform without the
+    layers that draw (`without_draws`: dp-noise's clipping stays, its noise goes; noise and
+    dropout leave nothing). A new wrapper sharing the encoder; the model is not modified. Any
+    other module is taken to be that function already.
     """
     if isinstance(encoder, SplitModel):
         device = next(encoder.encoder.parameters(), torch.empty(0)).device
-        return SplitModel(encoder.encoder, nn.Identity(), encoder.spec).to(device).client
+        transform = without_draws(encoder.transform)
+        return SplitModel(encoder.encoder, nn.Identity(), encoder.spec, transform=transform).to(device).client
     return encoder
 
 

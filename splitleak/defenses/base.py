@@ -21,6 +21,8 @@ class Defense(Protocol):
     Class attributes: `name` (registry key), `label` (for reports: "NoPeek"), `strength` (the
     parameter that sets how strong it is, or None), `symbol` (how reports write that parameter,
     "α"), `training_speed` (training throughput relative to no defense, for sweep estimates).
+    The strength's direction is the defense's own (a larger NoPeek α protects more, a larger
+    dp-noise ε less): reports only sort a defense's runs by it, ascending, and label them.
     """
 
     name: ClassVar[str]

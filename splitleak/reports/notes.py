@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from matplotlib.figure import Figure
 
+from splitleak import dp
+from splitleak.errors import InputError
 from splitleak.metrics.specs import METRICS
 from splitleak.policy import SSIM_UNRECOGNISABLE
 from splitleak.reports.canvas import CONTENT_BOTTOM, CONTENT_TOP, MARGIN, page, text_at
@@ -80,7 +82,27 @@ def _checkpoint_blocks(runs: Sequence[Run]) -> list[Block]:
         Block("heading", "Checkpoints"),
         _table(("run", "label", "arch", "cut", "defense params", "training", "test accuracy at training"), rows),
         _table(("run", "checkpoint sha256", "checkpoint path", "results from"), hashes),
+        *(Block("text", line) for line in map(_guarantee, runs) if line),
     ]
+
+
+def _guarantee(run: Run) -> str:
+    """A dp-noise run's guarantee (docs/defenses.md#dp-noise), after its training epochs and after
+    the releases its attacker combined; '' for other defenses."""
+    if run.defense != "dp-noise":
+        return ""
+    epochs = ((run.meta.train if run.meta is not None else None) or {}).get("epochs")
+    releases = run.provenance.adaptive.get("releases")
+    params = run.params
+    try:
+        text = f"{run.run} ({run.defense_label}): {dp.guarantee(params, 1)}"
+        if isinstance(epochs, int) and epochs > 1:
+            text += f"; after its {epochs} training epochs (one release of each training image per epoch): (ε={dp.epsilon_after(params, epochs):.3g}, δ={params.get('delta', 1e-5):.3g})"
+        if isinstance(releases, int) and releases > 1 and releases != epochs:
+            text += f"; this attacker combined {releases} releases: (ε={dp.epsilon_after(params, releases):.3g})"
+    except (InputError, TypeError, ValueError) as err:
+        return f"{run.run}: no guarantee can be computed from the recorded dp-noise parameters {params} ({err})."
+    return text + "."
 
 
 def _attack_blocks(runs: Sequence[Run]) -> list[Block]:
