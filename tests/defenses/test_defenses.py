@@ -6,7 +6,7 @@ from splitleak.metrics import distance_correlation
 
 
 def test_registry_names_match_classes() -> None:
-    assert set(DEFENSES) == {"none", "nopeek", "noise", "dropout", "dp-noise"}
+    assert set(DEFENSES) == {"none", "nopeek", "noise", "dropout", "dp-noise", "adversarial"}
     assert all(cls.name == name for name, cls in DEFENSES.items())
 
 
