@@ -23,7 +23,7 @@ Phi is written with math.erfc and the e^epsilon term in logs, so epsilon up to ~
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from splitleak.errors import InputError
@@ -64,17 +64,25 @@ def _check(epsilon: Any, delta: Any) -> tuple[float, float]:
     return float(epsilon), float(delta)
 
 
-def analytic_mu(epsilon: float, delta: float) -> float:
-    """The largest mu with delta(mu, epsilon) <= delta (delta grows with mu), by bisection."""
-    epsilon, delta = _check(epsilon, delta)
+def _bracket(ok: Callable[[float], bool]) -> tuple[float, float]:
+    """(low, high), adjacent floats or `_ITERATIONS` halvings apart, where `ok` flips on [0, inf):
+    ok(low) == ok(0) != ok(high); found by doubling, then bisection."""
+    start = ok(0.0)
     low, high = 0.0, 1.0
-    while gaussian_delta(high, epsilon) <= delta:
+    while ok(high) == start:
         low, high = high, 2 * high
     for _ in range(_ITERATIONS):
         middle = (low + high) / 2
         if middle in (low, high):
             break
-        low, high = (middle, high) if gaussian_delta(middle, epsilon) <= delta else (low, middle)
+        low, high = (middle, high) if ok(middle) == start else (low, middle)
+    return low, high
+
+
+def analytic_mu(epsilon: float, delta: float) -> float:
+    """The largest mu with delta(mu, epsilon) <= delta (delta grows with mu), by bisection."""
+    epsilon, delta = _check(epsilon, delta)
+    low, _ = _bracket(lambda mu: gaussian_delta(mu, epsilon) <= delta)
     return low
 
 
@@ -106,14 +114,7 @@ def composed_epsilon(mu: float, delta: float, releases: int) -> float:
     total = math.sqrt(releases) * mu
     if gaussian_delta(total, 0.0) <= delta:
         return 0.0
-    low, high = 0.0, 1.0
-    while gaussian_delta(total, high) > delta:  # delta falls as epsilon grows
-        low, high = high, 2 * high
-    for _ in range(_ITERATIONS):
-        middle = (low + high) / 2
-        if middle in (low, high):
-            break
-        low, high = (low, middle) if gaussian_delta(total, middle) <= delta else (middle, high)
+    _, high = _bracket(lambda epsilon: gaussian_delta(total, epsilon) <= delta)  # delta falls as epsilon grows
     return high
 
 

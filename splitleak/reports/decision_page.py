@@ -17,6 +17,7 @@ from splitleak.reports.canvas import CONTENT_BOTTOM, CONTENT_TOP, HEIGHT, WIDTH,
 from splitleak.reports.decision import Decision, Setting, privacy
 from splitleak.reports.labels import place_labels
 from splitleak.reports.style import MARGIN, MUTED, VERDICT_COLORS, cut_marker, defense_color
+from splitleak.reports.tradeoff import axis_limits
 
 TITLE = "Decision"
 PARAGRAPH_CHARS = 165  # characters per line of 8.5 pt text across the page
@@ -93,16 +94,7 @@ def _caveats(fig: Figure, decisions: Sequence[Decision], top: float) -> None:
 
 
 def _limits(values: np.ndarray, lows: np.ndarray, highs: np.ndarray, floor: float, ceil: float, span: float) -> tuple[float, float]:
-    finite = np.concatenate([v[np.isfinite(v)] for v in (values, lows, highs)])
-    if not len(finite):
-        return floor, ceil
-    low, high = float(finite.min()), float(finite.max())
-    pad = max((high - low) * 0.1, 0.02)
-    low, high = max(floor, low - pad), min(ceil, high + pad)
-    if high - low < span:
-        centre = (low + high) / 2
-        low, high = max(floor, centre - span / 2), min(ceil, centre + span / 2)
-    return low, high
+    return axis_limits(values, lows, highs, floor, ceil, span, pad=(0.1, 0.02))
 
 
 def _plot(fig: Figure, decisions: Sequence[Decision], left: float, bottom: float, width: float, height: float) -> None:

@@ -14,12 +14,16 @@ from splitleak.reports.labels import place_labels
 from splitleak.reports.style import MARGIN, MUTED, cut_marker, defense_color
 
 
-def _limits(values: np.ndarray, lows: np.ndarray, highs: np.ndarray, floor: float, ceil: float, min_span: float) -> tuple[float, float]:
+def axis_limits(
+    values: np.ndarray, lows: np.ndarray, highs: np.ndarray, floor: float, ceil: float, min_span: float, pad: tuple[float, float] = (0.12, 0.03)
+) -> tuple[float, float]:
+    """An axis range holding every finite value and CI bound, padded by pad[0] of the span (at
+    least pad[1]), within [floor, ceil], at least `min_span` wide."""
     finite = np.concatenate([v[np.isfinite(v)] for v in (values, lows, highs)])
     if not len(finite):
         return floor, ceil
     low, high = float(finite.min()), float(finite.max())
-    pad = max((high - low) * 0.12, 0.03)
+    pad = max((high - low) * pad[0], pad[1])
     low, high = max(floor, low - pad), min(ceil, high + pad)
     if high - low < min_span:
         centre = (low + high) / 2
@@ -40,9 +44,9 @@ def tradeoff_page(summary: pd.DataFrame, subtitle: str) -> Figure:
     y = summary["accuracy"].to_numpy(dtype=float)
     x_lo, x_hi = summary["ssim_max_ci_low"].to_numpy(dtype=float), summary["ssim_max_ci_high"].to_numpy(dtype=float)
     y_lo, y_hi = summary["accuracy_ci_low"].to_numpy(dtype=float), summary["accuracy_ci_high"].to_numpy(dtype=float)
-    low, high = _limits(x, x_lo, x_hi, -1.0, 1.0, 0.4)
+    low, high = axis_limits(x, x_lo, x_hi, -1.0, 1.0, 0.4)
     ax.set_xlim(min(low, -0.02), max(high, 1.03))  # always the whole 0..1 scale, so 0.3 is in view
-    ax.set_ylim(*_limits(y, y_lo, y_hi, 0.0, 1.0, 0.15))
+    ax.set_ylim(*axis_limits(y, y_lo, y_hi, 0.0, 1.0, 0.15))
     xmin, xmax = ax.get_xlim()
     if xmin < SSIM_UNRECOGNISABLE:
         ax.axvspan(xmin, min(SSIM_UNRECOGNISABLE, xmax), color="#e3f2e3", zorder=0, linewidth=0)
