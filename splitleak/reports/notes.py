@@ -186,8 +186,9 @@ def _metric_blocks(runs: Sequence[Run]) -> list[Block]:
         "not re-training with other seeds."
     )))
     blocks.append(Block("text", (
-        f"Verdict rule (the default policy's, as splitleak gate checks it): reconstructable when any attack's mean SSIM is above {SSIM_UNRECOGNISABLE:g}; "
-        f"borderline when no mean is but an attack's 95% CI upper bound reaches above {SSIM_UNRECOGNISABLE:g}; unrecognisable otherwise. He, Zhang, Lee (ACSAC 2019) call "
+        f"Verdict rule (the default policy's, as splitleak gate checks it): reconstructable when the per-image worst case over the attacks "
+        f"(each image's best reconstruction; for results of earlier releases, the leakiest attack) has a mean SSIM above {SSIM_UNRECOGNISABLE:g}; "
+        f"borderline when it has not but its 95% CI upper bound reaches above {SSIM_UNRECOGNISABLE:g}; unrecognisable otherwise. He, Zhang, Lee (ACSAC 2019) call "
         f"reconstructions with SSIM below {SSIM_UNRECOGNISABLE:g} unrecognisable. Unrecognisable pixels can still leak labels: read the semantic accuracy too."
     )))
     return blocks

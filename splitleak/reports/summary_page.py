@@ -95,8 +95,9 @@ def _draw_row(fig: Figure, cells: Sequence[TableCell], widths: Sequence[float], 
 
 def footnotes(summary: pd.DataFrame) -> list[str]:
     notes = [
-        f"Verdict: reconstructable if any attack's mean SSIM is above {SSIM_UNRECOGNISABLE:g}; borderline if none is but "
-        f"an attack's 95% CI reaches above {SSIM_UNRECOGNISABLE:g}; unrecognisable otherwise (He, Zhang, Lee 2019 call SSIM < {SSIM_UNRECOGNISABLE:g} unrecognisable).",
+        f"Verdict: reconstructable if the per-image worst case over the attacks (each image's best reconstruction; the leakiest "
+        f"attack for results of earlier releases) has a mean SSIM above {SSIM_UNRECOGNISABLE:g}; borderline if it has not but "
+        f"its 95% CI reaches above {SSIM_UNRECOGNISABLE:g}; unrecognisable otherwise (He, Zhang, Lee 2019 call SSIM < {SSIM_UNRECOGNISABLE:g} unrecognisable).",
         "Worst case over attacks: highest mean SSIM, PSNR and semantic accuracy, lowest mean LPIPS (attack in brackets), "
         "means over the scored test images with 95% bootstrap CIs. Semantic acc.: share of reconstructions an attacker's "
         "own classifier labels correctly; ref = that classifier on the originals.",
