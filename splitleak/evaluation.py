@@ -160,17 +160,17 @@ def _client_outputs(checkpoint: Checkpoint, x: Tensor, device: str, batch: int =
         out, z = model(x[i : i + batch].to(device))
         zs.append(z.cpu())
         logits.append(out.cpu())
-    z_all = torch.cat(zs)
-    if not all_finite(z_all):
-        raise NumericalError("the encoder produced NaN or infinite activations on the test set")
-    return z_all, torch.cat(logits)
+    return _finite(torch.cat(zs)), torch.cat(logits)
 
 
-@torch.no_grad()
 def _observed(checkpoint: Checkpoint, adaptive: Adaptive, x: Tensor, first: Tensor, device: str) -> Tensor:
     """The adaptive attacker's estimate from `adaptive.releases` releases of each image (`first` the scored one)."""
     model = checkpoint.model.to(device).eval()
-    z = adaptive.observe(model.client, x, first=first, device=device)
+    return _finite(adaptive.observe(model.client, x, first=first, device=device))
+
+
+def _finite(z: Tensor) -> Tensor:
+    """`z`, refused when the encoder produced NaN or infinite activations."""
     if not all_finite(z):
         raise NumericalError("the encoder produced NaN or infinite activations on the test set")
     return z
