@@ -17,6 +17,7 @@ from splitleak.metrics.specs import METRICS
 from splitleak.policy import SSIM_UNRECOGNISABLE
 from splitleak.reports.canvas import CONTENT_BOTTOM, CONTENT_TOP, MARGIN, page, text_at
 from splitleak.reports.runs import Run
+from splitleak.timing import stages_line
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,17 @@ def _evaluation_blocks(runs: Sequence[Run]) -> list[Block]:
         Block("text", "Semantic leakage: the attacker trains its own classifier on its auxiliary images; a reconstruction leaks its label "
               "when that classifier labels it correctly. Reference = the classifier's accuracy on the originals."),
         _table(("run", "classifier", "epochs", "trained on", "reference accuracy / reason off"), semantic),
+        *_time_blocks(runs),
     ]
+
+
+def _time_blocks(runs: Sequence[Run]) -> list[Block]:
+    """Where each run's time went, one line per run (wall time; results of earlier releases record none)."""
+    lines = [f"{r.label}: {stages_line(r.provenance.stages)}" for r in runs if r.provenance.stages]
+    if not lines:
+        return []
+    return [Block("text", "Time per stage (wall clock; a sweep's model sums its cells; scorers' preparation includes training the semantic classifier):"),
+            *(Block("text", line) for line in lines)]
 
 
 def _metric_blocks(runs: Sequence[Run]) -> list[Block]:
