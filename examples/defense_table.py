@@ -1,0 +1,68 @@
+"""Every defense side by side, over training seeds: the table and figure of docs/defenses.md.
+
+    .venv/bin/splitleak sweep examples/defense_comparison.toml --out runs/defenses --workers 2
+    .venv/bin/python examples/defense_table.py runs/defenses [--png docs/img/defense_decision.png]
+
+Per setting (the runs that differ only in the training seed, as the report's decision page
+groups them): the seeds, task accuracy, the worst case over the attacks that ran of mean SSIM,
+LPIPS and semantic accuracy, each as the mean over the seeds with a 95% t-interval over them;
+dCor(x, z) (V statistic) and the training time per seed (the checkpoint's log), as means over
+the seeds. Prints the Markdown table and the decision's paragraph, and saves the decision page
+(the Pareto front with the chosen setting) as a PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+from splitleak.reports.decision import Setting, group_settings
+from splitleak.reports.decision_page import decision_page
+from splitleak.reports.document import build_content
+from splitleak.reports.runs import Run
+from splitleak.reports.style import report_style
+from splitleak.timing import training_seconds
+
+
+def _model_mean(runs: list[Run], metric: str) -> float:
+    values = [float(r.table.loc[(r.table["attack"] == "") & (r.table["metric"] == metric), "value"].iloc[0]) for r in runs
+              if ((r.table["attack"] == "") & (r.table["metric"] == metric)).any()]
+    return statistics.fmean(values) if values else float("nan")
+
+
+def _train_seconds(runs: list[Run]) -> float:
+    values = [s for r in runs if r.meta is not None and (s := training_seconds(r.meta.log)) is not None]
+    return statistics.fmean(values) if values else float("nan")
+
+
+def row(setting: Setting, runs: list[Run]) -> str:
+    cells = [
+        setting.defense_label, str(setting.n_seeds), setting.accuracy.text(3), setting.ssim.text(3), setting.lpips.text(3),
+        setting.semantic.text(2), f"{_model_mean(runs, 'dcor'):.3f}", f"{_train_seconds(runs):.0f} s",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", help="the sweep folder of examples/defense_comparison.toml")
+    parser.add_argument("--png", help="save the decision page here")
+    parser.add_argument("--accuracy-budget", type=float, default=3.0)
+    args = parser.parse_args()
+    content = build_content([args.folder], accuracy_budget=args.accuracy_budget)
+    by_id = {r.run: r for r in content.runs}
+    print("| defense | seeds | accuracy | worst-case SSIM | worst-case LPIPS | worst-case semantic acc. | dCor(x, z) | training per seed |")
+    print("|---|---|---|---|---|---|---|---|")
+    for setting in group_settings(content.runs):
+        print(row(setting, [by_id[r] for r in setting.runs]))
+    for decision in content.decisions:
+        print("\n" + decision.paragraph)
+    if args.png:
+        with report_style():
+            decision_page(content.decisions, content.subtitle).savefig(args.png, dpi=110)
+        print(f"\nsaved {args.png}")
+
+
+if __name__ == "__main__":
+    main()
