@@ -8,6 +8,9 @@ splitleak.metrics: metrics are pure functions and import neither data nor models
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -60,6 +63,36 @@ def train_classifier(
     return net.eval()
 
 
+_SHARED: OrderedDict[str, nn.Module] = OrderedDict()
+SHARED_SIZE = 4
+"""Classifiers `shared_classifier` keeps per process (the most recently used ones)."""
+
+
+def shared_classifier(
+    aux: ArraySplit, spec: InputSpec, num_classes: int, *, arch: str, epochs: int, seed: int = 0, device: str = "cpu", progress: ProgressFactory = silent
+) -> nn.Module:
+    """`train_classifier`, trained once per process for the same auxiliary images, labels and
+    settings: the classifier depends on the attacker's data, not on the model attacked, so the
+    models of a study (the demo's seven) share one. Keyed by the images' and labels' bytes."""
+    key = _fingerprint(aux, spec, num_classes, arch, epochs, seed, device)
+    if key in _SHARED:
+        _SHARED.move_to_end(key)
+        return _SHARED[key]
+    net = train_classifier(aux, spec, num_classes, arch=arch, epochs=epochs, seed=seed, device=device, progress=progress)
+    _SHARED[key] = net
+    while len(_SHARED) > SHARED_SIZE:
+        _SHARED.popitem(last=False)
+    return net
+
+
+def _fingerprint(aux: ArraySplit, *settings: object) -> str:
+    digest = hashlib.sha256(repr(settings).encode())
+    for tensor in (aux.x, aux.y):
+        digest.update(str((tensor.dtype, tuple(tensor.shape))).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 class _Scaled(nn.Module):
     """Maps inputs from the spec's value range to [0, 1] before the classifier."""
 
@@ -71,4 +104,4 @@ class _Scaled(nn.Module):
         return self.net((x - self.low) / (self.high - self.low))
 
 
-__all__ = ["STREAM", "train_classifier"]
+__all__ = ["STREAM", "shared_classifier", "train_classifier"]

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from splitleak._validate import all_finite
-from splitleak.classifier import train_classifier
+from splitleak.classifier import shared_classifier
 from splitleak.data import ArraySplit, InputSpec
 from splitleak.errors import InputError, NumericalError
 from splitleak.metrics import METRICS, MetricSpec, accuracy
@@ -279,7 +279,7 @@ class SemanticScorer(BaseScorer):
         if arch is None:
             self.log = {"enabled": False, "reason": f"no registered architecture takes inputs of shape {list(context.spec.shape)}"}
             return
-        self.classifier = train_classifier(
+        self.classifier = shared_classifier(  # once per process for the same auxiliary data, not per model
             context.aux, context.spec, context.num_classes, arch=arch.name, epochs=self.epochs,
             seed=context.seed, device=context.device, progress=context.progress,
         )

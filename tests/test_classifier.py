@@ -31,3 +31,17 @@ def test_classifier_does_not_start_from_the_victims_initial_weights(tiny_splits)
     victim_init = build_split_model(TrainConfig(seed=0), tiny_splits)  # what the trainer builds with seed 0
     clf = train_classifier(tiny_splits.aux, tiny_splits.spec, 10, epochs=1, seed=0, lr=0.0)
     assert not torch.equal(clf.net[0][0].weight, victim_init.encoder[0][0].weight)
+
+
+def test_the_shared_classifier_is_trained_once_per_auxiliary_data(tiny_splits) -> None:
+    from splitleak.classifier import shared_classifier
+
+    args = (tiny_splits.aux, tiny_splits.spec, 10)
+    first = shared_classifier(*args, arch="small-cnn", epochs=1, seed=3)
+    assert shared_classifier(*args, arch="small-cnn", epochs=1, seed=3) is first  # the next model of a study reuses it
+    fresh = train_classifier(*args, arch="small-cnn", epochs=1, seed=3)
+    x = tiny_splits.test.x[:8]
+    torch.testing.assert_close(first(x), fresh(x))  # the same classifier a fresh training gives
+    assert shared_classifier(*args, arch="small-cnn", epochs=1, seed=4) is not first
+    changed = tiny_splits.aux.head(len(tiny_splits.aux) - 1)  # other auxiliary images: trained anew
+    assert shared_classifier(changed, tiny_splits.spec, 10, arch="small-cnn", epochs=1, seed=3) is not first
