@@ -394,3 +394,46 @@ def test_a_study_trains_each_model_for_several_seeds() -> None:
     for bad in ((), (1, 1), (-1,), (True,)):
         with pytest.raises(GridError, match="seeds"):
             study_grid("s", DataConfig(), models, EvalConfig(), seeds=bad)
+
+
+def test_pool_workers_end_when_the_sweep_process_is_killed(tmp_path: Path) -> None:
+    """SIGKILL (or SIGTERM) of the sweep gives the pool no chance to stop its workers: each
+    worker watches its parent and exits, instead of running its cell on as an orphan."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    pid_file = tmp_path / "worker.pid"
+    code = f"""
+import multiprocessing, os, time
+from pathlib import Path
+from splitleak.sweep.executors import exit_with_parent
+
+def work(parent):
+    exit_with_parent(parent, poll=0.05)
+    Path({str(pid_file)!r}).write_text(str(os.getpid()))
+    time.sleep(60)
+
+if __name__ == "__main__":
+    multiprocessing.get_context("spawn").Process(target=work, args=(os.getpid(),)).start()
+    time.sleep(60)
+"""
+    script = tmp_path / "sweep.py"  # spawn re-imports the main module: a file, not -c
+    script.write_text(code)
+    sweep = subprocess.Popen([sys.executable, str(script)])
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker = int(pid_file.read_text())
+    os.kill(sweep.pid, signal.SIGKILL)
+    sweep.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)  # still there?
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(worker, signal.SIGKILL)
+    raise AssertionError("the worker outlived the killed sweep by 10 s")

@@ -19,6 +19,8 @@ import logging
 import math
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
@@ -66,14 +68,34 @@ class InlineExecutor:
         return None
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int | None = None) -> None:
     import torch
+
+    if parent is not None:
+        exit_with_parent(parent)
 
     torch.set_num_threads(threads)
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # already set (only possible before any parallel work)
         pass
+
+
+def exit_with_parent(parent: int, poll: float = 1.0) -> threading.Thread:
+    """End this worker when the sweep process `parent` is gone (killed by SIGTERM or SIGKILL,
+    which give the pool no chance to stop its workers): a daemon thread checks every `poll`
+    seconds. Without it an orphaned worker runs its cell to the end, competing with the next
+    sweep for the cores; its cell's files are written atomically, so stopping it loses only that
+    cell's unfinished work."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os._exit(1)
+
+    thread = threading.Thread(target=watch, name="splitleak-exit-with-parent", daemon=True)
+    thread.start()
+    return thread
 
 
 class ProcessExecutor:
@@ -93,7 +115,7 @@ class ProcessExecutor:
 
     def _new_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         return concurrent.futures.ProcessPoolExecutor(
-            max_workers=self.capacity, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(self.threads,)
+            max_workers=self.capacity, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(self.threads, os.getpid())
         )
 
     def submit(self, job: Job) -> Future[Outcome]:
