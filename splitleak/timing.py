@@ -62,8 +62,9 @@ def stages_line(stages: Mapping[str, float]) -> str:
         parts.append(f"{name} {_seconds(sum(known.values()))} (" + ", ".join(f"{k} {v:.1f}" for k, v in known.items()) + ")")
     for group, title in (("prepare", "preparing scorers"), ("score", "scoring")):
         items = {s.split("/", 1)[1]: v for s, v in stages.items() if s.startswith(f"{group}/")}
+        shown = [f"{k} {v:.1f}" for k, v in sorted(items.items(), key=lambda kv: -kv[1]) if v >= 0.05]  # the scorers that took time
         if items:
-            parts.append(f"{title} {_seconds(sum(items.values()))} (" + ", ".join(f"{k} {v:.1f}" for k, v in sorted(items.items(), key=lambda kv: -kv[1])) + ")")
+            parts.append(f"{title} {_seconds(sum(items.values()))}" + (f" ({', '.join(shown)})" if shown else ""))
     return " · ".join(parts)
 
 

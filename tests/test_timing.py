@@ -31,3 +31,4 @@ def test_the_line_goes_in_run_order() -> None:
     line = stages_line({"score/lpips": 4.0, "attack/decoder/reconstruct": 0.1, "attack/decoder/fit": 11.9, "train": 150.0, "activations": 0.4, "prepare/lpips": 0.3})
     assert line == "train 2.5 min · activations 0.4 s · decoder 12.0 s (fit 11.9, reconstruct 0.1) · preparing scorers 0.3 s (lpips 0.3) · scoring 4.0 s (lpips 4.0)"
     assert stages_line({}) == ""
+    assert stages_line({"score/mse": 0.001, "score/ssim": 0.2}) == "scoring 0.2 s (ssim 0.2)"  # scorers that took no time left out
