@@ -252,14 +252,45 @@ def _check_value_range(value_range: tuple[float, float]) -> tuple[float, float]:
 
 
 def _prepare(t: Tensor, lo: float, hi: float, size: tuple[int, int]) -> Tensor:
-    """[b, C, H, W] in [lo, hi] -> [b, 3, H', W'] in [-1, 1], float32."""
+    """[b, C, H, W] in [lo, hi] -> [b, 3, H', W'] in [-1, 1], float32. Grey is scaled and
+    upsampled as one channel, then repeated (a view): both steps are linear, so the order does
+    not change the result, and a third of the work remains."""
     t = t.to(torch.float32)
     t = (t - lo) * (2.0 / (hi - lo)) - 1.0
-    if t.shape[1] == 1:
-        t = t.expand(-1, 3, -1, -1)
     if tuple(t.shape[-2:]) != size:
         t = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
-    return t
+    return t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t
+
+
+def _distances(model: Any, a: Tensor, b: Tensor) -> Tensor:
+    """What the lpips package's ``model(a, b)`` computes (v0.1, linear heads, spatial average)
+    -> [b], in fewer passes over the images and features:
+
+    - its scaling layer ((x - shift) / scale per channel) as one multiply-add per image, written
+      straight into the batch of both images, on which the backbone runs once;
+    - per layer, sum_c w_c mean_hw (f0_c / |f0| - f1_c / |f1|)^2 as w . (the per-channel squared
+      norms over space) / (H W), with |f| over channels (plus 1e-10, as `normalize_tensor`).
+    Equal to ``model(a, b)`` up to float32 rounding (tests: 1e-7)."""
+    n, scaling = a.shape[0], model.scaling_layer
+    inv = 1.0 / scaling.scale
+    both = torch.empty((2 * n, *a.shape[1:]), dtype=torch.float32, device=a.device)
+    for half, images in ((both[:n], a), (both[n:], b)):
+        torch.addcmul(-scaling.shift * inv, images, inv, out=half)
+    total = torch.zeros(n, dtype=torch.float32, device=a.device)
+    for features, lin in zip(model.net.forward(both), model.lins):
+        weight = lin.model[-1].weight.reshape(-1)  # the 1x1 convolution's [1, C, 1, 1] weight (no bias)
+        f0, f1 = features[:n], features[n:]
+        diff = f0 / _channel_norm(f0).add_(1e-10)
+        diff.sub_(f1 / _channel_norm(f1).add_(1e-10))
+        per_channel = torch.linalg.vector_norm(diff, dim=(2, 3)).square_()  # [n, C]
+        total += per_channel @ weight / (diff.shape[2] * diff.shape[3])
+    return total
+
+
+def _channel_norm(f: Tensor) -> Tensor:
+    """|f| over channels, [b, 1, h, w] (square-then-sum: torch's vector_norm over dim 1 of an NCHW
+    tensor is several times slower on CPU)."""
+    return f.square().sum(dim=1, keepdim=True).sqrt_()
 
 
 def lpips_distance(
@@ -295,6 +326,5 @@ def lpips_distance(
     with torch.no_grad():
         for start in range(0, b, chunk):
             sl = slice(start, start + chunk)
-            d = model(_prepare(x[sl], lo, hi, size), _prepare(y[sl], lo, hi, size))  # -> [b, 1, 1, 1]
-            out[sl] = d.reshape(-1)
+            out[sl] = _distances(model, _prepare(x[sl], lo, hi, size), _prepare(y[sl], lo, hi, size))
     return out.to(x.dtype)
