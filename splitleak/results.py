@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +19,10 @@ import pandas as pd
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from splitleak._io import atomic_path, umask, write_text_atomic
+from splitleak._io import atomic_path, write_text_atomic
 from splitleak.errors import InputError
-from splitleak.outputs import claim_folder, mark_folder
+from splitleak.outputs import claim_folder
+from splitleak.swap import finish, recover, staged, swap_in
 from splitleak.records import Provenance, RecordError
 from splitleak.uncertainty import summarize
 
@@ -139,16 +138,12 @@ class Results:
         holds nothing else (`claim_results_folder`); otherwise OutputError and nothing changes.
         """
         directory = Path(directory)
+        recover_results_folder(directory)
         claim_results_folder(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        staging.chmod(0o777 & ~umask())  # mkdtemp makes it private (0700); results are ordinary files
-        try:
+        with staged(directory, FOLDER_KIND) as staging:
             written = self.write_into(staging)
-            mark_folder(staging, FOLDER_KIND, [p.name for p in written])
-            _swap_in(staging, directory)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            finish(staging, FOLDER_KIND, [p.name for p in written])
+            swap_in(staging, directory)
         return directory
 
     def write_into(self, directory: str | os.PathLike[str]) -> list[Path]:
@@ -209,17 +204,7 @@ def claim_results_folder(directory: str | os.PathLike[str], option: str = "--out
     claim_folder(directory, FOLDER_KIND, legacy=is_legacy_results_folder, replace=True, option=option)
 
 
-def _swap_in(staging: Path, directory: Path) -> None:
-    """Replace `directory` by `staging` with renames, keeping the old one until the new is in place."""
-    if not directory.exists():
-        os.replace(staging, directory)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
-    old.rmdir()
-    os.replace(directory, old)
-    try:
-        os.replace(staging, directory)
-    except OSError:
-        os.replace(old, directory)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+def recover_results_folder(directory: str | os.PathLike[str]) -> Path | None:
+    """Repair what a save killed mid-swap left beside `directory` (splitleak.swap.recover): a missing
+    folder comes back with the newest complete results; splitleak's hidden leftovers are removed."""
+    return recover(directory, FOLDER_KIND, legacy=is_legacy_results_folder)
