@@ -107,12 +107,13 @@ def swap_in(staging: Path, target: Path) -> None:
         return
     old = Path(tempfile.mkdtemp(prefix=f".{target.name}.{_OLD}", dir=target.parent))
     old.rmdir()
-    os.replace(target, old)
-    try:
-        os.replace(staging, target)
-    except OSError:
-        os.replace(old, target)
-        raise
+    with _interrupts_held():  # Ctrl-C waits until the target is back; only a SIGKILL can split the pair
+        os.replace(target, old)
+        try:
+            os.replace(staging, target)
+        except OSError:
+            os.replace(old, target)
+            raise
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -170,16 +171,22 @@ def discard(folders: Iterable[Path]) -> None:
 
 @contextlib.contextmanager
 def _interrupts_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back during the block (delivered when it ends), where possible."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    """Hold SIGINT and SIGTERM back during the block: a signal that arrives is raised again, with
+    the handler it would have met, when the block ends (only the main thread can do this)."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    before = {s: h for s in (signal.SIGINT, signal.SIGTERM) if (h := signal.getsignal(s)) is not None}
+    caught: list[int] = []
+    for signum in before:
+        signal.signal(signum, lambda number, _frame: caught.append(number))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(caught):
+            signal.raise_signal(signum)
 
 
 def commit_files(staging: Path, targets: dict[str, Path], remove: Collection[Path] = ()) -> None:

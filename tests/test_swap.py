@@ -132,3 +132,22 @@ def test_a_save_killed_between_its_renames_is_repaired_by_the_next(tmp_path: Pat
     assert not out.exists() and len(_siblings(out)) == 2  # the crash state: no target, two hidden folders
     recover_results_folder(out)
     assert _value(out) == 0.2 and _siblings(out) == ["r"]
+
+
+def test_ctrl_c_while_a_file_set_is_moved_in_waits_until_all_are_in(tmp_path: Path, monkeypatch) -> None:
+    staging = swap.stage(tmp_path / "r.pdf", "report")
+    for name in ("r.pdf", "r.summary.csv", "r.results.csv"):
+        (staging / name).write_text("new")
+        (tmp_path / name).write_text("old")
+    real, moved = os.replace, []
+
+    def replace(src, dst):
+        moved.append(dst)
+        if len(moved) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C after the first file
+        return real(src, dst)
+
+    monkeypatch.setattr(swap.os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        swap.commit_files(staging, {n: tmp_path / n for n in ("r.pdf", "r.summary.csv", "r.results.csv")})
+    assert len(moved) == 3 and all((tmp_path / n).read_text() == "new" for n in ("r.pdf", "r.summary.csv", "r.results.csv"))
