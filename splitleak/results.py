@@ -19,6 +19,7 @@ import pandas as pd
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from splitleak._csv import unescape_cell, write_frame
 from splitleak._io import atomic_path, write_text_atomic
 from splitleak.errors import InputError
 from splitleak.outputs import claim_folder
@@ -153,8 +154,7 @@ class Results:
         directory = Path(directory)
         written = [directory / TABLE_FILE, directory / SUMMARY_FILE, directory / PROVENANCE_FILE]
         for table, target in ((self.table, written[0]), (self.summary(), written[1])):
-            with atomic_path(target) as tmp:
-                table.to_csv(tmp, index=False, float_format="%.10g")
+            write_frame(table, target)  # text cells escaped against spreadsheet formulas (splitleak._csv)
         write_text_atomic(written[2], json.dumps(self.provenance.to_dict(), indent=2, sort_keys=True) + "\n")
         if self.reconstructions:
             with atomic_path(directory / RECONSTRUCTIONS_FILE) as tmp:
@@ -180,6 +180,7 @@ class Results:
             )
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
             raise ResultsError(f"{table_path} is not a readable CSV table ({err})") from None
+        table = table.assign(**{c: table[c].map(unescape_cell) for c in _STRINGS if c in table.columns})
         provenance: Any = {}
         if (directory / PROVENANCE_FILE).is_file():
             try:
