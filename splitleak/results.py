@@ -23,7 +23,7 @@ from splitleak._csv import unescape_cell, write_frame
 from splitleak._io import atomic_path, write_text_atomic
 from splitleak.errors import InputError
 from splitleak.outputs import claim_folder
-from splitleak.swap import finish, recover, staged, swap_in
+from splitleak.swap import finish, leftovers, recover, staged, swap_in
 from splitleak.records import Provenance, RecordError
 from splitleak.uncertainty import summarize
 
@@ -170,6 +170,11 @@ class Results:
         directory = Path(directory)
         table_path = directory / TABLE_FILE
         if not table_path.is_file():
+            if not directory.exists() and leftovers(directory, FOLDER_KIND, is_legacy_results_folder):
+                raise ResultsError(
+                    f"{directory} is missing: a save of it was killed midway and left its results in hidden folders beside it; "
+                    "the next `evaluate --out` to it (or splitleak.results.recover_results_folder) puts them back"
+                )
             raise ResultsError(f"{directory} is not a results folder (no {TABLE_FILE})")
         try:
             table = pd.read_csv(

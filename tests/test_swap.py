@@ -14,7 +14,7 @@ import pytest
 
 from splitleak import swap
 from splitleak.outputs import MARKER, folder_kind
-from splitleak.results import FOLDER_KIND, Results, recover_results_folder
+from splitleak.results import FOLDER_KIND, Results, ResultsError, recover_results_folder
 
 
 def _results(value: float) -> Results:
@@ -48,6 +48,8 @@ def test_the_next_save_recovers_the_newest_complete_results(tmp_path: Path) -> N
     out = tmp_path / "r"
     staging, old = _crash_state(out)
     assert not out.exists() and {staging.name, old.name} <= set(_siblings(out))
+    with pytest.raises(ResultsError, match="killed midway"):  # readers (report, gate) say so, and change nothing
+        Results.load(out)
     assert recover_results_folder(out) == staging
     assert _value(out) == 0.2 and folder_kind(out)[0] == FOLDER_KIND  # the new, complete results
     assert _siblings(out) == ["r"]  # both hidden folders were splitleak's: gone
