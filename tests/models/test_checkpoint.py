@@ -142,6 +142,7 @@ def test_retraining_with_the_same_seed_gives_the_same_run_id(tiny_splits, tmp_pa
     from splitleak.training import TrainConfig, train
 
     config = TrainConfig(cut=3, epochs=1, batch_size=128, seed=3)
+    torch.set_num_threads(1)  # tiny models: two threads only wait on each other on a busy machine
     paths = []
     for name in ("a", "b"):
         trained = train(config, tiny_splits)
