@@ -290,10 +290,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         observations=1 if args.observations is None else args.observations,
     )
     from splitleak._validate import usable_device
-    from splitleak.results import claim_results_folder
+    from splitleak.results import claim_results_folder, recover_results_folder
 
     usable_device(config.device)
     store = AttackProgress.beside(args.out, resume=args.resume)
+    recover_results_folder(args.out)  # a swap killed midway put back before anything is judged
     claim_results_folder(args.out)
     store.claim()
     checkpoint, splits = target_from_args(args, limit_test=config.test_images_needed())

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -464,18 +465,32 @@ def render_junit(verdict: PolicyVerdict) -> str:
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
+_MARKDOWN_ACTIVE = re.compile(r"([\\`*_\[\]<>&|~])")  # what could open HTML, a link, emphasis or a cell
+
+
 def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Text shown as text: every character that could start HTML (`<`, `&`), a link, emphasis, code
+    or a table cell is backslash-escaped (CommonMark), line breaks become spaces."""
+    return _MARKDOWN_ACTIVE.sub(r"\\\1", " ".join(str(text).splitlines()))
+
+
+def _code(text: str) -> str:
+    """`text` as a code span (no HTML or Markdown inside one), fenced by more backticks than it holds."""
+    text = " ".join(str(text).splitlines())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def render_markdown(verdict: PolicyVerdict) -> str:
     """A Markdown summary (for $GITHUB_STEP_SUMMARY): verdict line, table, notes."""
     head = "✅ passed" if verdict.passed else "❌ failed"
-    lines = [f"## splitleak privacy gate: {head}", "", f"{_summary_line(verdict)}. Results `{verdict.results}`, policy `{verdict.policy}`" + (f", baseline `{verdict.baseline}`." if verdict.baseline else ", no baseline."), ""]
+    sources = f"Results {_code(verdict.results)}, policy {_code(verdict.policy)}" + (f", baseline {_code(verdict.baseline)}." if verdict.baseline else ", no baseline.")
+    lines = [f"## splitleak privacy gate: {head}", "", f"{_summary_line(verdict)}. {sources}", ""]
     lines += ["| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
     lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in _rows(verdict, _EMOJI)]
     runs = {c.run: c.run_config for c in verdict.checks}
-    lines += ["", "Runs: " + "; ".join(f"`{run}` {_md(config)}" for run, config in runs.items())]
+    lines += ["", "Runs: " + "; ".join(f"{_code(run)} {_md(config)}" for run, config in runs.items())]
     lines += [f"- note: {_md(n)}" for n in verdict.notes]
     return "\n".join(lines) + "\n"
 

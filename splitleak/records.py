@@ -86,6 +86,9 @@ class DefenseRecord:
         return cls(name=_text("defense.name", table.get("name")) or "", params=_table("defense.params", table.get("params", {}), optional=False) or {})
 
 
+TIMING_KEYS = frozenset({"seconds", "images_per_second"})  # per-epoch log entries that measure the machine, not the model
+
+
 @dataclass(frozen=True)
 class CheckpointMeta:
     """What a checkpoint says about its model. `version` is the schema's (checkpoint format 1)."""
@@ -116,6 +119,13 @@ class CheckpointMeta:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out.update(input_spec=self.input_spec.to_dict(), defense=self.defense.to_dict(), log=[dict(e) for e in self.log])
         return {k: v for k, v in out.items() if v is not None}
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies the trained model: `to_dict` without the timings of `log`
+        (TIMING_KEYS), which differ between two otherwise identical trainings."""
+        out = self.to_dict()
+        out["log"] = [{k: v for k, v in e.items() if k not in TIMING_KEYS} for e in out["log"]]
+        return out
 
     @classmethod
     def from_dict(cls, d: Any) -> CheckpointMeta:

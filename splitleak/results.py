@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +19,11 @@ import pandas as pd
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from splitleak._io import atomic_path, umask, write_text_atomic
+from splitleak._csv import unescape_cell, write_frame
+from splitleak._io import atomic_path, write_text_atomic
 from splitleak.errors import InputError
-from splitleak.outputs import claim_folder, mark_folder
+from splitleak.outputs import claim_folder
+from splitleak.swap import finish, leftovers, recover, staged, swap_in
 from splitleak.records import Provenance, RecordError
 from splitleak.uncertainty import summarize
 
@@ -139,16 +139,12 @@ class Results:
         holds nothing else (`claim_results_folder`); otherwise OutputError and nothing changes.
         """
         directory = Path(directory)
+        recover_results_folder(directory)
         claim_results_folder(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        staging.chmod(0o777 & ~umask())  # mkdtemp makes it private (0700); results are ordinary files
-        try:
+        with staged(directory, FOLDER_KIND) as staging:
             written = self.write_into(staging)
-            mark_folder(staging, FOLDER_KIND, [p.name for p in written])
-            _swap_in(staging, directory)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            finish(staging, FOLDER_KIND, [p.name for p in written])
+            swap_in(staging, directory)
         return directory
 
     def write_into(self, directory: str | os.PathLike[str]) -> list[Path]:
@@ -158,8 +154,7 @@ class Results:
         directory = Path(directory)
         written = [directory / TABLE_FILE, directory / SUMMARY_FILE, directory / PROVENANCE_FILE]
         for table, target in ((self.table, written[0]), (self.summary(), written[1])):
-            with atomic_path(target) as tmp:
-                table.to_csv(tmp, index=False, float_format="%.10g")
+            write_frame(table, target)  # text cells escaped against spreadsheet formulas (splitleak._csv)
         write_text_atomic(written[2], json.dumps(self.provenance.to_dict(), indent=2, sort_keys=True) + "\n")
         if self.reconstructions:
             with atomic_path(directory / RECONSTRUCTIONS_FILE) as tmp:
@@ -175,6 +170,11 @@ class Results:
         directory = Path(directory)
         table_path = directory / TABLE_FILE
         if not table_path.is_file():
+            if not directory.exists() and leftovers(directory, FOLDER_KIND, is_legacy_results_folder):
+                raise ResultsError(
+                    f"{directory} is missing: a save of it was killed midway and left its results in hidden folders beside it; "
+                    "the next `evaluate --out` to it (or splitleak.results.recover_results_folder) puts them back"
+                )
             raise ResultsError(f"{directory} is not a results folder (no {TABLE_FILE})")
         try:
             table = pd.read_csv(
@@ -185,6 +185,7 @@ class Results:
             )
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
             raise ResultsError(f"{table_path} is not a readable CSV table ({err})") from None
+        table = table.assign(**{c: table[c].map(unescape_cell) for c in _STRINGS if c in table.columns})
         provenance: Any = {}
         if (directory / PROVENANCE_FILE).is_file():
             try:
@@ -209,17 +210,7 @@ def claim_results_folder(directory: str | os.PathLike[str], option: str = "--out
     claim_folder(directory, FOLDER_KIND, legacy=is_legacy_results_folder, replace=True, option=option)
 
 
-def _swap_in(staging: Path, directory: Path) -> None:
-    """Replace `directory` by `staging` with renames, keeping the old one until the new is in place."""
-    if not directory.exists():
-        os.replace(staging, directory)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
-    old.rmdir()
-    os.replace(directory, old)
-    try:
-        os.replace(staging, directory)
-    except OSError:
-        os.replace(old, directory)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+def recover_results_folder(directory: str | os.PathLike[str]) -> Path | None:
+    """Repair what a save killed mid-swap left beside `directory` (splitleak.swap.recover): a missing
+    folder comes back with the newest complete results; splitleak's hidden leftovers are removed."""
+    return recover(directory, FOLDER_KIND, legacy=is_legacy_results_folder)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -398,6 +399,24 @@ def test_junit_json_markdown_and_table_render_every_check() -> None:
     assert sum(line.startswith("| ") for line in md.splitlines()) == n_checks + 1
     table = render_table(verdict).splitlines()
     assert len(table) == n_checks + 3 and table[-1].startswith("FAILED: 7 failed, 3 passed, 0 skipped")
+
+
+def test_markdown_shows_names_as_text_never_as_html_or_links() -> None:
+    import dataclasses
+
+    from splitleak.gate import _code
+
+    evil = '<img src=x onerror=alert(1)>[click](http://evil)*b*&amp;|'
+    policy = _policy(SSIM_03.replace('name = "ssim"', f'name = "{evil.replace(chr(34), "")}"'))
+    results = _results(_standard(evil, defense="<script>alert(1)</script>", ssim={"<b>dec</b>": 0.1}))
+    verdict = dataclasses.replace(check_policy(policy, results), results="runs/`x`<b>", policy="p.toml")
+    md = render_markdown(verdict)
+    assert "``runs/`x`<b>``" in md and "`<img src=x onerror=alert(1)>[click](http://evil)*b*&amp;|`" in md  # code spans: shown as written
+    text = re.sub(r"(`+)(.+?)\1", "", md)  # outside code spans, nothing may open HTML, a link, emphasis or an entity
+    assert "\\<img src=x onerror=alert(1)\\>" in text and re.search(r"(?<!\\)[<\[*&]", text) is None
+    table = [line for line in md.splitlines() if line.startswith("| ")]
+    assert all(len(re.split(r"(?<!\\)\|", line)) == len(table[0].split("|")) for line in table)  # one cell per column
+    assert _code("a`b") == "``a`b``" and _code("`x") == "`` `x ``"
 
 
 # ---------------------------------------------------------------------------------------------

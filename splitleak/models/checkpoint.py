@@ -7,6 +7,7 @@ than unpickled.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -38,7 +39,11 @@ class CheckpointError(InputError):
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A loaded checkpoint: the model, its metadata and the file's SHA-256."""
+    """A loaded checkpoint: the model, its metadata, its identity and the file's SHA-256.
+
+    `sha256` identifies the run (the results' `run` and `checkpoint_sha256`): the SHA-256 of the
+    weights and the metadata without timings (`content_sha256`), so retraining with the same seed
+    gives the same run id; `file_sha256` is the file's own, recorded in the provenance."""
 
     model: SplitModel
     meta: CheckpointMeta
@@ -46,6 +51,7 @@ class Checkpoint:
     path: Path
     defense_state: dict[str, torch.Tensor] = field(default_factory=dict)  # a trainable defense's modules
     server_state: dict[str, torch.Tensor] = field(default_factory=dict)  # the training server's own modules (FSHA)
+    file_sha256: str = ""  # the file's bytes (timings included); empty when not read from a file
 
     @property
     def has_head(self) -> bool:
@@ -59,7 +65,7 @@ class Checkpoint:
 
     def describe(self) -> dict[str, Any]:
         """What was evaluated, for provenance: the loader and each file's SHA-256."""
-        return {"loader": "splitleak-checkpoint", "sha256": self.sha256, "files": [{"role": "checkpoint", "path": str(self.path), "sha256": self.sha256}]}
+        return {"loader": "splitleak-checkpoint", "sha256": self.sha256, "files": [{"role": "checkpoint", "path": str(self.path), "sha256": self.file_sha256 or self.sha256}]}
 
 
 def build_model(meta: CheckpointMeta) -> SplitModel:
@@ -108,6 +114,17 @@ def save_checkpoint(
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=header)
     return path
+
+
+def content_sha256(tensors: Mapping[str, torch.Tensor], meta: CheckpointMeta) -> str:
+    """SHA-256 of what identifies a checkpoint's run: every tensor (name, dtype, shape, bytes) and
+    the metadata without timings (`CheckpointMeta.identity`). The file's layout plays no part."""
+    digest = hashlib.sha256(json.dumps({"format": FORMAT, "meta": meta.identity()}, sort_keys=True, default=str).encode())
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(json.dumps([name, str(tensor.dtype), list(tensor.shape)]).encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def _refuse_pickles(path: Path) -> None:
@@ -176,5 +193,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     weights = {k: v for k, v in tensors.items() if not k.startswith((DEFENSE_PREFIX, SERVER_PREFIX))}
     load_weights(model, weights, path, f"{meta.arch} cut {meta.cut}")
     model.eval()
-    return Checkpoint(model=model, meta=meta, sha256=sha256_file(path), path=path, defense_state=defense_state, server_state=server_state)
+    return Checkpoint(
+        model=model, meta=meta, sha256=content_sha256(tensors, meta), path=path, defense_state=defense_state, server_state=server_state,
+        file_sha256=sha256_file(path),
+    )
 

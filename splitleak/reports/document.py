@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from splitleak import __version__
-from splitleak._io import atomic_path
+from splitleak._csv import write_frame
 from splitleak.outputs import claim_file, csv_with_header, is_splitleak_pdf, starts_with
 from splitleak.reports.decision import DEFAULT_ACCURACY_BUDGET, Decision, check_budget, decide, group_settings
 from splitleak.reports.decision_page import decision_page
@@ -26,9 +26,11 @@ from splitleak.reports.style import report_style
 from splitleak.reports.summary_page import footnotes, summary_pages
 from splitleak.reports.tables import display_rows, full_table, summary_table
 from splitleak.reports.tradeoff import tradeoff_page
+from splitleak.swap import commit_files, discard, finish, leftovers, staged
 
 TITLE = "Split-learning leakage report"
 CSV_FLOAT = "%.10g"
+REPORT_KIND = "report"  # the marker kind of a report set being staged
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,14 @@ class ReportPaths:
             raise ReportError(f"{pdf} is a folder, not a PDF file name")
         stem = pdf.with_suffix("")
         return cls(pdf, Path(f"{stem}.summary.csv"), Path(f"{stem}.results.csv"), Path(f"{stem}.html"))
+
+    def within(self, folder: Path) -> "ReportPaths":
+        """The same file names inside `folder` (where the set is staged before it is swapped in)."""
+        return ReportPaths(*(folder / p.name for p in (self.pdf, self.summary_csv, self.results_csv, self.html)))
+
+    def members(self, *, html: bool) -> list[Path]:
+        """The files of one report: PDF, summary CSV, results CSV and, with `html`, the HTML page."""
+        return [self.pdf, self.summary_csv, self.results_csv] + ([self.html] if html else [])
 
     def claim(self, *, html: bool) -> None:
         """Refuse (OutputError) before anything is written if one of the files exists and is not
@@ -124,11 +134,26 @@ def write_report(
     items: ResultsLike | Sequence[ResultsLike], path: str | os.PathLike[str], *, html: bool = False, accuracy_budget: float = DEFAULT_ACCURACY_BUDGET
 ) -> ReportPaths:
     """Write the PDF (opening with the decision for `accuracy_budget` points), its two CSVs and
-    (with `html`) the HTML version; return their paths."""
+    (with `html`) the HTML version; return their paths. The set is written into a hidden folder
+    beside the PDF and moved into place only when complete (splitleak.swap), so an interrupted or
+    failing write leaves the old set whole; an HTML page of an earlier set is removed when this
+    one has none. Nothing else in the PDF's folder (a results folder, say) is touched."""
     paths = ReportPaths.for_pdf(path)
     accuracy_budget = check_budget(accuracy_budget)
     paths.claim(html=html)
     content = build_content(items, accuracy_budget=accuracy_budget)
+    discard(path for path, _, _ in leftovers(paths.pdf, REPORT_KIND))  # of a write killed earlier
+    with staged(paths.pdf, REPORT_KIND) as staging:
+        _write_set(content, paths.within(staging), html=html)
+        names = [p.name for p in paths.members(html=html)]
+        finish(staging, REPORT_KIND, names)
+        stale = [paths.html] if not html and paths.html.is_file() and not paths.html.is_symlink() and _is_report_html(paths.html) else []
+        commit_files(staging, {p.name: p for p in paths.members(html=html)}, remove=stale)
+    return paths
+
+
+def _write_set(content: ReportContent, paths: ReportPaths, *, html: bool) -> None:
+    """Write the report's files at `paths` (inside the staging folder)."""
     with report_style():
         decision = decision_page(content.decisions, content.subtitle)
         figures = figure_pages(content)
@@ -140,6 +165,4 @@ def write_report(
             opening = decision_html(content.decisions, decision)
             write_html(paths.html, title=TITLE, subtitle=content.subtitle, summary=table, figures=figures, notes=content.notes, decision=opening)
     for table, target in ((content.summary, paths.summary_csv), (full_table(content.runs), paths.results_csv)):
-        with atomic_path(target) as tmp:
-            table.to_csv(tmp, index=False, float_format=CSV_FLOAT)
-    return paths
+        write_frame(table, target, float_format=CSV_FLOAT)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from splitleak import __version__
+from splitleak._csv import escape_cell
 from splitleak._io import atomic_path, write_text_atomic
 from splitleak.data import without_locations
 from splitleak.models import load_checkpoint
@@ -296,13 +297,12 @@ class _Ledger:
         writer.writeheader()
         for c in self.grid.cells:
             error = self.errors.get(c.key)
-            writer.writerow(
-                {
-                    "key": c.key, "label": c.label, "status": self.status[c.key], **c.describe(), "run": self.runs.get(c.key, ""),
-                    "folder": f"{CELLS_DIR}/{c.folder}", "checkpoint": f"{CHECKPOINTS_DIR}/{c.checkpoint}",
-                    "error": f"{error['stage']}: {error['type']}: {error['message']}" if error else "",
-                }
-            )
+            row = {
+                "key": c.key, "label": c.label, "status": self.status[c.key], **c.describe(), "run": self.runs.get(c.key, ""),
+                "folder": f"{CELLS_DIR}/{c.folder}", "checkpoint": f"{CHECKPOINTS_DIR}/{c.checkpoint}",
+                "error": f"{error['stage']}: {error['type']}: {error['message']}" if error else "",
+            }
+            writer.writerow({k: escape_cell(v) for k, v in row.items()})  # no spreadsheet formulas (splitleak._csv)
         write_text_atomic(self.out / CELLS_FILE, buffer.getvalue())
 
 

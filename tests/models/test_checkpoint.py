@@ -136,3 +136,34 @@ def test_metadata_of_the_wrong_shape_is_one_error(tiny_checkpoint: Path, tmp_pat
 def test_unknown_metadata_keys_of_a_later_release_are_ignored(tiny_checkpoint: Path, tmp_path: Path) -> None:
     later = _rewrite(tiny_checkpoint, tmp_path / "later.safetensors", meta=lambda m: json.dumps({**m, "new_field": {"x": 1}}))
     assert load_checkpoint(later).meta == load_checkpoint(tiny_checkpoint).meta
+
+
+def test_retraining_with_the_same_seed_gives_the_same_run_id(tiny_splits, tmp_path: Path) -> None:
+    from splitleak.training import TrainConfig, train
+
+    config = TrainConfig(cut=3, epochs=1, batch_size=128, seed=3)
+    torch.set_num_threads(1)  # tiny models: two threads only wait on each other on a busy machine
+    paths = []
+    for name in ("a", "b"):
+        trained = train(config, tiny_splits)
+        log = tuple({**e, "seconds": e["seconds"] + len(name) * len(paths), "images_per_second": 1.0 + len(paths)} for e in trained.meta.log)
+        paths.append(save_checkpoint(tmp_path / f"{name}.safetensors", trained.model, dataclasses.replace(trained.meta, log=log)))
+    a, b = (load_checkpoint(p) for p in paths)
+    assert a.file_sha256 != b.file_sha256  # the timings differ, so the files do
+    assert a.sha256 == b.sha256  # the run id (and checkpoint_sha256) does not
+    assert a.describe()["files"][0]["sha256"] == a.file_sha256
+
+
+def test_the_run_id_follows_the_weights_and_the_identifying_metadata(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    base = load_checkpoint(tiny_checkpoint).sha256
+    retimed = _rewrite(tiny_checkpoint, tmp_path / "t.safetensors", meta=lambda m: json.dumps({**m, "log": [{**e, "seconds": 1e9} for e in m["log"]]}))
+    assert load_checkpoint(retimed).sha256 == base
+    accuracy = _rewrite(tiny_checkpoint, tmp_path / "m.safetensors", meta=lambda m: json.dumps({**m, "test_accuracy": 0.123}))
+    loss = _rewrite(tiny_checkpoint, tmp_path / "l.safetensors", meta=lambda m: json.dumps({**m, "log": [{**e, "loss": 9.0} for e in m["log"]]}))
+
+    def nudged(weights):
+        key = next(k for k, v in weights.items() if v.is_floating_point())
+        return {**weights, key: weights[key] + 1e-6}
+
+    weights = _rewrite(tiny_checkpoint, tmp_path / "w.safetensors", tensors=nudged)
+    assert len({base, *(load_checkpoint(p).sha256 for p in (accuracy, loss, weights))}) == 4

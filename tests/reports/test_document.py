@@ -112,3 +112,104 @@ def test_the_notes_say_where_each_runs_time_went(report_dirs) -> None:
     timed = [r for r in content.runs if r.provenance.stages]
     assert timed and len(lines) == len(timed)  # one line per run that recorded its stages
     assert all(line.startswith(f"{r.label}: ") and "scoring" in line for line, r in zip(lines, timed))
+
+
+# ---------------------------------------------------------------------------------------------
+# the report's files are one set: replaced whole or not at all
+
+
+def _quick_results(accuracy: float):
+    from tests.reports.synthetic import run_results
+
+    return [run_results("none", {}, 0, accuracy, {"decoder": 0.8}, spread=0.02)]
+
+
+def _set(folder: Path) -> dict[str, bytes | None]:
+    return {p.name: p.read_bytes() if p.is_file() else None for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture
+def quick_writers(monkeypatch):
+    """The PDF and HTML writers replaced by instant ones writing what the claims recognise (the
+    real ones are tested above): these tests are about the set, not the pages."""
+    from splitleak.reports import document
+
+    def pdf(pages, path, **_):
+        Path(path).write_bytes(b"%PDF-1.4 " + str(len(pages)).encode() + b" /Creator (splitleak x)")
+
+    def html(path, **kw):
+        Path(path).write_text(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{document.TITLE}</title> {kw["subtitle"]}')
+
+    monkeypatch.setattr(document, "write_pdf", pdf)
+    monkeypatch.setattr(document, "write_html", html)
+    monkeypatch.setattr(document, "figure_pages", lambda content: [])
+    return document
+
+
+def test_an_interrupted_report_leaves_the_old_set_whole(tmp_path, monkeypatch, quick_writers) -> None:
+    document = quick_writers
+    out = tmp_path / "r.pdf"
+    document.write_report(_quick_results(0.9), out, html=True)
+    old = _set(tmp_path)
+    assert sorted(old) == ["r.html", "r.pdf", "r.results.csv", "r.summary.csv"]
+    real_frame, real_commit = document.write_frame, document.commit_files
+    for where in ("second CSV", "PDF", "HTML", "moving the set into place"):
+        frames = []
+
+        def write_frame(*args, **kwargs):
+            frames.append(1)
+            if where == "second CSV" and len(frames) == 2:
+                raise KeyboardInterrupt
+            return real_frame(*args, **kwargs)
+
+        def stop(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(document, "write_frame", write_frame)
+        monkeypatch.setattr(document, "commit_files", stop if where == "moving the set into place" else real_commit)
+        for name, writer in (("PDF", "write_pdf"), ("HTML", "write_html")):
+            if where == name:
+                monkeypatch.setattr(document, writer, stop)
+        with pytest.raises(KeyboardInterrupt):
+            document.write_report(_quick_results(0.5), out, html=True)
+        assert _set(tmp_path) == old, where  # every old file as it was, no temporary beside them
+    monkeypatch.undo()
+
+
+def test_a_new_set_replaces_the_old_one_whole(tmp_path, quick_writers) -> None:
+    document = quick_writers
+    out = tmp_path / "r.pdf"
+    document.write_report(_quick_results(0.9), out, html=True)
+    old = _set(tmp_path)
+    leftover = tmp_path / ".r.pdf.splitleak-new-abcd1234"  # a set a SIGKILL left half moved
+    leftover.mkdir()
+    (leftover / ".splitleak.json").write_text('{"format": "splitleak-output", "kind": "report", "files": ["r.pdf"]}')
+    (leftover / "r.pdf").write_text("stale")
+    document.write_report(_quick_results(0.5), out)  # without --html: the old page goes with the old set
+    new = _set(tmp_path)
+    assert sorted(new) == ["r.pdf", "r.results.csv", "r.summary.csv"] and new["r.summary.csv"] != old["r.summary.csv"]
+
+
+def test_a_report_written_into_a_results_folder_leaves_the_results_alone(tmp_path, quick_writers) -> None:
+    document = quick_writers
+    results = tmp_path / "res"
+    _quick_results(0.9)[0].save(results)
+    before = _set(results)
+    (results / ".r.pdf.splitleak-new-zzzz9999").mkdir()  # not splitleak's (no marker): kept
+    document.write_report([results], results / "r.pdf")
+    after = _set(results)
+    assert {k: after[k] for k in before} == before
+    assert sorted(set(after) - set(before)) == [".r.pdf.splitleak-new-zzzz9999", "r.pdf", "r.results.csv", "r.summary.csv"]
+
+
+def test_the_report_csvs_escape_names_a_spreadsheet_would_run(tmp_path, quick_writers) -> None:
+    from splitleak.results import Results
+
+    (run,) = _quick_results(0.9)
+    hostile = Results(run.table.assign(dataset="=HYPERLINK(\"http://x\")", checkpoint="@evil"), run.provenance)
+    paths = quick_writers.write_report([hostile], tmp_path / "r.pdf")
+    for csv_path in (paths.summary_csv, paths.results_csv):
+        table = pd.read_csv(csv_path, keep_default_na=False)
+        assert (table["dataset"] == "'=HYPERLINK(\"http://x\")").all(), csv_path
+    full = pd.read_csv(paths.results_csv, keep_default_na=False)
+    assert (full["checkpoint"] == "'@evil").all() and pd.api.types.is_numeric_dtype(full["value"])
