@@ -172,7 +172,8 @@ def open_target(
         return checkpoint, load_splits(data)
     check_source(model)  # refusals first: no data is read for a model that will not be loaded
     splits = foreign_splits(inputs, data_dir=data_dir, aux_size=aux_size, limit_test=limit_test, download=bool(download))
-    checkpoint = load_foreign(model, splits.spec, splits.num_classes if splits.labelled else None)
+    first_batch = splits.test.x[:2]  # the pre-flight runs on the images the attacks will use, as laid out for them
+    checkpoint = load_foreign(model, splits.spec, splits.num_classes if splits.labelled else None, sample=first_batch)
     return checkpoint, splits
 
 

@@ -60,10 +60,20 @@ IDX_FILES = {
 
 
 
+def standard_layout(t: torch.Tensor) -> torch.Tensor:
+    """`t` with row-major strides (a copy only when needed). A tensor with a size-1 dimension
+    can be "contiguous" yet channels-last (grey [N, 1, H, W] stacked from [N, H, W]): convolutions
+    then return channels-last activations and a user's ``z.view(-1, k)`` fails."""
+    if t.stride() == torch.empty(t.shape, device="meta").stride():
+        return t
+    return t.clone(memory_format=torch.contiguous_format)
+
+
 @dataclass(frozen=True, eq=False)
 class ArraySplit:
-    """One part of a dataset: images ``x`` float32 [N, C, H, W] in [0, 1], labels ``y`` int64
-    [N], and ``indices`` int64 [N], the rows of the source part each image came from."""
+    """One part of a dataset: images ``x`` float32 [N, C, H, W] in [0, 1] with standard row-major
+    strides (see :func:`standard_layout`), labels ``y`` int64 [N], and ``indices`` int64 [N],
+    the rows of the source part each image came from."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -78,6 +88,7 @@ class ArraySplit:
                 raise DataError(f"ArraySplit.{name} must be int64 [N], got {t.dtype} {tuple(t.shape)}")
             if len(t) != len(self.x):
                 raise DataError(f"ArraySplit.{name} has {len(t)} rows but x has {len(self.x)}")
+        object.__setattr__(self, "x", standard_layout(self.x))
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -609,5 +620,6 @@ __all__ = [
     "load_splits",
     "read_idx",
     "resolve_roots",
+    "standard_layout",
     "without_locations",
 ]

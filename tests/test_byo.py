@@ -187,3 +187,20 @@ def test_sdar_uses_a_factory_encoder_as_its_simulator(tmp_path: Path, folder: Pa
     ]
     assert main(argv) == 0, capsys.readouterr().err
     assert {"sdar", "fora"} <= set(Results.load(out).table.attack)
+
+
+def test_a_head_that_flattens_with_view_runs_on_grey_idx_data(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Grey IDX data (Fashion-MNIST's format) reaches a user's `view`-flattening head in a layout it can take."""
+    from tests.test_data import write_idx_set
+
+    class ViewHead(nn.Module):
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            return z.view(-1, 4 * 14 * 14)[:, :10]
+
+    write_idx_set(tmp_path / "data" / "FashionMNIST" / "raw")
+    monkeypatch.setattr("splitleak.data.DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
+    encoder = save_torchscript(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)), tmp_path / "enc.pt")
+    head = save_torchscript(ViewHead(), tmp_path / "head.pt")
+    out = tmp_path / "res"
+    args = ["evaluate", str(encoder), "--head", str(head), "--dataset", "fashion-mnist", "--data-dir", str(tmp_path / "data"), "--aux-pool", "20", "--allow-code"]
+    assert main([*args, "--out", str(out), *FAST, "--limit", "10", "--attacks", "decoder"]) == 0, capsys.readouterr().err
