@@ -150,11 +150,13 @@ def open_target(
     aux_size: int | None = None,
     limit_test: int | None = None,
     download: bool | None = None,
+    cap_test: bool = False,
 ) -> tuple[Checkpoint, Splits]:
     """The checkpoint and the data splits `evaluate` attacks for `model` described by `inputs`.
 
     A splitleak checkpoint brings its own input spec and data split (`inputs` must be empty);
     anything else is a foreign model, loaded with `load_foreign` for `inputs`' spec and data.
+    `cap_test`: `limit_test` is a default, an upper bound (fewer test images: use them all).
     """
     kind = detect(model.encoder)
     if kind == SPLITLEAK:
@@ -169,18 +171,20 @@ def open_target(
 
         checkpoint = load_checkpoint(model.encoder)
         data = data_config_for(checkpoint, data_dir=data_dir, aux_size=aux_size, limit_test=limit_test, download=download or None)
-        return checkpoint, load_splits(data)
+        return checkpoint, load_splits(data, cap_test=cap_test)
     check_source(model)  # refusals first: no data is read for a model that will not be loaded
-    splits = foreign_splits(inputs, data_dir=data_dir, aux_size=aux_size, limit_test=limit_test, download=bool(download))
+    splits = foreign_splits(inputs, data_dir=data_dir, aux_size=aux_size, limit_test=limit_test, download=bool(download), cap_test=cap_test)
     first_batch = splits.test.x[:2]  # the pre-flight runs on the images the attacks will use, as laid out for them
     checkpoint = load_foreign(model, splits.spec, splits.num_classes if splits.labelled else None, sample=first_batch)
     return checkpoint, splits
 
 
 def foreign_splits(
-    inputs: InputConfig, *, data_dir: str | None = None, aux_size: int | None = None, limit_test: int | None = None, download: bool = False
+    inputs: InputConfig, *, data_dir: str | None = None, aux_size: int | None = None, limit_test: int | None = None, download: bool = False,
+    cap_test: bool = False,
 ) -> Splits:
-    """The aux and test parts for a foreign model: an image folder or a registered dataset."""
+    """The aux and test parts for a foreign model: an image folder or a registered dataset
+    (`cap_test`: `limit_test` is an upper bound, as in `open_target`)."""
     if inputs.image_folder is not None:
         from splitleak.image_folder import infer_shape, list_folder, load_image_folder
 
@@ -188,7 +192,7 @@ def foreign_splits(
         _check_channels(inputs, shape)
         return load_image_folder(
             inputs.image_folder, inputs.input_spec(shape), split_seed=inputs.split_seed, aux_pool=inputs.aux_pool,
-            aux_size=aux_size, limit_test=limit_test, num_classes=inputs.num_classes,
+            aux_size=aux_size, limit_test=limit_test, num_classes=inputs.num_classes, cap_test=cap_test,
         )
     if inputs.dataset is None:
         raise InputError("a model trained elsewhere needs data to be attacked on: --image-folder DIR or --dataset NAME (or either in --input-spec)")
@@ -203,7 +207,7 @@ def foreign_splits(
         dataset=source.name, data_dir=data_dir, split_seed=inputs.split_seed, aux_pool=inputs.aux_pool, aux_size=aux_size,
         limit_train=1, limit_test=limit_test, download=download,
     )
-    splits = load_splits(config)
+    splits = load_splits(config, cap_test=cap_test)
     spec = inputs.input_spec(tuple(shape))
     low, high = spec.value_range
 

@@ -24,6 +24,7 @@ EXIT_INTERNAL_ERROR = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 MAX_INTERNAL_MESSAGE = 300  # characters of an unexpected exception's message shown without -v
+DEFAULT_EVAL_LIMIT = 1000  # evaluate's test images when --limit is not given: an upper bound, not a demand
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--attacks", default="decoder", help="comma-separated attacks (default: decoder; `splitleak attacks` lists them)")
     ev.add_argument("--out", required=True, help="results folder to write (replaced atomically)")
     ev.add_argument("--aux-size", type=int, help="auxiliary images the attacker gets (default: the whole reserved pool)")
-    ev.add_argument("--limit", type=int, default=1000, help="attack and score this many test images (default 1000)")
+    ev.add_argument("--limit", type=int, help=f"attack and score this many test images (default {DEFAULT_EVAL_LIMIT}, or all the data has when fewer; an explicit value larger than the data is refused)")
     ev.add_argument("--dcor-samples", type=int, help="test images used for dCor(x, z) (default: the scored ones; the whole test set is fine)")
     ev.add_argument("--dcor-memory-mb", type=int, default=512, help="memory budget of the blocked dCor computation in MiB (default 512)")
     ev.add_argument("--lpips", default="alex", choices=("alex", "vgg", "squeeze", "none"), help="LPIPS backbone, or none (default alex)")
@@ -271,7 +272,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     config = EvalConfig(
-        attacks=attacks, attack_params=_attack_params(args.attack_param), budget_scale=args.budget_scale, limit=args.limit, dcor_samples=args.dcor_samples,
+        attacks=attacks, attack_params=_attack_params(args.attack_param), budget_scale=args.budget_scale,
+        limit=DEFAULT_EVAL_LIMIT if args.limit is None else args.limit, dcor_samples=args.dcor_samples,
         dcor_memory=args.dcor_memory_mb * 2**20, lpips=None if args.lpips == "none" else args.lpips,
         lpips_weights=args.lpips_weights, require_lpips=args.require_lpips, gallery=args.gallery,
         semantic_epochs=args.semantic_epochs, seed=args.seed, device=args.device, metrics=metrics,
@@ -284,7 +286,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     store = AttackProgress.beside(args.out, resume=args.resume)
     claim_results_folder(args.out)
     store.claim()
-    checkpoint, splits = target_from_args(args, limit_test=config.test_images_needed())
+    checkpoint, splits = target_from_args(args, limit_test=config.test_images_needed(), cap_test=args.limit is None)
+    if args.limit is None and len(splits.test) < DEFAULT_EVAL_LIMIT:
+        if args.dcor_samples is not None and args.dcor_samples > len(splits.test):  # explicit: refused, as --limit would be
+            raise InputError(f"--dcor-samples {args.dcor_samples} is larger than the {len(splits.test)} test images the data has")
+        print(f"note: attacking all {len(splits.test)} test images the data has (fewer than the default --limit {DEFAULT_EVAL_LIMIT})", file=sys.stderr)
     check_writable(args.out)
     results = evaluate(checkpoint, config, splits, progress=_progress(args.quiet), store=store)
     out = results.save(args.out)

@@ -204,3 +204,18 @@ def test_a_head_that_flattens_with_view_runs_on_grey_idx_data(tmp_path: Path, mo
     out = tmp_path / "res"
     args = ["evaluate", str(encoder), "--head", str(head), "--dataset", "fashion-mnist", "--data-dir", str(tmp_path / "data"), "--aux-pool", "20", "--allow-code"]
     assert main([*args, "--out", str(out), *FAST, "--limit", "10", "--attacks", "decoder"]) == 0, capsys.readouterr().err
+
+
+def test_the_default_limit_adapts_to_a_small_folder_an_explicit_one_is_refused(tmp_path: Path, folder: Path, scripted, capsys) -> None:
+    """40 images: 20 for the attacker, 20 to attack; the default --limit (1000) uses those 20 and says so."""
+    encoder, head = scripted
+    quick = [a for a in FAST if a not in ("--limit", "20")]
+    args = ["evaluate", str(encoder), "--head", str(head), "--image-folder", str(folder), "--allow-code", *quick, "--attacks", "decoder"]
+    assert main([*args, "--out", str(tmp_path / "res")]) == 0
+    assert "note: attacking all 20 test images the data has (fewer than the default --limit 1000)" in capsys.readouterr().err
+    assert Results.load(tmp_path / "res").provenance.only.data["test_size"] == 20
+    assert main([*args, "--out", str(tmp_path / "res2"), "--limit", "21"]) == 2
+    assert "limit_test=21 is larger than the 20 test images left" in _one_error_line(capsys)
+    assert main([*args, "--out", str(tmp_path / "res3"), "--dcor-samples", "21"]) == 2
+    assert "--dcor-samples 21 is larger than the 20 test images" in _one_error_line(capsys)
+    assert not (tmp_path / "res2").exists() and not (tmp_path / "res3").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import sys
@@ -551,3 +552,13 @@ def test_arraysplit_copies_only_nonstandard_layouts() -> None:
     channels_last = x.as_strided(x.shape, (25, 1, 5, 1))
     part = ArraySplit(x=channels_last, y=torch.arange(4), indices=torch.arange(4))
     assert part.x.stride() == (25, 25, 5, 1) and torch.equal(part.x, channels_last)
+
+
+def test_a_default_test_limit_adapts_to_the_data_an_explicit_one_is_refused() -> None:
+    """cap_test: the limit is a default (evaluate's 1000), so digits' 360 test images are all used."""
+    cfg = DataConfig(dataset="digits", aux_pool=200, limit_train=10, limit_test=1000)
+    with pytest.raises(DataError, match="limit_test=1000 is larger than the 360 images available"):
+        load_splits(cfg)
+    s = load_splits(cfg, cap_test=True)
+    assert len(s.test) == 360 and s.config.limit_test == 360
+    assert len(load_splits(dataclasses.replace(cfg, limit_test=50), cap_test=True).test) == 50
