@@ -51,7 +51,11 @@ def _verbose_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
+    from splitleak._cli.threads import threads_option
+
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    threads_option(parser, "torch CPU threads (default: $OMP_NUM_THREADS when set, else torch's default, one per core); "
+                           "on a shared machine 1 is often fastest")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     _verbose_option(parser)
 
@@ -398,6 +402,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         verbose = bool(getattr(args, "verbose", False))
         logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        if getattr(args, "threads", None) is not None and args.command != "sweep":  # sweep: per worker, set in each
+            import torch
+
+            torch.set_num_threads(args.threads)
         return args.run(args)
     except (InputError, OSError) as err:  # validated input, or the environment's paths, permissions, disk
         print(f"splitleak: error: {_one_line(err)}", file=sys.stderr)

@@ -115,3 +115,23 @@ def test_evaluate_default_limit_uses_the_checkpoints_smaller_test_set(tmp_path: 
     assert Results.load(tmp_path / "res").provenance.only.data["limit_test"] == 360
     assert main([*common, "--out", str(tmp_path / "res2"), "--limit", "1000"]) == 2
     assert "limit_test=1000 is larger than the 360 images available" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["train", *TINY, "--out", "m.safetensors"], ["evaluate", "missing.safetensors", "--out", "r"], ["demo", "--out", "d"]])
+def test_threads_sets_torchs_pool_and_its_absence_leaves_it(command, tmp_path: Path, monkeypatch) -> None:
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("splitleak.cli._cmd_train", lambda args: 0)
+    monkeypatch.setattr("splitleak.cli._cmd_evaluate", lambda args: 0)
+    monkeypatch.setattr("splitleak.cli._cmd_demo", lambda args: 0)
+    torch.set_num_threads(2)
+    assert main(command) == 0 and torch.get_num_threads() == 2  # $OMP_NUM_THREADS / torch's own choice is kept
+    assert main([*command, "--threads", "1"]) == 0 and torch.get_num_threads() == 1
+
+
+def test_threads_must_be_a_positive_number(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", "m.safetensors", "--out", "r", "--threads", "0"])
+    assert exit_.value.code == 2
+    assert "argument --threads: want a whole number >= 1, got '0'" in capsys.readouterr().err

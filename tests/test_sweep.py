@@ -394,3 +394,28 @@ def test_a_study_trains_each_model_for_several_seeds() -> None:
     for bad in ((), (1, 1), (-1,), (True,)):
         with pytest.raises(GridError, match="seeds"):
             study_grid("s", DataConfig(), models, EvalConfig(), seeds=bad)
+
+
+def test_worker_threads_split_the_cores_and_honour_omp_num_threads(monkeypatch) -> None:
+    from splitleak.sweep import executors
+
+    monkeypatch.setattr(executors, "usable_cores", lambda: 4)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert executors.worker_threads(2) == 2 and executors.worker_threads(8) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert executors.worker_threads(2) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "16")  # never more than the worker's share of the cores
+    assert executors.worker_threads(2) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")
+    assert executors.worker_threads(2) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    pool = ProcessExecutor(2)  # the pool's processes start with the first job: none here
+    try:
+        assert pool.threads == 1 and pool.description["threads"] == 1
+    finally:
+        pool.close()
+    pool = ProcessExecutor(2, threads=3)  # --threads is the per-worker figure
+    try:
+        assert pool.threads == 3
+    finally:
+        pool.close()

@@ -7,8 +7,8 @@ their declared resources).
 
 Threads: torch uses every core by default, so N processes each with the default would run
 N x cores threads on the cores (measured on 2 cores: two 2-thread processes made torch ops 10-100x
-slower). Pool workers therefore set `torch.set_num_threads(cores // workers)` (or `threads`), and
-a Ray task sets it to the CPUs it declared.
+slower). Pool workers therefore set `torch.set_num_threads(cores // workers)` (at most
+`$OMP_NUM_THREADS` when it is set; or `threads`), and a Ray task sets it to the CPUs it declared.
 """
 
 from __future__ import annotations
@@ -37,6 +37,24 @@ def usable_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
+
+
+def env_threads() -> int | None:
+    """`$OMP_NUM_THREADS` as a whole number >= 1 (None when unset or not such a number; torch
+    itself sizes its pool from it at import)."""
+    try:
+        value = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        return None
+    return value if value >= 1 else None
+
+
+def worker_threads(workers: int) -> int:
+    """Torch threads per worker when none are asked for: the cores split between `workers`, and at
+    most `$OMP_NUM_THREADS` when it is set (so workers x threads <= cores)."""
+    share = max(1, usable_cores() // workers)
+    limit = env_threads()
+    return share if limit is None else min(share, limit)
 
 
 class Executor(Protocol):
@@ -87,7 +105,7 @@ class ProcessExecutor:
         if workers < 1:
             raise InputError(f"workers must be >= 1, got {workers}")
         self.capacity = workers
-        self.threads = threads if threads is not None else max(1, usable_cores() // workers)
+        self.threads = threads if threads is not None else worker_threads(workers)
         self.description = {"kind": "local", "workers": workers, "threads": self.threads}
         self._pool = self._new_pool()
 
