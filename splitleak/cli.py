@@ -35,10 +35,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _progress(quiet: bool) -> Callable:
+    """Bars on a terminal; elsewhere (CI logs) one line per stage on stderr; nothing when quiet."""
+    if not quiet and not sys.stderr.isatty():
+        from splitleak.progress import lines
+
+        return lines(functools.partial(print, file=sys.stderr, flush=True))
     from tqdm import tqdm
 
-    # disable=None: tqdm shows bars only on a terminal, so logs and CI stay readable
-    return functools.partial(tqdm, leave=False, disable=True if quiet else None, unit="img", unit_scale=True, dynamic_ncols=True)
+    return functools.partial(tqdm, leave=False, disable=quiet, unit="img", unit_scale=True, dynamic_ncols=True)
 
 
 def _data_options(parser: argparse.ArgumentParser) -> None:
@@ -307,8 +311,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     summary = results.summary()[["defense", "attack", "metric", "mean", "ci_low", "ci_high", "median", "count"]]
     summary["attack"] = summary["attack"].replace("", "(model)")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    _print_verdicts(results)
     print(f"results: {out}")
     return 0
+
+
+def _print_verdicts(results: Any) -> None:
+    """One line per checkpoint: its verdict (the report's rule, docs/report.md)."""
+    from splitleak.reports.runs import collect_runs
+    from splitleak.reports.tables import verdict_lines
+
+    for line in verdict_lines(collect_runs(results)):
+        print(f"verdict: {line}")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -318,7 +332,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     usable_device(args.device)
     from splitleak._cli.sweep import event_printer
 
-    path = run_demo(args.out, quick=args.quick, data_dir=args.data_dir, device=args.device, on_event=event_printer(args.quiet))
+    path = run_demo(args.out, quick=args.quick, data_dir=args.data_dir, device=args.device, on_event=event_printer(args.quiet), progress=_progress(args.quiet))
+    from splitleak.results import Results
+
+    _print_verdicts(Results.load(args.out))  # the merged results of every model
     print(f"report: {path}")
     return 0
 

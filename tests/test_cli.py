@@ -135,3 +135,16 @@ def test_threads_must_be_a_positive_number(capsys) -> None:
         main(["evaluate", "m.safetensors", "--out", "r", "--threads", "0"])
     assert exit_.value.code == 2
     assert "argument --threads: want a whole number >= 1, got '0'" in capsys.readouterr().err
+
+
+def test_evaluate_logs_one_line_per_stage_without_a_terminal_and_ends_with_the_verdict(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
+    common = ["evaluate", str(tiny_checkpoint), "--attacks", "decoder,rmle", "--limit", "20", "--attack-param", "decoder.epochs=1",
+              "--attack-param", "rmle.steps=2", "--lpips", "none", "--semantic-epochs", "0"]
+    assert main([*common, "--out", str(tmp_path / "r")]) == 0  # pytest's stderr is not a terminal
+    captured = capsys.readouterr()
+    stages = [line.split("] ", 1)[1] for line in captured.err.splitlines() if line.startswith("[")]
+    assert stages == ["decoder attack: fit", "decoder attack: scoring", "rmle attack: reconstruct", "rmle attack: scoring"]
+    verdicts = [line for line in captured.out.splitlines() if line.startswith("verdict: ")]
+    assert len(verdicts) == 1 and verdicts[0].startswith("verdict: no defense, cut 1: ")
+    assert main([*common, "--out", str(tmp_path / "q"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""

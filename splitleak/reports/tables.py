@@ -103,6 +103,11 @@ def verdict(summary: pd.DataFrame, rule: ThresholdRule = VERDICT_RULE) -> RunVer
     return RunVerdict("unrecognisable", f"unrecognisable (worst SSIM {worst.value:.2f})")
 
 
+def verdict_lines(runs: Sequence[Run]) -> list[str]:
+    """One line per checkpoint, '<label>: <verdict>', as `evaluate` and the demo end."""
+    return [f"{run.label}: {verdict(attack_summary(run)).text}" for run in runs]
+
+
 def _by(attack: str) -> str:
     return "the per-image worst case" if attack == WORST else attack
 

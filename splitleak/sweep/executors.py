@@ -24,6 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
 from splitleak.errors import InputError
+from splitleak.progress import ProgressFactory, silent
 from splitleak.sweep.jobs import Job, Outcome, run_job
 
 log = logging.getLogger(__name__)
@@ -71,13 +72,14 @@ class InlineExecutor:
 
     capacity = 1
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, progress: ProgressFactory = silent) -> None:
         self.threads = threads
+        self.progress = progress  # in this process only: the stages of each job, as the CLI shows them
         self.description: dict[str, object] = {"kind": "local", "workers": 1, "threads": threads}
 
     def submit(self, job: Job) -> Future[Outcome]:
         future: Future[Outcome] = Future()
-        future.set_result(run_job(dataclasses.replace(job, threads=self.threads) if self.threads else job))
+        future.set_result(run_job(dataclasses.replace(job, threads=self.threads) if self.threads else job, progress=self.progress))
         return future
 
     def close(self, *, cancel: bool = False) -> None:
@@ -177,14 +179,18 @@ class RayExecutor:
             self._ray.shutdown()
 
 
-def make_executor(kind: str = "local", *, workers: int = 1, threads: int | None = None, ray_address: str | None = None, cpus_per_task: int = 1, gpus_per_task: float = 1.0) -> Executor:
-    """The executor `kind` ("local" or "ray"); local with workers > 1 is a process pool."""
+def make_executor(
+    kind: str = "local", *, workers: int = 1, threads: int | None = None, ray_address: str | None = None, cpus_per_task: int = 1, gpus_per_task: float = 1.0,
+    progress: ProgressFactory = silent,
+) -> Executor:
+    """The executor `kind` ("local" or "ray"); local with workers > 1 is a process pool.
+    `progress` shows the stages of jobs run in this process (workers == 1)."""
     if kind == "local":
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise InputError(f"workers must be a whole number >= 1, got {workers!r}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise InputError(f"threads must be a whole number >= 1, got {threads!r}")
-        return InlineExecutor(threads) if workers == 1 else ProcessExecutor(workers, threads)
+        return InlineExecutor(threads, progress) if workers == 1 else ProcessExecutor(workers, threads)
     if kind == "ray":
         return RayExecutor(ray_address, cpus_per_task, gpus_per_task)
     raise InputError(f"unknown executor {kind!r}; choose from {list(EXECUTORS)}")
