@@ -17,6 +17,7 @@ from splitleak.metrics.specs import METRICS
 from splitleak.policy import SSIM_UNRECOGNISABLE
 from splitleak.reports.canvas import CONTENT_BOTTOM, CONTENT_TOP, MARGIN, page, text_at
 from splitleak.reports.runs import Run
+from splitleak.reports.tables import chance_attacks
 
 
 @dataclass(frozen=True)
@@ -153,15 +154,21 @@ def _evaluation_blocks(runs: Sequence[Run]) -> list[Block]:
     for r in runs:
         sc = r.provenance.semantic_classifier
         if sc.get("enabled"):
-            semantic.append((r.run, sc.get("arch", ""), sc.get("epochs", ""), sc.get("train_size", ""), f"{sc.get('reference_accuracy', float('nan')):.3f}"))
+            chance = chance_attacks(r)
+            semantic.append((r.label, sc.get("arch", ""), sc.get("epochs", ""), sc.get("train_size", ""), f"{sc.get('reference_accuracy', float('nan')):.3f}",
+                             f"{sc['chance']:.3f}" if isinstance(sc.get("chance"), float) else "n/a", ", ".join(chance) or "none"))
         else:
-            semantic.append((r.run, "off", "", "", sc.get("reason", "not recorded")))
+            semantic.append((r.label, "off", "", "", sc.get("reason", "not recorded"), "", ""))
     return [
         Block("heading", "Evaluation settings"),
         _table(("settings", "runs"), [(text, " ".join(ids)) for text, ids in groups.items()]),
         Block("text", "Semantic leakage: the attacker trains its own classifier on its auxiliary images; a reconstruction leaks its label "
-              "when that classifier labels it correctly. Reference = the classifier's accuracy on the originals."),
-        _table(("run", "classifier", "epochs", "trained on", "reference accuracy / reason off"), semantic),
+              "when that classifier labels it correctly. Reference = the classifier's accuracy on the same test images' originals: "
+              "a reference, not a bound (a reconstruction can be recognised where its original is not, so an attack's semantic accuracy may "
+              "exceed it within its CI). Chance = the most frequent true label's share among those images, what a constant prediction "
+              "gets: garbage reconstructions that the classifier maps to one class score at most this. An attack is at chance when its "
+              "semantic accuracy's 95% CI reaches down to chance."),
+        _table(("model", "classifier", "epochs", "trained on", "reference accuracy / reason off", "chance", "attacks at chance"), semantic),
     ]
 
 

@@ -100,7 +100,9 @@ def footnotes(summary: pd.DataFrame) -> list[str]:
         f"its 95% CI reaches above {SSIM_UNRECOGNISABLE:g}; unrecognisable otherwise (He, Zhang, Lee 2019 call SSIM < {SSIM_UNRECOGNISABLE:g} unrecognisable).",
         "Worst case over attacks: highest mean SSIM, PSNR and semantic accuracy, lowest mean LPIPS (attack in brackets), "
         "means over the scored test images with 95% bootstrap CIs. Semantic acc.: share of reconstructions an attacker's "
-        "own classifier labels correctly; ref = that classifier on the originals.",
+        "own classifier labels correctly; originals = that classifier on the original images (a reference, not a bound: "
+        "a reconstruction can be recognised where its original is not, so the two may cross within their CIs); chance = the most "
+        "frequent label's share among the scored images (a constant guess); \"at chance\": the 95% CI reaches down to it, no label leaks.",
         "Accuracy: task accuracy on the scored test images, 95% Wilson interval. dCor(x, z): distance correlation between "
         "inputs and the activations the server sees (V-statistic, NoPeek's estimator; jackknife 95% CI); compare only at equal n.",
     ]
