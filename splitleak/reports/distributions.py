@@ -14,7 +14,7 @@ from matplotlib.patches import Patch
 from splitleak.policy import SSIM_UNRECOGNISABLE
 from splitleak.reports.canvas import CONTENT_BOTTOM, CONTENT_TOP, HEIGHT, MARGIN, WIDTH, axes_at, page, text_at
 from splitleak.reports.runs import Run
-from splitleak.reports.style import MUTED, attack_color
+from splitleak.reports.style import MUTED, attack_color, ssim_line
 from splitleak.reports.tables import attack_summary, chance_attacks
 
 RUNS_PER_PAGE = 6
@@ -125,7 +125,7 @@ def distribution_pages(runs: Sequence[Run], subtitle: str) -> list[Figure]:
                 if dropped:
                     ax.text(1.0, 1.01, f"{dropped} identical reconstructions (PSNR +inf) left out", transform=ax.transAxes, ha="right", va="bottom", fontsize=6.5, color=MUTED)
             if metric == "ssim":
-                ax.axhline(SSIM_UNRECOGNISABLE, color="#2e7d32", linestyle="--", linewidth=0.8)
+                ssim_line(ax)
             ax.set_xlim(-0.6, len(chunk) - 0.4)
             ax.set_xticks(range(len(chunk)))
             chars = max(8, min(22, int(width / len(chunk) * 12)))  # ~12 characters of 7-pt text per inch

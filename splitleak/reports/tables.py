@@ -254,8 +254,8 @@ class TableCell:
 
 
 DISPLAY_HEADERS = (
-    "Checkpoint", "Defense", "Cut", "Accuracy", "SSIM max", "LPIPS min", "PSNR max (dB)",
-    "Semantic acc. max", "dCor(x, z)", f"RunVerdict (SSIM < {SSIM_UNRECOGNISABLE:g}: unrecognisable)",
+    "Model (defense, cut)", "Accuracy (scored)", "SSIM max", "LPIPS min", "PSNR max (dB)",
+    "Semantic acc. max", "dCor(x, z)", f"Verdict (SSIM < {SSIM_UNRECOGNISABLE:g}: unrecognisable)",
 )
 
 
@@ -270,21 +270,18 @@ def display_rows(summary: pd.DataFrame) -> list[list[TableCell]]:
     """The summary as cells, in DISPLAY_HEADERS order."""
     out = []
     for _, row in summary.iterrows():
-        params = row["defense_label"]
         lpips = _worst_cell(row, "lpips_min", 3)
         if lpips.text == "n/a":
             lpips = TableCell("n/a*", "see note")
         semantic = _worst_cell(row, "semantic_accuracy_max")
         if row["semantic_accuracy_max_at_chance"]:
             semantic = TableCell(f"{semantic.text}  at chance", semantic.sub)
-        notes = [f"originals {row['semantic_reference']:.2f}" if not math.isnan(row["semantic_reference"]) else "",
+        notes = [f"orig. {row['semantic_reference']:.2f}" if not math.isnan(row["semantic_reference"]) else "",
                  f"chance {row['semantic_chance']:.2f}" if not math.isnan(row["semantic_chance"]) else ""]
         if any(notes):
             semantic = TableCell(semantic.text, "  ".join([semantic.sub, *filter(None, notes)]).strip())
         out.append([
-            TableCell(row["run"][:12], row["dataset"] + ("" if row["arch"] == "small-cnn" else f", {row['arch']}")),
-            TableCell(params),
-            TableCell(str(row["cut"])),
+            TableCell(row["label"], row["dataset"] + ("" if row["arch"] == "small-cnn" else f", {row['arch']}")),  # the run id only in labels that need it
             TableCell(fmt(row["accuracy"]), f"{fmt_ci(row['accuracy_ci_low'], row['accuracy_ci_high'])}  n={row['accuracy_n']}"),
             _worst_cell(row, "ssim_max"),
             lpips,
