@@ -21,6 +21,7 @@ A TOML input spec (every key optional; command-line options override it):
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import tomllib
@@ -35,6 +36,8 @@ from splitleak.data import DATASETS, ArraySplit, DataConfig, InputSpec, Splits, 
 from splitleak.errors import InputError
 from splitleak.models.checkpoint import Checkpoint, load_checkpoint
 from splitleak.models.foreign import SPLITLEAK, ModelSource, check_source, detect, load_foreign
+
+log = logging.getLogger(__name__)
 
 MAX_SPEC_BYTES = 1 << 20
 
@@ -176,7 +179,23 @@ def open_target(
     splits = foreign_splits(inputs, data_dir=data_dir, aux_size=aux_size, limit_test=limit_test, download=bool(download), cap_test=cap_test)
     first_batch = splits.test.x[:2]  # the pre-flight runs on the images the attacks will use, as laid out for them
     checkpoint = load_foreign(model, splits.spec, splits.num_classes if splits.labelled else None, sample=first_batch)
-    return checkpoint, splits
+    caveat = data_caveat(splits, from_folder=inputs.image_folder is not None)
+    log.info("%s", caveat)
+    return dataclasses.replace(checkpoint, data_caveat=caveat), splits
+
+
+def data_caveat(splits: Splits, *, from_folder: bool) -> str:
+    """What evaluating a model trained elsewhere cannot rule out: that it saw the attacker's
+    auxiliary images (and, from an image folder, the attacked ones) during its own training."""
+    if from_folder:
+        return (
+            f"the attacker's {len(splits.aux)} auxiliary images and the {len(splits.test)} attacked images all come from the image folder: "
+            "if the model was trained on any of them, it may have seen (and memorised) both"
+        )
+    return (
+        f"the attacker's {len(splits.aux)} auxiliary images are drawn from {splits.dataset}'s training part: a model trained elsewhere on "
+        "the whole training set may have seen them (an advantage for the attacker); the attacked test images come from the test part and are unaffected"
+    )
 
 
 def foreign_splits(

@@ -295,6 +295,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     claim_results_folder(args.out)
     store.claim()
     checkpoint, splits = target_from_args(args, limit_test=config.test_images_needed(), cap_test=args.limit is None)
+    if checkpoint.data_caveat:
+        print(f"note: {checkpoint.data_caveat}", file=sys.stderr)
     if args.limit is None and len(splits.test) < DEFAULT_EVAL_LIMIT:
         if args.dcor_samples is not None and args.dcor_samples > len(splits.test):  # explicit: refused, as --limit would be
             raise InputError(f"--dcor-samples {args.dcor_samples} is larger than the {len(splits.test)} test images the data has")

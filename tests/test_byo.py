@@ -116,9 +116,17 @@ def test_registered_dataset_for_a_foreign_encoder(tmp_path: Path, capsys) -> Non
     encoder = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
     path = save_torchscript(encoder, tmp_path / "enc.pt")
     out = tmp_path / "res"
-    assert main(["evaluate", str(path), "--dataset", "digits", "--aux-pool", "100", "--allow-code", "--out", str(out), *FAST]) == 0, capsys.readouterr().err
+    assert main(["evaluate", str(path), "--dataset", "digits", "--aux-pool", "100", "--allow-code", "--out", str(out), *FAST]) == 0
     results = Results.load(out)
     assert set(results.table.dataset) == {"digits"} and results.provenance.only.data["aux_size"] == 100
+    # the model may have been trained on the attacker's images: the log and the report's notes say so
+    caveat = "the attacker's 100 auxiliary images are drawn from digits's training part: a model trained elsewhere on the whole training set may have seen them"
+    assert f"note: {caveat}" in capsys.readouterr().err
+    assert caveat in results.provenance.only.model["data_caveat"] and "test images come from the test part and are unaffected" in results.provenance.only.model["data_caveat"]
+    from splitleak.reports.notes import method_notes
+    from splitleak.reports.runs import collect_runs
+
+    assert any(caveat in block.text for block in method_notes(collect_runs(out)))
 
 
 def test_splitleak_checkpoints_refuse_foreign_options(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:

@@ -46,6 +46,7 @@ class Checkpoint:
     path: Path
     defense_state: dict[str, torch.Tensor] = field(default_factory=dict)  # a trainable defense's modules
     server_state: dict[str, torch.Tensor] = field(default_factory=dict)  # the training server's own modules (FSHA)
+    data_caveat: str = ""  # what the evaluation cannot rule out about the data (a foreign model's training set), "" if nothing
 
     @property
     def has_head(self) -> bool:

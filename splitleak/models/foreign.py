@@ -225,6 +225,7 @@ class ForeignCheckpoint(Checkpoint):
             "files": [part.to_dict() for part in self.parts],
             "head": self.head_given,
             "clone": "fresh model from the factory" if self.clone is not None else None,
+            **({"data_caveat": self.data_caveat} if self.data_caveat else {}),
         }
 
 

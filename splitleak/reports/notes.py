@@ -88,6 +88,7 @@ def _checkpoint_blocks(runs: Sequence[Run]) -> list[Block]:
         _table(("run", "label", "arch", "cut", "defense params", "training", "accuracy at training (own draw)"), rows),
         _table(("run", "checkpoint sha256", "checkpoint path", "results from"), hashes),
         *(Block("text", line) for line in map(_guarantee, runs) if line),
+        *(Block("text", f"{r.label}: trained elsewhere; {r.provenance.model['data_caveat']}.") for r in runs if r.provenance.model.get("data_caveat")),
     ]
 
 
