@@ -223,7 +223,7 @@ def load_image_folder(
     if limit_test is not None and limit_test > n - pool:
         raise DataError(
             f"limit_test={limit_test} is larger than the {n - pool} test images left in {listing.root} after reserving "
-            f"{pool} for the attacker; lower --limit (or --aux-pool)"
+            f"{pool} for the attacker; lower --limit-test (or --aux-pool)"
         )
     if listing.labelled:
         classes = len(listing.classes)

@@ -220,7 +220,7 @@ def test_the_default_limit_adapts_to_a_small_folder_an_explicit_one_is_refused(t
     quick = [a for a in FAST if a not in ("--limit", "20")]
     args = ["evaluate", str(encoder), "--head", str(head), "--image-folder", str(folder), "--allow-code", *quick, "--attacks", "decoder"]
     assert main([*args, "--out", str(tmp_path / "res")]) == 0
-    assert "note: attacking all 20 test images the data has (fewer than the default --limit 1000)" in capsys.readouterr().err
+    assert "note: attacking all 20 test images the data has (fewer than the default --limit-test 1000)" in capsys.readouterr().err
     assert Results.load(tmp_path / "res").provenance.only.data["test_size"] == 20
     assert main([*args, "--out", str(tmp_path / "res2"), "--limit", "21"]) == 2
     assert "limit_test=21 is larger than the 20 test images left" in _one_error_line(capsys)

@@ -148,3 +148,14 @@ def test_evaluate_logs_one_line_per_stage_without_a_terminal_and_ends_with_the_v
     assert len(verdicts) == 1 and verdicts[0].startswith("verdict: no defense, cut 1: ")
     assert main([*common, "--out", str(tmp_path / "q"), "--quiet"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_train_and_evaluate_share_one_name_for_the_test_limit() -> None:
+    """--limit-test on both commands; --limit (evaluate's older name) is kept on both as an alias."""
+    from splitleak.cli import _parser
+
+    parser = _parser()
+    for flag in ("--limit-test", "--limit"):
+        assert parser.parse_args(["evaluate", "m.safetensors", "--out", "r", flag, "7"]).limit == 7
+        assert parser.parse_args(["train", "--out", "m.safetensors", flag, "7"]).limit_test == 7
+    assert parser.parse_args(["evaluate", "m.safetensors", "--out", "r"]).limit is None  # the default adapts to the data
