@@ -18,6 +18,11 @@ Sections (each timing is the fastest of `--repeats` runs after a warm-up, in thi
 * nopeek: training images/s of small-cnn on Fashion-MNIST with and without the NoPeek penalty
   at batch 64, 256 and 1,024, at every cut: one epoch of 10,000 images, the two alternated,
   best of at least 3 each (single runs vary by +-15% on this machine).
+* nopeek-floor: the penalty alone, forward + backward (`torch.autograd.grad` of
+  `distance_correlation` on 256 Fashion-MNIST images and ReLU activations of cut 1's and cut 2's
+  shape, channels-last as the convolutions return them), against its floor: the two matrix
+  products it cannot avoid (the [256, d] Gram matrix and one [256, 256] @ [256, d] product), at
+  one and two torch threads.
 * demo: `splitleak demo --quick` and `splitleak demo` in a subprocess: wall time and peak RSS.
 
 Writes `BENCHMARKS.md`'s table to `benchmarks/results/suite.md` and `suite.csv` and prints it.
@@ -219,6 +224,36 @@ def bench_nopeek(repeats: int, batches: tuple[int, ...], cuts: tuple[int, ...], 
     return rows
 
 
+def bench_penalty_floor(repeats: int, device: str, threads: tuple[int, ...] = (1, 2)) -> list[Row]:
+    from splitleak.metrics import distance_correlation
+
+    gen = torch.Generator().manual_seed(0)
+    x = fashion_test_images(256).reshape(256, 1, 28, 28).to(device)
+    rows, before = [], torch.get_num_threads()
+    for shape in ((16, 28, 28), (32, 14, 14)):
+        d = int(np.prod(shape))
+        z = torch.relu(torch.randn(256, *shape, generator=gen)).contiguous(memory_format=torch.channels_last).to(device).requires_grad_(True)
+        a, w = torch.randn(256, d, generator=gen).to(device), torch.randn(256, 256, generator=gen).to(device)
+
+        def penalty() -> None:
+            torch.autograd.grad(distance_correlation(x, z), z)
+            _sync(device)
+
+        def products() -> None:
+            a @ a.T, w @ a
+            _sync(device)
+
+        for count in threads if device == "cpu" else (before,):
+            torch.set_num_threads(count)
+            ours, floor = best_time(penalty, max(repeats, 10)), best_time(products, max(repeats, 10))
+            rows.append(Row(
+                "nopeek-floor", f"d = {d:,}, batch 256, {count} thread(s): penalty forward + backward (splitleak) vs its two matrix products (reference)",
+                ours, floor, "s", ours / floor, None, "≤ 1.5x the products", ours / floor <= 1.5,
+            ))
+    torch.set_num_threads(before)
+    return rows
+
+
 def _vm_hwm_kb(pid: int) -> int:
     """Peak resident set size (VmHWM, kB) of a running process; 0 once it is gone.
 
@@ -275,6 +310,8 @@ def markdown(rows: list[Row], device: str) -> str:
     for r in rows:
         if r.section == "nopeek":
             ratio = f"overhead {r.ratio:+.0%}"
+        elif r.section == "nopeek-floor":
+            ratio = f"{r.ratio:.2f}x the floor"
         elif r.ratio is not None:
             ratio = f"{r.ratio:,.1f}x"
         else:
@@ -297,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-demo", action="store_true", help="do not run the two demos")
-    parser.add_argument("--only", choices=("dcor", "ssim", "lpips", "nopeek", "demo"), action="append", help="run only these sections")
+    parser.add_argument("--only", choices=("dcor", "ssim", "lpips", "nopeek", "nopeek-floor", "demo"), action="append", help="run only these sections")
     parser.add_argument("--out", default=str(RESULTS / "suite"), help="path prefix of the .md and .csv written")
     args = parser.parse_args(argv)
     sections: dict[str, Callable[[], list[Row]]] = {
@@ -305,6 +342,7 @@ def main(argv: list[str] | None = None) -> None:
         "ssim": lambda: bench_ssim(args.repeats, 10_000, args.device),
         "lpips": lambda: bench_lpips(args.repeats, 1_000, args.device),
         "nopeek": lambda: bench_nopeek(args.repeats, (64, 256, 1024), (1, 2, 3, 4), 10_000, args.device),
+        "nopeek-floor": lambda: bench_penalty_floor(args.repeats, args.device),
         "demo": lambda: bench_demo(True, args.device) + bench_demo(False, args.device),
     }
     chosen = args.only or [s for s in sections if not (args.skip_demo and s == "demo")]

@@ -1,6 +1,6 @@
 """Attack x cut x defense on Fashion-MNIST: SSIM, LPIPS and semantic accuracy of each attack.
 
-    .venv/bin/python examples/attack_table.py --out runs/attack-table [--cuts 1,2,3] [--epochs 2] [--limit 200] [--workers 2]
+    .venv/bin/python examples/attack_table.py --out runs/attack-table [--cuts 1,2,3] [--epochs 2] [--limit 200] [--workers 2] [--threads 1]
 
 Trains small-cnn at each cut under no defense, NoPeek (alpha 5 and 20) and Gaussian activation
 noise (scale 1), attacks each model with every registered attack that attacks an honestly
@@ -88,13 +88,14 @@ def main() -> None:
     parser.add_argument("--cuts", default=",".join(str(c) for c in get_architecture("small-cnn").cuts[:3]), help="comma-separated cuts")
     parser.add_argument("--alphas", default="5,20", help="comma-separated NoPeek alphas")
     parser.add_argument("--workers", type=int, default=1, help="models evaluated in parallel (each with cores // workers threads)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: cores // workers)")
     parser.add_argument("--noise", type=float, default=1.0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     data = DataConfig(dataset="fashion-mnist", limit_test=args.limit)
     evaluation = EvalConfig(attacks=passive_attacks(), limit=args.limit, semantic_epochs=5, require_lpips=True)
     cuts, alphas = [int(c) for c in args.cuts.split(",")], [float(a) for a in args.alphas.split(",")]
-    outcome = run_sweep(study_grid("attack-table", data, models(cuts, args.epochs, alphas, args.noise), evaluation), args.out, workers=args.workers, report=False)
+    outcome = run_sweep(study_grid("attack-table", data, models(cuts, args.epochs, alphas, args.noise), evaluation), args.out, workers=args.workers, threads=args.threads, report=False)
     if outcome.failed:
         raise SystemExit(f"{len(outcome.failed)} model(s) failed; see {args.out}/sweep.json")
     text = tables(Results.load(args.out))

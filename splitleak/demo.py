@@ -1,19 +1,22 @@
-"""The embedded default main job: `splitleak demo --out DIR [--quick]`.
+"""The embedded default main job: `splitleak demo --out DIR [--quick] [--seeds 0,1,2]`.
 
-On Fashion-MNIST it trains small-cnn at cut 2 without a defense, with NoPeek at several alphas
-and with Gaussian activation noise, attacks every model with the whole attack suite, and writes
-the PDF leakage report. The attacker is adaptive (splitleak.adaptive): against the noise model it
-combines one release of each image per training epoch. The attacker gets 5,000 auxiliary images; 300 test images are attacked.
-Sized for a 2-core CPU: 6 min 18 s in full here, 30 s with `quick` (6,000 training
-images, 2,000 auxiliary and 64 test images, quarter attack budgets; for tests and a first look).
+On Fashion-MNIST it trains small-cnn at cut 2 under every kind of defense splitleak has (none,
+NoPeek at two alphas, Gaussian activation noise, dp-noise, dropout, adversarial training),
+attacks every model with the demo's attacks, and writes the PDF leakage report, which opens with
+the decision: which defense leaks least within 3 points of the undefended accuracy. The attacker
+is adaptive (splitleak.adaptive): against a defense that draws noise or masks it combines one
+release of each image per training epoch. The attacker gets 5,000 auxiliary images; 300 test
+images are attacked. One training seed by default (`seeds`: one model per seed and setting, so
+the decision page shows the spread; examples/defense_comparison.toml is the three-seed study).
+`quick` (6,000 training images, 2,000 auxiliary and 64 test images, quarter attack budgets, three
+models) is for tests and a first look.
 
 The demo is a study, and a study is a sweep (`splitleak.sweep.grid.study_grid`): one cell per
-model under every attack, run, resumed and merged by `run_sweep` like any grid.
-"""
+model under every attack, run, resumed and merged by `run_sweep` like any grid."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +33,19 @@ ATTACKS_RUN = ("decoder", "rmle", "shadow", "unsplit")
 """The demo's attacks. sdar and fora (5-8 CPU-minutes per model each at their default budgets)
 would take the demo far past its time goal, and cut-down budgets weaken them on the defended
 models (docs/attacks.md); `splitleak evaluate --attacks sdar,fora` runs them."""
-NOPEEK_ALPHAS = (2.0, 5.0, 20.0)
+NOPEEK_ALPHAS = (5.0, 20.0)
 NOISE_SCALE = 1.0
+DEFENSES: tuple[tuple[str, dict[str, float]], ...] = (
+    ("none", {}),
+    *(("nopeek", {"alpha": alpha}) for alpha in NOPEEK_ALPHAS),
+    ("noise", {"scale": NOISE_SCALE}),
+    ("dp-noise", {"epsilon": 1024.0}),  # per release, delta 1e-5, C = 1: the only epsilon that keeps most of the task here (docs/defenses.md)
+    ("dropout", {"rate": 0.5}),
+    ("adversarial", {"lam": 1.0}),
+)
+"""The demo's settings, one per kind of defense (NoPeek at two strengths); `quick` keeps none,
+NoPeek at the stronger alpha and noise."""
+QUICK_DEFENSES = (DEFENSES[0], DEFENSES[2], DEFENSES[3])
 
 
 @dataclass(frozen=True)
@@ -41,24 +55,24 @@ class DemoPlan:
     data: DataConfig
     models: tuple[tuple[str, TrainConfig], ...]
     evaluation: EvalConfig
+    seeds: tuple[int, ...] | None = None
 
     def grid(self) -> Grid:
-        """The demo as a study: one sweep cell per model, attacked by every attack."""
-        return study_grid("demo", self.data, self.models, self.evaluation)
+        """The demo as a study: one sweep cell per model (and training seed), attacked by every attack."""
+        return study_grid("demo", self.data, self.models, self.evaluation, seeds=self.seeds)
 
 
 def _label(defense: str, params: dict[str, float]) -> str:
     return "-".join([defense, *(f"{value:g}" for value in params.values())])
 
 
-def demo_plan(*, quick: bool = False, data_dir: str | None = None, device: str = "cpu") -> DemoPlan:
-    """The demo's data, models and evaluation; `quick` shrinks every budget."""
+def demo_plan(*, quick: bool = False, data_dir: str | None = None, device: str = "cpu", seeds: Sequence[int] | None = None) -> DemoPlan:
+    """The demo's data, models and evaluation; `quick` shrinks every budget; `seeds` trains each
+    setting once per training seed (None: seed 0 only)."""
     epochs, batch_size = (2, 64) if quick else (2, 256)
-    alphas = NOPEEK_ALPHAS[-1:] if quick else NOPEEK_ALPHAS
-    defenses = [("none", {}), *(("nopeek", {"alpha": a}) for a in alphas), ("noise", {"scale": NOISE_SCALE})]
     models = tuple(
         (_label(name, params), TrainConfig(cut=CUT, epochs=epochs, batch_size=batch_size, defense=name, defense_params=params, device=device))
-        for name, params in defenses
+        for name, params in (QUICK_DEFENSES if quick else DEFENSES)
     )
     limit = 64 if quick else 300
     data = DataConfig(
@@ -68,17 +82,24 @@ def demo_plan(*, quick: bool = False, data_dir: str | None = None, device: str =
         attacks=ATTACKS_RUN, limit=limit, budget_scale=0.25 if quick else 1.0, semantic_epochs=1 if quick else 3, device=device,
         observations="epochs",  # the adaptive attacker: one release of each image per training epoch
     )
-    return DemoPlan(data=data, models=models, evaluation=evaluation)
+    return DemoPlan(data=data, models=models, evaluation=evaluation, seeds=None if seeds is None else tuple(seeds))
 
 
 def run_demo(
-    out: str | Path, *, quick: bool = False, data_dir: str | None = None, device: str = "cpu", on_event: Callable[[SweepEvent], None] | None = None,
+    out: str | Path,
+    *,
+    quick: bool = False,
+    data_dir: str | None = None,
+    device: str = "cpu",
+    seeds: Sequence[int] | None = None,
+    on_event: Callable[[SweepEvent], None] | None = None,
     progress: ProgressFactory = silent,
 ) -> Path:
     """Run the demo into `out` (a sweep folder: checkpoints/, cells/, the merged results and
     report.pdf; finished models are reused); returns the report's path. `on_event`: each model's
     start and end; `progress`: the stages within (training epochs, attacks, scoring)."""
-    plan = demo_plan(quick=quick, data_dir=data_dir, device=device)
+    plan = demo_plan(quick=quick, data_dir=data_dir, device=device, seeds=seeds)
+    plan.grid()  # bad seeds are refused before any work
     claim_sweep_folder(Path(out))  # a folder splitleak did not write is refused before any work
     load_splits(plan.data)  # missing data is the user's to fix: one line, before any work
     outcome = run_sweep(plan.grid(), out, on_event=on_event, progress=progress)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
@@ -30,6 +29,7 @@ from splitleak.provenance import environment
 from splitleak.records import CheckpointRecord, Provenance, RunProvenance
 from splitleak.resume import AttackProgress
 from splitleak.results import MODEL_LEVEL, Results
+from splitleak.timing import Stopwatch, training_seconds
 from splitleak.scoring import (
     AccuracyScorer,
     DependenceScorer,
@@ -281,9 +281,14 @@ def evaluate(
         arch=meta.arch, has_head=checkpoint.has_head, seed=config.seed, device=config.device, progress=progress,
     )
     adaptive = adaptive_for(config.observations, meta.defense.name, meta.defense.params, meta.train, model)
+    stages = Stopwatch()
+    trained = training_seconds(meta.log)
+    if trained is not None:
+        stages.add("train", trained)
     for scorer in scorers:  # once: LPIPS's availability, the semantic classifier
-        scorer.prepare(context)
-    with drawing_from(model, generator(config.seed, "evaluate", "activations")):
+        with stages.time(f"prepare/{scorer_name(scorer)}"):
+            scorer.prepare(context)
+    with stages.time("activations"), drawing_from(model, generator(config.seed, "evaluate", "activations")):
         z_dcor, _ = _client_outputs(checkpoint, dcor_set.x, config.device)
         z_test, logits = _client_outputs(checkpoint, test.x, config.device)
         # what the attacker observes: the scored release, or its estimate over several (adaptive)
@@ -304,7 +309,8 @@ def evaluate(
     outputs = ModelOutputs(x=test.x, y=test.y, logits=logits, dependence_x=dcor_set.x, dependence_z=z_dcor)
     del z_dcor
     for scorer in scorers:  # model-level rows, once
-        _add_scores(rows, MODEL_LEVEL, scorer, scorer.score_model(outputs))
+        with stages.time(f"score/{scorer_name(scorer)}"):
+            _add_scores(rows, MODEL_LEVEL, scorer, scorer.score_model(outputs))
     del outputs
 
     samples = test.indices.numpy()
@@ -320,16 +326,18 @@ def evaluate(
             rows.frames.append(finished.frame(rows.base))
             reconstructions.update(finished.reconstructions)
             attack_log[name] = finished.log
+            for step in ("fit", "reconstruct"):  # what the interrupted run measured (its scoring time is not kept)
+                if isinstance(finished.log.get(f"{step}_seconds"), (int, float)):
+                    stages.add(f"attack/{name}/{step}", finished.log[f"{step}_seconds"])
             continue
         first_row, known = len(rows.frames), set(reconstructions)
         attack = make_attack(name, config.attack_params.get(name), budget_scale=config.budget_scale, progress=progress)
         # each attack's randomness is its own: neither the attacks before it nor a resume change it
         with drawing_from(model, generator(config.seed, "evaluate", "attack", name)):
-            start = time.perf_counter()
-            attack.fit(access)
-            fitted = time.perf_counter()
-            x_hat = attack.reconstruct(z_observed)
-            done = time.perf_counter()
+            with stages.time(f"attack/{name}/fit"):
+                attack.fit(access)
+            with stages.time(f"attack/{name}/reconstruct"):
+                x_hat = attack.reconstruct(z_observed)
         if x_hat.shape != test.x.shape:  # the attack's own bug, not the user's input
             raise RuntimeError(f"attack {name!r} returned reconstructions of shape {tuple(x_hat.shape)} for images of shape {tuple(test.x.shape)}")
         if not all_finite(x_hat):
@@ -338,7 +346,9 @@ def evaluate(
         batch = Reconstructions(attack=name, x=test.x, x_hat=x_hat, y=test.y, samples=samples, value_range=model.spec.value_range)
         with progress(total=len(scorers), desc=f"{name} attack: scoring") as bar:
             for scorer in scorers:
-                for score in _add_scores(rows, name, scorer, scorer.score(batch)):
+                with stages.time(f"score/{scorer_name(scorer)}"):
+                    scores = _add_scores(rows, name, scorer, scorer.score(batch))
+                for score in scores:
                     if score.metric == PRIMARY_METRIC:
                         reconstructions.update(extremes(name, score.values, test, x_hat))
                 bar.update(1)
@@ -346,11 +356,11 @@ def evaluate(
         attack_log[name] = {
             "threat_model": attack.threat_model.to_dict(),
             "budget": attack.budget(),
-            "fit_seconds": fitted - start,
-            "reconstruct_seconds": done - fitted,
+            "fit_seconds": stages.seconds[f"attack/{name}/fit"],
+            "reconstruct_seconds": stages.seconds[f"attack/{name}/reconstruct"],
             "aux_size": len(splits.aux),
         }
-        log.info("attack %s: fit %.1fs", name, fitted - start)
+        log.info("attack %s: fit %.1fs", name, stages.seconds[f"attack/{name}/fit"])
         if store is not None:
             added = {k: v for k, v in reconstructions.items() if k not in known}
             store.save(name, pd.concat(rows.frames[first_row:], ignore_index=True), added, attack_log[name])
@@ -366,6 +376,7 @@ def evaluate(
         attacks=attack_log,
         **_logs(scorers),  # task_accuracy, dcor, lpips, semantic_classifier
         gallery_indices=tuple(reconstructions["indices"].tolist()),
+        stages=dict(stages.seconds),
     )
     table = with_worst_case(rows.table())  # attack "worst": each image's best reconstruction over the attacks
     return Results(table=table, provenance=Provenance.single(rows.base["run"], provenance), reconstructions=reconstructions)
@@ -375,6 +386,11 @@ def registered_attacks() -> dict[str, dict[str, Any]]:
     """Every attack registered here with its threat model, so a report (without torch) can say
     which attacks did not run and which need a malicious training server (the decision's caveats)."""
     return {name: ATTACKS[name].threat_model.to_dict() for name in sorted(ATTACKS)}
+
+
+def scorer_name(scorer: Scorer) -> str:
+    """How a scorer's stage is named: what it records, else its metrics ('ssim', 'psnr', ...)."""
+    return scorer.record or "+".join(spec.name for spec in scorer.specs)
 
 
 def _logs(scorers: Sequence[Scorer]) -> dict[str, Any]:

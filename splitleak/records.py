@@ -197,6 +197,7 @@ class RunProvenance:
     gallery_indices: tuple[int, ...] = ()
     resumed_attacks: tuple[str, ...] = ()
     cells: tuple[str, ...] = ()  # the sweep cells whose rows a merged run holds
+    stages: dict[str, float] = field(default_factory=dict)  # wall seconds per stage (splitleak.timing)
 
     @property
     def meta(self) -> CheckpointMeta | None:
@@ -206,7 +207,7 @@ class RunProvenance:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"checkpoint": None if self.checkpoint is None else self.checkpoint.to_dict()}
         out.update({name: getattr(self, name) for name in _RUN_TABLES})
-        out.update(gallery_indices=list(self.gallery_indices), resumed_attacks=list(self.resumed_attacks), cells=list(self.cells))
+        out.update(gallery_indices=list(self.gallery_indices), resumed_attacks=list(self.resumed_attacks), cells=list(self.cells), stages=dict(self.stages))
         return out
 
     @classmethod
@@ -219,7 +220,19 @@ class RunProvenance:
             gallery_indices=tuple(_int("gallery_indices[]", i) or 0 for i in _list("gallery_indices", table.get("gallery_indices"))),
             resumed_attacks=tuple(_text("resumed_attacks[]", a) or "" for a in _list("resumed_attacks", table.get("resumed_attacks"))),
             cells=tuple(_text("cells[]", c) or "" for c in _list("cells", table.get("cells"))),
+            stages=_seconds_table("stages", table.get("stages")),
         )
+
+
+def _seconds_table(what: str, value: Any) -> dict[str, float]:
+    """{stage: seconds}: text keys, finite numbers >= 0."""
+    out = {}
+    for stage, seconds in (_table(what, value) or {}).items():
+        number = _number(f"{what}.{stage}", seconds)
+        if number is None or not 0 <= number < float("inf"):
+            raise RecordError(f"{what}.{stage} must be a number of seconds >= 0, got {seconds!r}")
+        out[stage] = number
+    return out
 
 
 def _list(what: str, value: Any) -> list[Any]:

@@ -8,12 +8,15 @@ import pytest
 from splitleak.attacks import ATTACKS
 from splitleak.cli import main
 from splitleak.data import DEBIAN_FASHION_MNIST_DIR, DataConfig, DataError, load_splits
+from splitleak.defenses import DEFENSES
 from splitleak.demo import NOPEEK_ALPHAS, demo_plan
 
 
-def test_plan_covers_no_defense_nopeek_alphas_and_noise_with_every_attack() -> None:
+def test_plan_covers_every_kind_of_defense_with_every_attack() -> None:
     plan = demo_plan()
-    assert [label for label, _ in plan.models] == ["none", *(f"nopeek-{a:g}" for a in NOPEEK_ALPHAS), "noise-1"]
+    assert [label for label, _ in plan.models] == ["none", *(f"nopeek-{a:g}" for a in NOPEEK_ALPHAS), "noise-1", "dp-noise-1024", "dropout-0.5", "adversarial-1"]
+    builtin = {name for name in DEFENSES if DEFENSES[name].__module__.startswith("splitleak.")}
+    assert {t.defense for _, t in plan.models} == builtin  # every defense splitleak ships has a row in the demo's report
     assert [t.defense_params.get("alpha") for _, t in plan.models if t.defense == "nopeek"] == list(NOPEEK_ALPHAS)
     grid = plan.grid()  # a study is a sweep: one cell per model under every attack
     assert len(grid.cells) == len(plan.models) and all(c.evaluation == plan.evaluation for c in grid.cells)
@@ -23,6 +26,8 @@ def test_plan_covers_no_defense_nopeek_alphas_and_noise_with_every_attack() -> N
     quick = demo_plan(quick=True)
     assert len(quick.models) < len(plan.models) and {t.defense for _, t in quick.models} == {"none", "nopeek", "noise"}
     assert quick.evaluation.budget_scale < 1 and quick.data.limit_train < 10_000
+    seeded = demo_plan(seeds=(0, 1, 2)).grid()  # --seeds: each setting once per training seed
+    assert len(seeded.cells) == 3 * len(plan.models) and {c.train.seed for c in seeded.cells} == {0, 1, 2}
 
 
 @pytest.mark.slow

@@ -55,6 +55,10 @@ def test_evaluate_returns_the_tidy_table(tiny_checkpoint, tiny_splits) -> None:
     assert prov.lpips == {"available": False, "reason": "LPIPS was not asked for"}
     assert prov.dcor["x_vs_z"]["n"] == 40
     assert prov.semantic_classifier["enabled"] and prov.semantic_classifier["train_size"] == len(tiny_splits.aux)
+    stages = prov.stages  # where the time went: training (from the checkpoint), each attack's steps, each scorer
+    assert {"train", "activations", "attack/decoder/fit", "attack/decoder/reconstruct", "prepare/semantic_classifier", "score/ssim", "score/dcor"} <= stages.keys()
+    assert all(seconds >= 0 for seconds in stages.values()) and stages["train"] > 0
+    assert stages["attack/decoder/fit"] == prov.attacks["decoder"]["fit_seconds"]
     summary = results.summary().set_index(["attack", "metric"])
     row = summary.loc[("decoder", "ssim")]
     assert row["ci_low"] <= row["mean"] <= row["ci_high"] and row["count"] == 50

@@ -14,7 +14,8 @@ from splitleak.records import CheckpointMeta, CheckpointRecord, DefenseRecord, P
 META = CheckpointMeta(arch="small-cnn", cut=2, num_classes=10, input_spec=InputSpec((1, 28, 28)), defense=DefenseRecord("nopeek", {"alpha": 5.0}),
                       train={"epochs": 1}, log=({"epoch": 1, "loss": 0.5},), test_accuracy=0.8, test_size=100)
 RUN = RunProvenance(checkpoint=CheckpointRecord(path="m.safetensors", sha256="ab" * 32, meta=META), evaluation={"attacks": ["decoder"]},
-                    attacks={"decoder": {"budget": {"epochs": 3}}}, lpips={"available": False, "reason": "no weights"}, gallery_indices=(3, 1))
+                    attacks={"decoder": {"budget": {"epochs": 3}}}, lpips={"available": False, "reason": "no weights"}, gallery_indices=(3, 1),
+                    stages={"train": 12.5, "attack/decoder/fit": 3.0})
 
 
 def test_checkpoint_meta_round_trips_through_json() -> None:
@@ -43,6 +44,8 @@ def test_provenance_round_trips_and_reads_both_shapes_of_version_1() -> None:
         ({"format": "splitleak-provenance", "version": 99, "runs": {}}, "version 99"),
         ({"checkpoint": {"sha256": "x", "meta": {"arch": "a"}}}, "lacks"),
         ({"gallery_indices": ["a"]}, "gallery_indices"),
+        ({"stages": {"train": "1 s"}}, "stages.train must be a number"),
+        ({"stages": {"train": -1}}, "seconds >= 0"),
     ],
 )
 def test_records_of_the_wrong_shape_are_one_record_error(value, message) -> None:

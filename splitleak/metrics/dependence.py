@@ -40,8 +40,9 @@ def as_rows(t: Tensor) -> Tensor:
     return t.permute(0, *order).reshape(t.shape[0], -1)
 
 
-def _flatten_pair(x: Tensor, z: Tensor, *, name: str, min_n: int) -> tuple[Tensor, Tensor]:
-    """Validate and flatten both inputs to ``[n, -1]``."""
+def _flatten_pair(x: Tensor, z: Tensor, *, name: str, min_n: int, check_finite: bool = True) -> tuple[Tensor, Tensor]:
+    """Validate and flatten both inputs to ``[n, -1]`` (``check_finite=False``: the caller checks
+    finiteness itself, as `distance_correlation` does from its Gram matrices' diagonals)."""
     for label, t in (("x", x), ("z", z)):
         if not isinstance(t, Tensor):
             raise ValueError(f"{name}: {label} must be a torch.Tensor, got {type(t).__name__}")
@@ -59,7 +60,7 @@ def _flatten_pair(x: Tensor, z: Tensor, *, name: str, min_n: int) -> tuple[Tenso
     xf, zf = as_rows(x), as_rows(z)
     if xf.shape[1] == 0 or zf.shape[1] == 0:
         raise ValueError(f"{name}: inputs have no features: {tuple(x.shape)}, {tuple(z.shape)}")
-    if not all_finite(xf, zf):
+    if check_finite and not all_finite(xf, zf):
         raise ValueError(f"{name}: inputs contain NaN or infinite values")
     return xf, zf
 
@@ -102,26 +103,53 @@ def _ratio(cov: Tensor, var_x: Tensor, var_z: Tensor, degenerate: Tensor) -> Ten
     return torch.where(ok, cov / torch.where(ok, denom, torch.ones_like(denom)), torch.zeros_like(cov))
 
 
-def _gram_distances(a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+# The plain Gram matrix a a^T of uncentred rows gives squared distances |a_i|^2 + |a_j|^2 - 2 a_i.a_j
+# with an absolute error of a few eps times |a_i|^2 + |a_j|^2, so the error grows with the ratio
+# R = mean |a_i|^2 / mean |a_i - mean|^2 (the rows' offset against their spread). Measured in
+# float32 against float64 (128 x 2048 offset ReLU activations): gradient error 0.8e-6 at R = 1.5,
+# 1.9e-6 at R = 6.8, 4.7e-6 at R = 18. Trained small-cnn activations have R = 3.2-3.4, Fashion-MNIST
+# images 2.4. Above _OFFSET_LIMIT, or where squares could overflow or underflow, the rows are
+# centred and rescaled first (one more matmul and three passes over them).
+_OFFSET_LIMIT = 16.0
+
+
+def _gram_distances(a: Tensor, *, name: str = "distance_correlation") -> tuple[Tensor, Tensor, Tensor]:
     """Pairwise distances of the rows of ``a`` [n, d] from one Gram matrix, as `_distance_matrix`.
 
-    Returns (distances [n, n], the rescaled rows, the rescaling factor): rows are centred and
-    multiplied by the power of two that brings their largest entry into [1, 2) (exact, and dCor
-    is scale-invariant). One pass to centre, one to find the scale, one to rescale, one matmul;
-    the [n, n] steps work in place.
+    Returns (distances [n, n], the rows the distances were computed from, their rescaling factor).
+    Fast path: the Gram matrix of ``a`` itself, one matmul and no pass over [n, d] (the rows are
+    returned as given, factor 1). When the rows' offset is large against their spread (see
+    `_OFFSET_LIMIT`) or their squares leave float range, they are centred and multiplied by the
+    power of two that brings their largest entry into [1, 2) (exact; dCor is translation and
+    scale invariant) and the Gram matrix is computed again. Raises ValueError for NaN or inf.
+    The [n, n] steps work in place.
     """
-    centred = a - a.mean(dim=0, keepdim=True)
-    low, high = torch.aminmax(centred)
-    scale = torch.maximum(high, -low)
-    inv = torch.where(scale > 0, torch.exp2(-torch.floor(torch.log2(scale))), 1.0)
-    scaled = centred.mul_(inv)
-    gram = scaled @ scaled.T
-    sq_norms = gram.diagonal().clone()
+    gram = a @ a.T
+    sq_norms = gram.diagonal()
+    tiny = torch.finfo(a.dtype).tiny / torch.finfo(a.dtype).eps
+    usable = bool(torch.isfinite(sq_norms * 8).all())  # and |a_i|^2 + |a_j|^2 - 2 a_i.a_j stays in range
+    if usable:
+        mean_sq = sq_norms.mean()
+        spread = mean_sq - gram.mean()  # mean |a_i - mean|^2
+        usable = bool((spread * _OFFSET_LIMIT >= mean_sq) & (spread > tiny))
+    if usable:
+        rows, inv = a, torch.ones((), dtype=a.dtype, device=a.device)
+    else:
+        if not all_finite(a):
+            raise ValueError(f"{name}: inputs contain NaN or infinite values")
+        centred = a - a.mean(dim=0, keepdim=True)
+        low, high = torch.aminmax(centred)
+        scale = torch.maximum(high, -low)
+        inv = torch.where(scale > 0, torch.exp2(-torch.floor(torch.log2(scale))), 1.0)
+        rows = centred.mul_(inv)
+        gram = rows @ rows.T
+        sq_norms = gram.diagonal()
+    sq_norms = sq_norms.clone()
     norm_sum = sq_norms[:, None] + sq_norms[None, :]
     sq = gram.mul_(-2).add_(norm_sum)
     keep = sq > norm_sum.mul_(_NOISE_EPS * torch.finfo(a.dtype).eps)
     keep.fill_diagonal_(False)
-    return sq.mul_(keep).sqrt_(), scaled, inv  # kept entries exceed a threshold >= 0; the rest become 0
+    return sq.mul_(keep).sqrt_(), rows, inv  # kept entries exceed a threshold >= 0; the rest become 0
 
 
 def _double_centred_symmetric(d: Tensor) -> Tensor:
@@ -130,15 +158,18 @@ def _double_centred_symmetric(d: Tensor) -> Tensor:
     return (d - rows).sub_(rows.mT - rows.mean(dim=-2, keepdim=True))
 
 
-def _gradient_of_rows(g_dist: Tensor, dist: Tensor, scaled: Tensor, factor: Tensor) -> Tensor:
-    """``factor`` (diag(W 1) - W) a_c with W = g / D, 0 where D = 0: dL/d(rows) up to that factor.
+def _gradient_of_rows(g_dist: Tensor, dist: Tensor, rows: Tensor, factor: Tensor) -> Tensor:
+    """``factor`` L a with the graph Laplacian L = diag(W 1) - W, W = g / D (0 where D = 0).
 
-    With ``g_dist`` = dL/dD, dL/da = 2 (diag(W 1) - W) a_c / s^2. The graph Laplacian's zero row
-    sums make the centring's backward a no-op; (diag(W 1) - W) a is one matmul (addmm) on top of
-    a row scaling. ``g_dist`` is overwritten.
+    With ``g_dist`` = dL/dD, dL/da = 2 L a / s^2. L's zero row sums make the centring's backward a
+    no-op (L a = L a_c, so the rows may be centred or not); L is formed as an [n, n] matrix with
+    the factor folded in, so the gradient is one matmul and no pass over [n, d]. ``g_dist`` is
+    overwritten.
     """
     w = g_dist.div_(dist).nan_to_num_(0.0, 0.0, 0.0)  # D = 0 (diagonal, clamped pairs): x / 0 is +-inf or nan
-    return torch.addmm(w.sum(dim=1, keepdim=True) * scaled, w, scaled, alpha=-1).mul_(factor)
+    laplacian = w.mul_(-factor)
+    laplacian.diagonal().sub_(laplacian.sum(dim=1))  # W's diagonal is 0 (D_ii = 0)
+    return laplacian @ rows
 
 
 class _DistanceCorrelation(torch.autograd.Function):
@@ -191,9 +222,10 @@ def distance_correlation(x: Tensor, z: Tensor) -> Tensor:
     Rows are samples: both inputs are flattened to ``[n, -1]`` (n >= 2). Differentiable with
     finite gradients, also for duplicate rows; a constant input gives 0. Equals
     ``dcor.distance_correlation(x, z)``; its value depends on n (see module docstring).
-    The backward pass is hand-written (one matmul per input): NoPeek calls this every step.
+    The forward and backward passes are hand-written (one matmul each per input, no pass over
+    the activations in the common case): NoPeek calls this every step.
     """
-    xf, zf = _flatten_pair(x, z, name="distance_correlation", min_n=2)
+    xf, zf = _flatten_pair(x, z, name="distance_correlation", min_n=2, check_finite=False)  # checked from the Gram matrices
     return _DistanceCorrelation.apply(xf, zf)
 
 

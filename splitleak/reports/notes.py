@@ -18,6 +18,7 @@ from splitleak.policy import SSIM_UNRECOGNISABLE
 from splitleak.reports.canvas import CONTENT_BOTTOM, CONTENT_TOP, MARGIN, page, text_at
 from splitleak.reports.runs import Run
 from splitleak.reports.tables import chance_attacks
+from splitleak.timing import stages_line
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,17 @@ def _evaluation_blocks(runs: Sequence[Run]) -> list[Block]:
               "gets: garbage reconstructions that the classifier maps to one class score at most this. An attack is at chance when its "
               "semantic accuracy's 95% CI reaches down to chance."),
         _table(("model", "classifier", "epochs", "trained on", "reference accuracy / reason off", "chance", "attacks at chance"), semantic),
+        *_time_blocks(runs),
     ]
+
+
+def _time_blocks(runs: Sequence[Run]) -> list[Block]:
+    """Where each run's time went, one line per run (wall time; results of earlier releases record none)."""
+    lines = [f"{r.label}: {stages_line(r.provenance.stages)}" for r in runs if r.provenance.stages]
+    if not lines:
+        return []
+    return [Block("text", "Time per stage (wall clock; a sweep's model sums its cells; scorers' preparation includes training the semantic classifier):"),
+            *(Block("text", line) for line in lines)]
 
 
 def _metric_blocks(runs: Sequence[Run]) -> list[Block]:

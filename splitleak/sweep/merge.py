@@ -5,7 +5,7 @@ carries the model-level rows (accuracy, dCor(x, z), semantic reference) that eva
 for every evaluation: the merged table keeps one copy per (run, attack, metric, sample), the
 first in grid order, and the per-image worst case (attack "worst") is recomputed over the attacks
 of all the run's cells. Per run, the provenance is the first cell's with the attacks of all its
-cells (`RunProvenance.cells` names them), and the reconstructions are stored under `<run>/...` keys, the layout reports and the
+cells (`RunProvenance.cells` names them) and the stage times of all of them summed, and the reconstructions are stored under `<run>/...` keys, the layout reports and the
 gate read from a folder that holds several runs (splitleak.reports.runs).
 """
 
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from splitleak.records import Provenance, RunProvenance
+from splitleak.timing import merge_stages
 from splitleak.results import PROVENANCE_FILE, RECONSTRUCTIONS_FILE, SUMMARY_FILE, TABLE_FILE, Results, ResultsError
 from splitleak.worst_case import with_worst_case
 
@@ -43,11 +44,12 @@ def merge_results(cells: Sequence[tuple[str, Results]], sweep: Mapping[str, Any]
             raise ResultsError(f"cell {name} holds {len(ids)} runs; a sweep cell evaluates exactly one checkpoint")
         run = ids[0]
         cell = results.provenance.run(run) or RunProvenance()
-        merged = runs.get(run) or dataclasses.replace(cell, cells=(), attacks={}, evaluation={**cell.evaluation, "attacks": [], "attack_params": {}})
+        merged = runs.get(run) or dataclasses.replace(cell, cells=(), attacks={}, stages={}, evaluation={**cell.evaluation, "attacks": [], "attack_params": {}})
         evaluation = dict(merged.evaluation)
         evaluation["attacks"] = [*evaluation["attacks"], *(a for a in cell.evaluation.get("attacks", []) if a not in evaluation["attacks"])]
         evaluation["attack_params"] = {**evaluation["attack_params"], **copy.deepcopy(cell.evaluation.get("attack_params") or {})}
-        runs[run] = dataclasses.replace(merged, cells=(*merged.cells, name), attacks={**merged.attacks, **copy.deepcopy(cell.attacks)}, evaluation=evaluation)
+        stages = merge_stages(merged.stages, cell.stages)  # every cell's work on the model, summed
+        runs[run] = dataclasses.replace(merged, cells=(*merged.cells, name), attacks={**merged.attacks, **copy.deepcopy(cell.attacks)}, evaluation=evaluation, stages=stages)
         for key, tensor in results.reconstructions.items():
             reconstructions.setdefault(f"{run}/{key}", tensor)
     provenance = Provenance(runs=runs, sweep=dict(sweep or {}))

@@ -338,3 +338,30 @@ def test_as_rows_flattens_in_memory_order_without_copying() -> None:
     x = torch.randn(6, 7)
     torch.testing.assert_close(distance_correlation(x, z), distance_correlation(x, z.contiguous().reshape(6, -1)))
     assert as_rows(torch.randn(6, 2, 3)).is_contiguous()
+
+
+@pytest.mark.parametrize("offset", [0.0, 1.0, 50.0])
+def test_the_fast_and_the_centred_gram_path_agree(offset: float, monkeypatch) -> None:
+    """Uncentred Gram matrix (small offset: no pass over the rows) and centred, rescaled rows
+    (large offset, huge or tiny values) give the same dCor and gradient."""
+    from splitleak.metrics import dependence
+
+    gen = torch.Generator().manual_seed(11)
+    x = torch.rand(64, 49, generator=gen, dtype=torch.float64)
+    z = torch.relu(torch.randn(64, 300, generator=gen, dtype=torch.float64)) + offset
+    fast_rows = dependence._gram_distances(z)[1]
+    assert (fast_rows is z) == (offset < 2)  # R = 1.5 and 6.8 take the fast path, 50 does not
+    results = []
+    for limit in (1e12, 0.0):  # force each path
+        monkeypatch.setattr(dependence, "_OFFSET_LIMIT", limit)
+        zz = z.clone().requires_grad_()
+        value = distance_correlation(x, zz)
+        value.backward()
+        results.append((value.item(), zz.grad))
+    (v_fast, g_fast), (v_centred, g_centred) = results
+    assert v_fast == pytest.approx(v_centred, abs=1e-12)
+    assert float((g_fast - g_centred).norm() / g_centred.norm()) < 1e-9
+    monkeypatch.undo()
+    for scale in (1e30, 1e-30):  # squares overflow / underflow float32: the rescaled path, same dCor
+        got = distance_correlation(x.float(), (z * scale).float()).item()
+        assert got == pytest.approx(v_centred, abs=1e-5)

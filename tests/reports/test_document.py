@@ -104,3 +104,11 @@ def test_the_notes_say_how_many_releases_the_attacker_combined(report_dirs) -> N
     cells = [cell for block in build_content(report_dirs).notes if block.kind == "table" for row in block.rows for cell in row]
     assert any(cell.endswith("attacker sees one release per image") for cell in cells)
     assert _attacker({"releases": 2, "estimator": "noise.estimate"}) == "adaptive attacker: 2 releases per image, combined by noise.estimate"
+
+
+def test_the_notes_say_where_each_runs_time_went(report_dirs) -> None:
+    content = build_content(report_dirs)
+    lines = [block.text for block in content.notes if block.kind == "text" and " · " in block.text]
+    timed = [r for r in content.runs if r.provenance.stages]
+    assert timed and len(lines) == len(timed)  # one line per run that recorded its stages
+    assert all(line.startswith(f"{r.label}: ") and "scoring" in line for line, r in zip(lines, timed))
