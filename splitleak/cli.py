@@ -9,14 +9,14 @@ splitleak/_cli/; the library never imports argparse.
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import sys
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from splitleak import __version__
+from splitleak._cli.progress import progress_for as _progress
 from splitleak.errors import InputError
 
 log = logging.getLogger("splitleak")
@@ -32,17 +32,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _progress(quiet: bool) -> Callable:
-    """Bars on a terminal; elsewhere (CI logs) one line per stage on stderr; nothing when quiet."""
-    if not quiet and not sys.stderr.isatty():
-        from splitleak.progress import lines
-
-        return lines(functools.partial(print, file=sys.stderr, flush=True))
-    from tqdm import tqdm
-
-    return functools.partial(tqdm, leave=False, disable=quiet, unit="img", unit_scale=True, dynamic_ncols=True)
 
 
 def _data_options(parser: argparse.ArgumentParser) -> None:

@@ -58,7 +58,7 @@ def _workers(value: str, threads: int | None) -> int:
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
-    from splitleak.cli import _progress
+    from splitleak._cli.progress import progress_for
     from splitleak.sweep import format_plan, load_grid, plan_sweep, run_sweep
     from splitleak.sweep.cost import duration
 
@@ -81,7 +81,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     outcome = run_sweep(
         grid, args.out, executor=args.executor, workers=workers, threads=args.threads, ray_address=args.ray_address,
         cpus_per_task=args.cpus_per_task, gpus_per_task=args.gpus_per_task, report=not args.no_report, on_event=event_printer(args.quiet),
-        progress=_progress(args.quiet),
+        progress=progress_for(args.quiet),
     )
     done = len(outcome.finished) + len(outcome.reused)
     print(f"sweep: {done}/{outcome.total} cells finished ({len(outcome.reused)} reused, {len(outcome.trained)} models trained), {len(outcome.failed)} failed")
