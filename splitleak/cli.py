@@ -300,17 +300,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     claim_results_folder(args.out)
     store.claim()
     checkpoint, splits = target_from_args(args, limit_test=config.test_images_needed(), cap_test=args.limit is None)
-    if checkpoint.data_caveat:
-        print(f"note: {checkpoint.data_caveat}", file=sys.stderr)
+    notes = [checkpoint.data_caveat] if checkpoint.data_caveat else []  # said when the run succeeds: a refusal stays one line
     if args.limit is None and len(splits.test) < DEFAULT_EVAL_LIMIT:
         if args.dcor_samples is not None and args.dcor_samples > len(splits.test):  # explicit: refused, as --limit would be
             raise InputError(f"--dcor-samples {args.dcor_samples} is larger than the {len(splits.test)} test images the data has")
-        print(f"note: attacking all {len(splits.test)} test images the data has (fewer than the default --limit-test {DEFAULT_EVAL_LIMIT})", file=sys.stderr)
+        notes.append(f"attacked all {len(splits.test)} test images the data has (fewer than the default --limit-test {DEFAULT_EVAL_LIMIT})")
     check_writable(args.out)
     results = evaluate(checkpoint, config, splits, progress=_progress(args.quiet), store=store)
     out = results.save(args.out)
     store.discard()
     run = results.provenance.only
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     if not run.task_accuracy["reported"]:
         print(f"note: no task accuracy: {run.task_accuracy['reason']}", file=sys.stderr)
     if not run.lpips["available"] and config.lpips is not None:

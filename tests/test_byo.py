@@ -76,6 +76,7 @@ def test_factory_and_weights_give_a_clone_for_unsplit_and_shadow(tmp_path: Path,
         "--attack-param", "shadow.shadow_epochs=1", "--attack-param", "shadow.decoder_epochs=1", "--out", str(out), *FAST,
     ]
     assert main(argv) == 0, capsys.readouterr().err
+    capsys.readouterr()  # its notes (data caveat) are not the refusal below
     results = Results.load(out)
     assert {"unsplit", "shadow"} <= set(results.table.attack)
     assert set(results.table.arch) == {f"factory:{module}:encoder"}
@@ -93,6 +94,7 @@ def test_input_spec_toml_with_normalisation(tmp_path: Path, folder: Path, script
     spec.write_text(f'shape = [1, 16, 16]\nvalue_range = [0.0, 1.0]\nmean = [0.5]\nstd = [0.25]\nimage_folder = "{folder}"\naux_pool = 16\nsplit_seed = 3\n')
     out = tmp_path / "res"
     assert main(["evaluate", str(encoder), "--head", str(head), "--input-spec", str(spec), "--allow-code", "--out", str(out), *FAST]) == 0
+    capsys.readouterr()  # its notes (data caveat) are not the refusal below
     results = Results.load(out)
     assert results.provenance.only.meta.input_spec.to_dict() == {"shape": [1, 16, 16], "value_range": [0.0, 1.0], "mean": [0.5], "std": [0.25]}
     assert results.provenance.only.data["aux_pool"] == 16 and results.provenance.only.data["split_seed"] == 3
@@ -175,6 +177,7 @@ def test_the_new_passive_attacks_run_on_a_foreign_torchscript_encoder(tmp_path: 
     out = tmp_path / "res"
     argv = ["evaluate", str(enc), "--head", str(hd), "--image-folder", str(images), "--allow-code", *SDAR_FORA, "--out", str(out), *FAST]
     assert main(argv) == 0, capsys.readouterr().err
+    capsys.readouterr()  # its notes (data caveat) are not the refusal below
     results = Results.load(out)
     assert {"sdar", "fora", "worst"} <= set(results.table.attack)
     assert results.reconstructions["attack/sdar"].shape[1] == channels == results.reconstructions["attack/fora"].shape[1]
@@ -220,7 +223,7 @@ def test_the_default_limit_adapts_to_a_small_folder_an_explicit_one_is_refused(t
     quick = [a for a in FAST if a not in ("--limit", "20")]
     args = ["evaluate", str(encoder), "--head", str(head), "--image-folder", str(folder), "--allow-code", *quick, "--attacks", "decoder"]
     assert main([*args, "--out", str(tmp_path / "res")]) == 0
-    assert "note: attacking all 20 test images the data has (fewer than the default --limit-test 1000)" in capsys.readouterr().err
+    assert "note: attacked all 20 test images the data has (fewer than the default --limit-test 1000)" in capsys.readouterr().err
     assert Results.load(tmp_path / "res").provenance.only.data["test_size"] == 20
     assert main([*args, "--out", str(tmp_path / "res2"), "--limit", "21"]) == 2
     assert "limit_test=21 is larger than the 20 test images left" in _one_error_line(capsys)

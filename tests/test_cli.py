@@ -111,7 +111,7 @@ def test_evaluate_default_limit_uses_the_checkpoints_smaller_test_set(tmp_path: 
     """Digits has 360 test images: the default --limit 1000 adapts (and says so), an explicit 1000 is refused."""
     common = ["evaluate", str(tiny_checkpoint), "--attack-param", "decoder.epochs=1", "--lpips", "none", "--semantic-epochs", "0", "--quiet"]
     assert main([*common, "--out", str(tmp_path / "res")]) == 0
-    assert "note: attacking all 360 test images" in capsys.readouterr().err
+    assert "note: attacked all 360 test images" in capsys.readouterr().err
     assert Results.load(tmp_path / "res").provenance.only.data["limit_test"] == 360
     assert main([*common, "--out", str(tmp_path / "res2"), "--limit", "1000"]) == 2
     assert "limit_test=1000 is larger than the 360 images available" in capsys.readouterr().err
