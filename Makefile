@@ -7,12 +7,17 @@ TORCH ?= torch==2.13.0 torchvision==0.28.0
 OUT ?= runs/demo
 FMNIST_DEB := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: install data weights demo test test-all clean
+.PHONY: install install-dev data weights demo test test-all clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# The package alone: what the main job needs.
 install: $(BIN)/python
+	$(BIN)/python -m pip install --quiet $(TORCH) -e .
+
+# The package and the dev extra (pytest, dcor, hypothesis, Ray) for the tests; the same venv.
+install-dev: $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(TORCH) -e '.[dev]'
 
 # Fashion-MNIST from Debian's package where apt is available (offline machines); online users can use --download.
@@ -31,10 +36,10 @@ weights: install
 demo: install data weights
 	$(BIN)/splitleak demo --out $(OUT)
 
-test: install data weights
+test: install-dev data weights
 	SPLITLEAK_REQUIRE_WEIGHTS=1 $(BIN)/python -m pytest -m "not slow" -q
 
-test-all: install data weights
+test-all: install-dev data weights
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -21,6 +21,7 @@ A TOML input spec (every key optional; command-line options override it):
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import tomllib
@@ -35,6 +36,8 @@ from splitleak.data import DATASETS, ArraySplit, DataConfig, InputSpec, Splits, 
 from splitleak.errors import InputError
 from splitleak.models.checkpoint import Checkpoint, load_checkpoint
 from splitleak.models.foreign import SPLITLEAK, ModelSource, check_source, detect, load_foreign
+
+log = logging.getLogger(__name__)
 
 MAX_SPEC_BYTES = 1 << 20
 
@@ -150,11 +153,13 @@ def open_target(
     aux_size: int | None = None,
     limit_test: int | None = None,
     download: bool | None = None,
+    cap_test: bool = False,
 ) -> tuple[Checkpoint, Splits]:
     """The checkpoint and the data splits `evaluate` attacks for `model` described by `inputs`.
 
     A splitleak checkpoint brings its own input spec and data split (`inputs` must be empty);
     anything else is a foreign model, loaded with `load_foreign` for `inputs`' spec and data.
+    `cap_test`: `limit_test` is a default, an upper bound (fewer test images: use them all).
     """
     kind = detect(model.encoder)
     if kind == SPLITLEAK:
@@ -169,17 +174,36 @@ def open_target(
 
         checkpoint = load_checkpoint(model.encoder)
         data = data_config_for(checkpoint, data_dir=data_dir, aux_size=aux_size, limit_test=limit_test, download=download or None)
-        return checkpoint, load_splits(data)
+        return checkpoint, load_splits(data, cap_test=cap_test)
     check_source(model)  # refusals first: no data is read for a model that will not be loaded
-    splits = foreign_splits(inputs, data_dir=data_dir, aux_size=aux_size, limit_test=limit_test, download=bool(download))
-    checkpoint = load_foreign(model, splits.spec, splits.num_classes if splits.labelled else None)
-    return checkpoint, splits
+    splits = foreign_splits(inputs, data_dir=data_dir, aux_size=aux_size, limit_test=limit_test, download=bool(download), cap_test=cap_test)
+    first_batch = splits.test.x[:2]  # the pre-flight runs on the images the attacks will use, as laid out for them
+    checkpoint = load_foreign(model, splits.spec, splits.num_classes if splits.labelled else None, sample=first_batch)
+    caveat = data_caveat(splits, from_folder=inputs.image_folder is not None)
+    log.info("%s", caveat)
+    return dataclasses.replace(checkpoint, data_caveat=caveat), splits
+
+
+def data_caveat(splits: Splits, *, from_folder: bool) -> str:
+    """What evaluating a model trained elsewhere cannot rule out: that it saw the attacker's
+    auxiliary images (and, from an image folder, the attacked ones) during its own training."""
+    if from_folder:
+        return (
+            f"the attacker's {len(splits.aux)} auxiliary images and the {len(splits.test)} attacked images all come from the image folder: "
+            "if the model was trained on any of them, it may have seen (and memorised) both"
+        )
+    return (
+        f"the attacker's {len(splits.aux)} auxiliary images are drawn from {splits.dataset}'s training part: a model trained elsewhere on "
+        "the whole training set may have seen them (an advantage for the attacker); the attacked test images come from the test part and are unaffected"
+    )
 
 
 def foreign_splits(
-    inputs: InputConfig, *, data_dir: str | None = None, aux_size: int | None = None, limit_test: int | None = None, download: bool = False
+    inputs: InputConfig, *, data_dir: str | None = None, aux_size: int | None = None, limit_test: int | None = None, download: bool = False,
+    cap_test: bool = False,
 ) -> Splits:
-    """The aux and test parts for a foreign model: an image folder or a registered dataset."""
+    """The aux and test parts for a foreign model: an image folder or a registered dataset
+    (`cap_test`: `limit_test` is an upper bound, as in `open_target`)."""
     if inputs.image_folder is not None:
         from splitleak.image_folder import infer_shape, list_folder, load_image_folder
 
@@ -187,7 +211,7 @@ def foreign_splits(
         _check_channels(inputs, shape)
         return load_image_folder(
             inputs.image_folder, inputs.input_spec(shape), split_seed=inputs.split_seed, aux_pool=inputs.aux_pool,
-            aux_size=aux_size, limit_test=limit_test, num_classes=inputs.num_classes,
+            aux_size=aux_size, limit_test=limit_test, num_classes=inputs.num_classes, cap_test=cap_test,
         )
     if inputs.dataset is None:
         raise InputError("a model trained elsewhere needs data to be attacked on: --image-folder DIR or --dataset NAME (or either in --input-spec)")
@@ -202,7 +226,7 @@ def foreign_splits(
         dataset=source.name, data_dir=data_dir, split_seed=inputs.split_seed, aux_pool=inputs.aux_pool, aux_size=aux_size,
         limit_train=1, limit_test=limit_test, download=download,
     )
-    splits = load_splits(config)
+    splits = load_splits(config, cap_test=cap_test)
     spec = inputs.input_spec(tuple(shape))
     low, high = spec.value_range
 

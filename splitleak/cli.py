@@ -9,14 +9,14 @@ splitleak/_cli/; the library never imports argparse.
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import sys
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from splitleak import __version__
+from splitleak._cli.progress import progress_for as _progress
 from splitleak.errors import InputError
 
 log = logging.getLogger("splitleak")
@@ -24,6 +24,7 @@ EXIT_INTERNAL_ERROR = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 MAX_INTERNAL_MESSAGE = 300  # characters of an unexpected exception's message shown without -v
+DEFAULT_EVAL_LIMIT = 1000  # evaluate's test images when --limit is not given: an upper bound, not a demand
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,13 +32,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _progress(quiet: bool) -> Callable:
-    from tqdm import tqdm
-
-    # disable=None: tqdm shows bars only on a terminal, so logs and CI stay readable
-    return functools.partial(tqdm, leave=False, disable=True if quiet else None, unit="img", unit_scale=True, dynamic_ncols=True)
 
 
 def _data_options(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +44,11 @@ def _verbose_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
+    from splitleak._cli.threads import threads_option
+
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    threads_option(parser, "torch CPU threads (default: $OMP_NUM_THREADS when set, else torch's default, one per core); "
+                           "on a shared machine 1 is often fastest")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     _verbose_option(parser)
 
@@ -100,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--split-seed", type=int, default=0, help="seed of the train/aux split, kept in the checkpoint")
     train.add_argument("--aux-pool", type=int, help="training images reserved for the attacker (default: per dataset)")
     train.add_argument("--limit-train", type=int, help="train on at most this many images")
-    train.add_argument("--limit-test", type=int, help="measure accuracy on at most this many test images")
+    train.add_argument("--limit-test", "--limit", dest="limit_test", type=int, metavar="N", help="measure accuracy on the first N test images (--limit: the same, as evaluate spells it)")
     train.add_argument("--out", required=True, help="checkpoint file to write (.safetensors)")
     train.add_argument("--resume", action="store_true", help="continue from OUT.partial, saved after every finished epoch (same final weights as an uninterrupted run)")
     _data_options(train)
@@ -111,8 +109,12 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("checkpoint", metavar="MODEL", help="a splitleak checkpoint (.safetensors), or a model trained elsewhere: TorchScript, torch.export .pt2, or weights for --factory (docs/byo.md)")
     ev.add_argument("--attacks", default="decoder", help="comma-separated attacks (default: decoder; `splitleak attacks` lists them)")
     ev.add_argument("--out", required=True, help="results folder to write (replaced atomically)")
-    ev.add_argument("--aux-size", type=int, help="auxiliary images the attacker gets (default: the whole reserved pool)")
-    ev.add_argument("--limit", type=int, default=1000, help="attack and score this many test images (default 1000)")
+    ev.add_argument("--aux-size", type=int, help="auxiliary images the attacker gets (default: the whole reserved pool, e.g. 10,000 for Fashion-MNIST; the demo gives 5,000)")
+    ev.add_argument("--limit-test", "--limit", dest="limit", type=int, metavar="N",
+                    help=f"attack and score the first N test images (default {DEFAULT_EVAL_LIMIT}, or all the data has when fewer; an explicit N "
+                         "larger than the data is refused). --limit is the same option's older name. The defaults (1000 test images, the "
+                         "whole auxiliary pool: 10,000 images for Fashion-MNIST) are far larger than the demo's (300 and 5,000): a first "
+                         "evaluate takes much longer than the demo suggests; --limit-test 300 --aux-size 5000 matches the demo")
     ev.add_argument("--dcor-samples", type=int, help="test images used for dCor(x, z) (default: the scored ones; the whole test set is fine)")
     ev.add_argument("--dcor-memory-mb", type=int, default=512, help="memory budget of the blocked dCor computation in MiB (default 512)")
     ev.add_argument("--lpips", default="alex", choices=("alex", "vgg", "squeeze", "none"), help="LPIPS backbone, or none (default alex)")
@@ -283,7 +285,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     config = EvalConfig(
-        attacks=attacks, attack_params=_attack_params(args.attack_param), budget_scale=args.budget_scale, limit=args.limit, dcor_samples=args.dcor_samples,
+        attacks=attacks, attack_params=_attack_params(args.attack_param), budget_scale=args.budget_scale,
+        limit=DEFAULT_EVAL_LIMIT if args.limit is None else args.limit, dcor_samples=args.dcor_samples,
         dcor_memory=args.dcor_memory_mb * 2**20, lpips=None if args.lpips == "none" else args.lpips,
         lpips_weights=args.lpips_weights, require_lpips=args.require_lpips, gallery=args.gallery,
         semantic_epochs=args.semantic_epochs, seed=args.seed, device=args.device, metrics=metrics,
@@ -297,12 +300,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     recover_results_folder(args.out)  # a swap killed midway put back before anything is judged
     claim_results_folder(args.out)
     store.claim()
-    checkpoint, splits = target_from_args(args, limit_test=config.test_images_needed())
+    checkpoint, splits = target_from_args(args, limit_test=config.test_images_needed(), cap_test=args.limit is None)
+    notes = [checkpoint.data_caveat] if checkpoint.data_caveat else []  # said when the run succeeds: a refusal stays one line
+    if args.limit is None and len(splits.test) < DEFAULT_EVAL_LIMIT:
+        if args.dcor_samples is not None and args.dcor_samples > len(splits.test):  # explicit: refused, as --limit would be
+            raise InputError(f"--dcor-samples {args.dcor_samples} is larger than the {len(splits.test)} test images the data has")
+        notes.append(f"attacked all {len(splits.test)} test images the data has (fewer than the default --limit-test {DEFAULT_EVAL_LIMIT})")
     check_writable(args.out)
     results = evaluate(checkpoint, config, splits, progress=_progress(args.quiet), store=store)
     out = results.save(args.out)
     store.discard()
     run = results.provenance.only
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     if not run.task_accuracy["reported"]:
         print(f"note: no task accuracy: {run.task_accuracy['reason']}", file=sys.stderr)
     if not run.lpips["available"] and config.lpips is not None:
@@ -310,8 +320,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     summary = results.summary()[["defense", "attack", "metric", "mean", "ci_low", "ci_high", "median", "count"]]
     summary["attack"] = summary["attack"].replace("", "(model)")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    _print_verdicts(results)
     print(f"results: {out}")
     return 0
+
+
+def _print_verdicts(results: Any) -> None:
+    """One line per checkpoint: its verdict (the report's rule, docs/report.md)."""
+    from splitleak.reports.runs import collect_runs
+    from splitleak.reports.tables import verdict_lines
+
+    for line in verdict_lines(collect_runs(results)):
+        print(f"verdict: {line}")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -321,7 +341,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     usable_device(args.device)
     from splitleak._cli.sweep import event_printer
 
-    path = run_demo(args.out, quick=args.quick, data_dir=args.data_dir, device=args.device, seeds=args.seeds, on_event=event_printer(args.quiet))
+    path = run_demo(
+        args.out, quick=args.quick, data_dir=args.data_dir, device=args.device, seeds=args.seeds, on_event=event_printer(args.quiet),
+        progress=_progress(args.quiet),
+    )
+    from splitleak.results import Results
+
+    _print_verdicts(Results.load(args.out))  # the merged results of every model
     print(f"report: {path}")
     return 0
 
@@ -405,6 +431,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         verbose = bool(getattr(args, "verbose", False))
         logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        if getattr(args, "threads", None) is not None and args.command != "sweep":  # sweep: per worker, set in each
+            import torch
+
+            torch.set_num_threads(args.threads)
         return args.run(args)
     except (InputError, OSError) as err:  # validated input, or the environment's paths, permissions, disk
         print(f"splitleak: error: {_one_line(err)}", file=sys.stderr)

@@ -60,10 +60,20 @@ IDX_FILES = {
 
 
 
+def standard_layout(t: torch.Tensor) -> torch.Tensor:
+    """`t` with row-major strides (a copy only when needed). A tensor with a size-1 dimension
+    can be "contiguous" yet channels-last (grey [N, 1, H, W] stacked from [N, H, W]): convolutions
+    then return channels-last activations and a user's ``z.view(-1, k)`` fails."""
+    if t.stride() == torch.empty(t.shape, device="meta").stride():
+        return t
+    return t.clone(memory_format=torch.contiguous_format)
+
+
 @dataclass(frozen=True, eq=False)
 class ArraySplit:
-    """One part of a dataset: images ``x`` float32 [N, C, H, W] in [0, 1], labels ``y`` int64
-    [N], and ``indices`` int64 [N], the rows of the source part each image came from."""
+    """One part of a dataset: images ``x`` float32 [N, C, H, W] in [0, 1] with standard row-major
+    strides (see :func:`standard_layout`), labels ``y`` int64 [N], and ``indices`` int64 [N],
+    the rows of the source part each image came from."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -78,6 +88,7 @@ class ArraySplit:
                 raise DataError(f"ArraySplit.{name} must be int64 [N], got {t.dtype} {tuple(t.shape)}")
             if len(t) != len(self.x):
                 raise DataError(f"ArraySplit.{name} has {len(t)} rows but x has {len(self.x)}")
+        object.__setattr__(self, "x", standard_layout(self.x))
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -536,6 +547,15 @@ def resolve_defaults(config: DataConfig) -> DataConfig:
     return dataclasses.replace(config, aux_pool=pool, aux_size=_take("aux_size", config.aux_size, pool))
 
 
+def capped(limit: int | None, available: int, cap: bool, where: str) -> int | None:
+    """`limit`, or `available` when `cap` (the limit is a default, not the user's) and the data
+    holds fewer test images: a default adapts to the data, only an explicit value is refused."""
+    if cap and limit is not None and limit > available:
+        log.info("%s holds %d test images, fewer than the default limit %d: using all of them", where, available, limit)
+        return available
+    return limit
+
+
 def _take(name: str, n: int | None, available: int) -> int:
     if n is None:
         return available
@@ -544,7 +564,7 @@ def _take(name: str, n: int | None, available: int) -> int:
     return n
 
 
-def load_splits(config: DataConfig) -> Splits:
+def load_splits(config: DataConfig, *, cap_test: bool = False) -> Splits:
     """Load ``config.dataset`` and split it into disjoint train / aux / test parts.
 
     The source's training part is permuted with ``torch.Generator().manual_seed(split_seed)``;
@@ -552,6 +572,8 @@ def load_splits(config: DataConfig) -> Splits:
     the remaining rows form ``train`` (first ``limit_train``). ``test`` is the first
     ``limit_test`` rows of the source's test part. Same config, same splits.
     ``Splits.config`` is ``config`` with ``aux_pool`` / ``aux_size`` defaults resolved.
+    ``cap_test``: ``limit_test`` is a default, an upper bound: fewer test images use what there
+    is (``Splits.config`` records the number used); otherwise asking for more is a DataError.
     """
     source = get_source(config.dataset)
     raw = source.load(Path(config.data_dir) if config.data_dir else None, config.download)
@@ -569,7 +591,9 @@ def load_splits(config: DataConfig) -> Splits:
         )
     aux_n = resolved.aux_size
     train_n = _take("limit_train", config.limit_train, n_source - pool)
-    test_n = _take("limit_test", config.limit_test, len(raw.test_y))
+    test_n = _take("limit_test", capped(config.limit_test, len(raw.test_y), cap_test, source.name), len(raw.test_y))
+    if test_n != config.limit_test and config.limit_test is not None:
+        resolved = dataclasses.replace(resolved, limit_test=test_n)
 
     gen = torch.Generator().manual_seed(config.split_seed)
     perm = torch.randperm(n_source, generator=gen)
@@ -605,9 +629,11 @@ __all__ = [
     "InputSpec",
     "RawData",
     "Splits",
+    "capped",
     "get_source",
     "load_splits",
     "read_idx",
     "resolve_roots",
+    "standard_layout",
     "without_locations",
 ]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from splitleak.data import DataConfig, load_splits
 from splitleak.evaluation import EvalConfig
+from splitleak.progress import ProgressFactory, silent
 from splitleak.sweep import SweepEvent, run_sweep
 from splitleak.sweep.runner import claim_sweep_folder
 from splitleak.sweep.grid import Grid, study_grid
@@ -92,14 +93,16 @@ def run_demo(
     device: str = "cpu",
     seeds: Sequence[int] | None = None,
     on_event: Callable[[SweepEvent], None] | None = None,
+    progress: ProgressFactory = silent,
 ) -> Path:
     """Run the demo into `out` (a sweep folder: checkpoints/, cells/, the merged results and
-    report.pdf; finished models are reused); returns the report's path."""
+    report.pdf; finished models are reused); returns the report's path. `on_event`: each model's
+    start and end; `progress`: the stages within (training epochs, attacks, scoring)."""
     plan = demo_plan(quick=quick, data_dir=data_dir, device=device, seeds=seeds)
     plan.grid()  # bad seeds are refused before any work
     claim_sweep_folder(Path(out))  # a folder splitleak did not write is refused before any work
     load_splits(plan.data)  # missing data is the user's to fix: one line, before any work
-    outcome = run_sweep(plan.grid(), out, on_event=on_event)
+    outcome = run_sweep(plan.grid(), out, on_event=on_event, progress=progress)
     if outcome.failed:
         first = outcome.failed[0]
         raise RuntimeError(f"demo model {first['label']} failed ({first['stage']}): {first['type']}: {first['message']}")

@@ -344,12 +344,14 @@ def evaluate(
             raise NumericalError(f"attack {name!r} returned non-finite reconstructions: its optimisation diverged (a smaller learning rate may help)")
         x_hat = x_hat.clamp(*model.spec.value_range)
         batch = Reconstructions(attack=name, x=test.x, x_hat=x_hat, y=test.y, samples=samples, value_range=model.spec.value_range)
-        for scorer in scorers:
-            with stages.time(f"score/{scorer_name(scorer)}"):
-                scores = _add_scores(rows, name, scorer, scorer.score(batch))
-            for score in scores:
-                if score.metric == PRIMARY_METRIC:
-                    reconstructions.update(extremes(name, score.values, test, x_hat))
+        with progress(total=len(scorers), desc=f"{name} attack: scoring") as bar:
+            for scorer in scorers:
+                with stages.time(f"score/{scorer_name(scorer)}"):
+                    scores = _add_scores(rows, name, scorer, scorer.score(batch))
+                for score in scores:
+                    if score.metric == PRIMARY_METRIC:
+                        reconstructions.update(extremes(name, score.values, test, x_hat))
+                bar.update(1)
         reconstructions[f"attack/{name}"] = x_hat[:shown].clone()
         attack_log[name] = {
             "threat_model": attack.threat_model.to_dict(),

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from splitleak._io import sha256_file
-from splitleak.data import ArraySplit, DataConfig, DataError, InputSpec, Splits
+from splitleak.data import ArraySplit, DataConfig, DataError, InputSpec, Splits, capped
 
 log = logging.getLogger(__name__)
 
@@ -199,17 +199,21 @@ def load_image_folder(
     aux_size: int | None = None,
     limit_test: int | None = None,
     num_classes: int | None = None,
+    cap_test: bool = False,
 ) -> Splits:
     """Read the folder at `root` and split it into the attacker's aux part and the test part.
 
     `aux_pool`: images reserved for the attacker (default: half, rounded down); `aux_size`: how
     many of them it gets (default: all); `limit_test`: attack the first N of the rest (default:
     all). `num_classes` (labelled folders): at least the number of class subfolders (default:
-    that number). Values are mapped onto `spec.value_range`.
+    that number). Values are mapped onto `spec.value_range`. `cap_test`: `limit_test` is a
+    default, an upper bound: a folder with fewer test images uses them all (as load_splits).
     """
     listing = list_folder(root)
     n = len(listing.files)
     pool = n // 2 if aux_pool is None else aux_pool
+    if pool < n:
+        limit_test = capped(limit_test, n - pool, cap_test, str(listing.root))
     config = DataConfig(
         dataset=FOLDER_DATASET, data_dir=str(listing.root), split_seed=split_seed, aux_pool=pool, aux_size=aux_size, limit_test=limit_test
     )
@@ -219,7 +223,7 @@ def load_image_folder(
     if limit_test is not None and limit_test > n - pool:
         raise DataError(
             f"limit_test={limit_test} is larger than the {n - pool} test images left in {listing.root} after reserving "
-            f"{pool} for the attacker; lower --limit (or --aux-pool)"
+            f"{pool} for the attacker; lower --limit-test (or --aux-pool)"
         )
     if listing.labelled:
         classes = len(listing.classes)

@@ -2,11 +2,14 @@
 
 Long-running functions take a `progress` factory with tqdm's signature
 (`factory(total=..., desc=...)` returning a context manager with `update(n)` and
-`set_postfix(**values)`). The CLI passes tqdm; library callers get `silent` by default.
+`set_postfix(**values)`). The CLI passes tqdm on a terminal and `lines` elsewhere (CI logs:
+one line per stage); library callers get `silent` by default.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 
@@ -38,3 +41,23 @@ class _SilentBar:
 def silent(*, total: int, desc: str) -> Bar:
     """A progress factory that shows nothing."""
     return _SilentBar()
+
+
+class _LineBar(_SilentBar):
+    """Says once, when entered, which stage starts (for logs, where a bar would be noise)."""
+
+    def __init__(self, write: Callable[[str], None], total: int, desc: str) -> None:
+        self._write, self._total, self._desc = write, total, desc
+
+    def __enter__(self) -> "_LineBar":
+        self._write(f"[{time.strftime('%H:%M:%S')}] {self._desc}")
+        return self
+
+
+def lines(write: Callable[[str], None]) -> ProgressFactory:
+    """A progress factory that writes one line per stage with `write` (the caller prints)."""
+
+    def factory(*, total: int, desc: str) -> Bar:
+        return _LineBar(write, total, desc)
+
+    return factory

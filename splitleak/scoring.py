@@ -36,7 +36,7 @@ from splitleak.errors import InputError, NumericalError
 from splitleak.metrics import METRICS, MetricSpec, accuracy
 from splitleak.metrics.dependence_scale import DcorEstimate, dcor_statistics
 from splitleak.metrics.perceptual import lpips_available, lpips_description, lpips_distance
-from splitleak.metrics.semantic import semantic_correct, semantic_reference
+from splitleak.metrics.semantic import majority_rate, semantic_correct, semantic_reference
 from splitleak.metrics.specs import PRIMARY_METRIC
 from splitleak.models.architectures import classifier_architecture
 from splitleak.progress import ProgressFactory, silent
@@ -254,9 +254,10 @@ class LpipsScorer(BaseScorer):
 
 class SemanticScorer(BaseScorer):
     """The attacker's own classifier, trained on its auxiliary data in `prepare`: its accuracy on
-    the originals (semantic_reference, model level) and per reconstruction (semantic_accuracy)."""
+    the originals (semantic_reference, model level), the chance level of the attacked images'
+    labels (semantic_chance, model level) and per reconstruction (semantic_accuracy)."""
 
-    metrics = ("semantic_reference", "semantic_accuracy")
+    metrics = ("semantic_reference", "semantic_chance", "semantic_accuracy")
     record = "semantic_classifier"
 
     def __init__(self, *, epochs: int) -> None:
@@ -289,8 +290,10 @@ class SemanticScorer(BaseScorer):
         if self.classifier is None:
             return []
         reference = semantic_reference(self.classifier, outputs.x, outputs.y).item()
+        chance = majority_rate(outputs.y).item()
         self.log["reference_accuracy"] = reference
-        return [Score.per_set("semantic_reference", reference, len(outputs.x))]
+        self.log["chance"] = chance
+        return [Score.per_set("semantic_reference", reference, len(outputs.x)), Score.per_set("semantic_chance", chance, len(outputs.x))]
 
     def score(self, batch: Reconstructions) -> Sequence[Score]:
         if self.classifier is None:

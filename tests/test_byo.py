@@ -76,6 +76,7 @@ def test_factory_and_weights_give_a_clone_for_unsplit_and_shadow(tmp_path: Path,
         "--attack-param", "shadow.shadow_epochs=1", "--attack-param", "shadow.decoder_epochs=1", "--out", str(out), *FAST,
     ]
     assert main(argv) == 0, capsys.readouterr().err
+    capsys.readouterr()  # its notes (data caveat) are not the refusal below
     results = Results.load(out)
     assert {"unsplit", "shadow"} <= set(results.table.attack)
     assert set(results.table.arch) == {f"factory:{module}:encoder"}
@@ -93,6 +94,7 @@ def test_input_spec_toml_with_normalisation(tmp_path: Path, folder: Path, script
     spec.write_text(f'shape = [1, 16, 16]\nvalue_range = [0.0, 1.0]\nmean = [0.5]\nstd = [0.25]\nimage_folder = "{folder}"\naux_pool = 16\nsplit_seed = 3\n')
     out = tmp_path / "res"
     assert main(["evaluate", str(encoder), "--head", str(head), "--input-spec", str(spec), "--allow-code", "--out", str(out), *FAST]) == 0
+    capsys.readouterr()  # its notes (data caveat) are not the refusal below
     results = Results.load(out)
     assert results.provenance.only.meta.input_spec.to_dict() == {"shape": [1, 16, 16], "value_range": [0.0, 1.0], "mean": [0.5], "std": [0.25]}
     assert results.provenance.only.data["aux_pool"] == 16 and results.provenance.only.data["split_seed"] == 3
@@ -116,9 +118,17 @@ def test_registered_dataset_for_a_foreign_encoder(tmp_path: Path, capsys) -> Non
     encoder = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
     path = save_torchscript(encoder, tmp_path / "enc.pt")
     out = tmp_path / "res"
-    assert main(["evaluate", str(path), "--dataset", "digits", "--aux-pool", "100", "--allow-code", "--out", str(out), *FAST]) == 0, capsys.readouterr().err
+    assert main(["evaluate", str(path), "--dataset", "digits", "--aux-pool", "100", "--allow-code", "--out", str(out), *FAST]) == 0
     results = Results.load(out)
     assert set(results.table.dataset) == {"digits"} and results.provenance.only.data["aux_size"] == 100
+    # the model may have been trained on the attacker's images: the log and the report's notes say so
+    caveat = "the attacker's 100 auxiliary images are drawn from digits's training part: a model trained elsewhere on the whole training set may have seen them"
+    assert f"note: {caveat}" in capsys.readouterr().err
+    assert caveat in results.provenance.only.model["data_caveat"] and "test images come from the test part and are unaffected" in results.provenance.only.model["data_caveat"]
+    from splitleak.reports.notes import method_notes
+    from splitleak.reports.runs import collect_runs
+
+    assert any(caveat in block.text for block in method_notes(collect_runs(out)))
 
 
 def test_splitleak_checkpoints_refuse_foreign_options(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
@@ -167,6 +177,7 @@ def test_the_new_passive_attacks_run_on_a_foreign_torchscript_encoder(tmp_path: 
     out = tmp_path / "res"
     argv = ["evaluate", str(enc), "--head", str(hd), "--image-folder", str(images), "--allow-code", *SDAR_FORA, "--out", str(out), *FAST]
     assert main(argv) == 0, capsys.readouterr().err
+    capsys.readouterr()  # its notes (data caveat) are not the refusal below
     results = Results.load(out)
     assert {"sdar", "fora", "worst"} <= set(results.table.attack)
     assert results.reconstructions["attack/sdar"].shape[1] == channels == results.reconstructions["attack/fora"].shape[1]
@@ -187,3 +198,35 @@ def test_sdar_uses_a_factory_encoder_as_its_simulator(tmp_path: Path, folder: Pa
     ]
     assert main(argv) == 0, capsys.readouterr().err
     assert {"sdar", "fora"} <= set(Results.load(out).table.attack)
+
+
+def test_a_head_that_flattens_with_view_runs_on_grey_idx_data(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Grey IDX data (Fashion-MNIST's format) reaches a user's `view`-flattening head in a layout it can take."""
+    from tests.test_data import write_idx_set
+
+    class ViewHead(nn.Module):
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            return z.view(-1, 4 * 14 * 14)[:, :10]
+
+    write_idx_set(tmp_path / "data" / "FashionMNIST" / "raw")
+    monkeypatch.setattr("splitleak.data.DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
+    encoder = save_torchscript(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)), tmp_path / "enc.pt")
+    head = save_torchscript(ViewHead(), tmp_path / "head.pt")
+    out = tmp_path / "res"
+    args = ["evaluate", str(encoder), "--head", str(head), "--dataset", "fashion-mnist", "--data-dir", str(tmp_path / "data"), "--aux-pool", "20", "--allow-code"]
+    assert main([*args, "--out", str(out), *FAST, "--limit", "10", "--attacks", "decoder"]) == 0, capsys.readouterr().err
+
+
+def test_the_default_limit_adapts_to_a_small_folder_an_explicit_one_is_refused(tmp_path: Path, folder: Path, scripted, capsys) -> None:
+    """40 images: 20 for the attacker, 20 to attack; the default --limit (1000) uses those 20 and says so."""
+    encoder, head = scripted
+    quick = [a for a in FAST if a not in ("--limit", "20")]
+    args = ["evaluate", str(encoder), "--head", str(head), "--image-folder", str(folder), "--allow-code", *quick, "--attacks", "decoder"]
+    assert main([*args, "--out", str(tmp_path / "res")]) == 0
+    assert "note: attacked all 20 test images the data has (fewer than the default --limit-test 1000)" in capsys.readouterr().err
+    assert Results.load(tmp_path / "res").provenance.only.data["test_size"] == 20
+    assert main([*args, "--out", str(tmp_path / "res2"), "--limit", "21"]) == 2
+    assert "limit_test=21 is larger than the 20 test images left" in _one_error_line(capsys)
+    assert main([*args, "--out", str(tmp_path / "res3"), "--dcor-samples", "21"]) == 2
+    assert "--dcor-samples 21 is larger than the 20 test images" in _one_error_line(capsys)
+    assert not (tmp_path / "res2").exists() and not (tmp_path / "res3").exists()

@@ -105,3 +105,57 @@ def test_bad_attack_options_exit_2_before_any_work(tmp_path: Path, tiny_checkpoi
     assert main(["evaluate", str(tiny_checkpoint), "--out", str(tmp_path / "r"), "--quiet", *extra]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_evaluate_default_limit_uses_the_checkpoints_smaller_test_set(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
+    """Digits has 360 test images: the default --limit 1000 adapts (and says so), an explicit 1000 is refused."""
+    common = ["evaluate", str(tiny_checkpoint), "--attack-param", "decoder.epochs=1", "--lpips", "none", "--semantic-epochs", "0", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "res")]) == 0
+    assert "note: attacked all 360 test images" in capsys.readouterr().err
+    assert Results.load(tmp_path / "res").provenance.only.data["limit_test"] == 360
+    assert main([*common, "--out", str(tmp_path / "res2"), "--limit", "1000"]) == 2
+    assert "limit_test=1000 is larger than the 360 images available" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["train", *TINY, "--out", "m.safetensors"], ["evaluate", "missing.safetensors", "--out", "r"], ["demo", "--out", "d"]])
+def test_threads_sets_torchs_pool_and_its_absence_leaves_it(command, tmp_path: Path, monkeypatch) -> None:
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("splitleak.cli._cmd_train", lambda args: 0)
+    monkeypatch.setattr("splitleak.cli._cmd_evaluate", lambda args: 0)
+    monkeypatch.setattr("splitleak.cli._cmd_demo", lambda args: 0)
+    torch.set_num_threads(2)
+    assert main(command) == 0 and torch.get_num_threads() == 2  # $OMP_NUM_THREADS / torch's own choice is kept
+    assert main([*command, "--threads", "1"]) == 0 and torch.get_num_threads() == 1
+
+
+def test_threads_must_be_a_positive_number(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", "m.safetensors", "--out", "r", "--threads", "0"])
+    assert exit_.value.code == 2
+    assert "argument --threads: want a whole number >= 1, got '0'" in capsys.readouterr().err
+
+
+def test_evaluate_logs_one_line_per_stage_without_a_terminal_and_ends_with_the_verdict(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
+    common = ["evaluate", str(tiny_checkpoint), "--attacks", "decoder,rmle", "--limit", "20", "--attack-param", "decoder.epochs=1",
+              "--attack-param", "rmle.steps=2", "--lpips", "none", "--semantic-epochs", "0"]
+    assert main([*common, "--out", str(tmp_path / "r")]) == 0  # pytest's stderr is not a terminal
+    captured = capsys.readouterr()
+    stages = [line.split("] ", 1)[1] for line in captured.err.splitlines() if line.startswith("[")]
+    assert stages == ["decoder attack: fit", "decoder attack: scoring", "rmle attack: reconstruct", "rmle attack: scoring"]
+    verdicts = [line for line in captured.out.splitlines() if line.startswith("verdict: ")]
+    assert len(verdicts) == 1 and verdicts[0].startswith("verdict: no defense, cut 1: ")
+    assert main([*common, "--out", str(tmp_path / "q"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_train_and_evaluate_share_one_name_for_the_test_limit() -> None:
+    """--limit-test on both commands; --limit (evaluate's older name) is kept on both as an alias."""
+    from splitleak.cli import _parser
+
+    parser = _parser()
+    for flag in ("--limit-test", "--limit"):
+        assert parser.parse_args(["evaluate", "m.safetensors", "--out", "r", flag, "7"]).limit == 7
+        assert parser.parse_args(["train", "--out", "m.safetensors", flag, "7"]).limit_test == 7
+    assert parser.parse_args(["evaluate", "m.safetensors", "--out", "r"]).limit is None  # the default adapts to the data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import sys
@@ -300,6 +301,7 @@ def test_cifar10_wiring_hwc_to_chw(isolated: Path, monkeypatch: pytest.MonkeyPat
     src = torch.from_numpy(parts[True]).permute(0, 3, 1, 2).float().div(255)
     assert torch.equal(s.train.x, src[s.train.indices])
     assert torch.equal(s.test.x, torch.from_numpy(parts[False]).permute(0, 3, 1, 2).float().div(255))
+    _assert_standard(s)
 
 
 # --------------------------------------------------------------------------------------------
@@ -510,3 +512,53 @@ def test_resolved_fills_the_split_defaults_once() -> None:
     assert resolve_defaults(DataConfig(dataset="digits", aux_pool=40, aux_size=10)) == DataConfig(dataset="digits", aux_pool=40, aux_size=10)
     with pytest.raises(DataError, match="aux_size=501 is larger than the 500 images available"):
         resolve_defaults(DataConfig(dataset="digits", aux_size=501))
+
+
+# --------------------------------------------------------------------------------------------
+# memory layout: every loader hands out standard row-major tensors
+# --------------------------------------------------------------------------------------------
+
+
+def _assert_standard(s: data.Splits) -> None:
+    """Row-major strides, and a convolution's output can be `view`ed flat (He et al.'s heads)."""
+    for part in (s.train, s.aux, s.test):
+        x = part.x
+        assert x.stride() == torch.empty(x.shape).stride(), x.stride()
+        if len(x):
+            z = torch.nn.Conv2d(x.shape[1], 2, 3)(x[:2])
+            z.view(len(z), -1)  # raises for channels-last activations
+
+
+def test_idx_datasets_give_standard_strides(isolated: Path) -> None:
+    """Grey [N, H, W] IDX images stacked to [N, 1, H, W] came out channels-last (784, 1, 28, 1)."""
+    root = isolated / "root"
+    write_idx_set(root / "FashionMNIST" / "raw")
+    write_idx_set(root / "MNIST" / "raw", seed=2)
+    _assert_standard(load_splits(small_cfg(data_dir=str(root))))
+    _assert_standard(load_splits(small_cfg(dataset="mnist", data_dir=str(root))))
+
+
+def test_digits_and_image_folders_give_standard_strides(digits: data.Splits, tmp_path: Path) -> None:
+    from splitleak.image_folder import load_image_folder
+    from tests._byo import write_png_folder
+
+    _assert_standard(digits)
+    _assert_standard(load_image_folder(write_png_folder(tmp_path / "imgs", n=12), InputSpec(shape=(1, 16, 16))))
+
+
+def test_arraysplit_copies_only_nonstandard_layouts() -> None:
+    x = torch.rand(4, 1, 5, 5)
+    assert data.standard_layout(x) is x
+    channels_last = x.as_strided(x.shape, (25, 1, 5, 1))
+    part = ArraySplit(x=channels_last, y=torch.arange(4), indices=torch.arange(4))
+    assert part.x.stride() == (25, 25, 5, 1) and torch.equal(part.x, channels_last)
+
+
+def test_a_default_test_limit_adapts_to_the_data_an_explicit_one_is_refused() -> None:
+    """cap_test: the limit is a default (evaluate's 1000), so digits' 360 test images are all used."""
+    cfg = DataConfig(dataset="digits", aux_pool=200, limit_train=10, limit_test=1000)
+    with pytest.raises(DataError, match="limit_test=1000 is larger than the 360 images available"):
+        load_splits(cfg)
+    s = load_splits(cfg, cap_test=True)
+    assert len(s.test) == 360 and s.config.limit_test == 360
+    assert len(load_splits(dataclasses.replace(cfg, limit_test=50), cap_test=True).test) == 50

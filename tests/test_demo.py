@@ -37,7 +37,9 @@ def test_quick_demo_writes_the_report(tmp_path: Path, capsys) -> None:
     except DataError as err:
         pytest.skip(f"Fashion-MNIST not available at {DEBIAN_FASHION_MNIST_DIR} ({err})")
     assert main(["demo", "--out", str(tmp_path), "--quick", "--quiet"]) == 0
-    assert f"report: {tmp_path / 'report.pdf'}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"report: {tmp_path / 'report.pdf'}" in printed
+    assert printed.count("verdict: ") == len(demo_plan(quick=True).models)  # one line per model
     pdf = (tmp_path / "report.pdf").read_bytes()
     assert pdf.startswith(b"%PDF") and len(pdf) > 50_000
     summary = pd.read_csv(tmp_path / "report.summary.csv").set_index("defense")

@@ -28,7 +28,9 @@ def test_evaluate_returns_the_tidy_table(tiny_checkpoint, tiny_splits) -> None:
     assert (per_sample.groupby("metric").size() == 50).all()
     assert set(per_sample["sample"]) == set(tiny_splits.test.indices[:50].tolist())
     model_rows = table[table.attack == ""].set_index("metric")
-    assert set(model_rows.index) == {"accuracy", "dcor", "dcor_u2", "semantic_reference"}
+    assert set(model_rows.index) == {"accuracy", "dcor", "dcor_u2", "semantic_reference", "semantic_chance"}
+    labels = tiny_splits.test.y[:50]
+    assert model_rows.loc["semantic_chance", "value"] == pytest.approx(labels.bincount().max().item() / 50)  # the majority label's share
     assert 0.3 < model_rows.loc["semantic_reference", "value"] <= 1  # attacker's classifier beats chance (0.1)
     assert model_rows.loc["dcor", "n"] == 40 and 0 <= model_rows.loc["dcor", "value"] <= 1
     assert model_rows.loc["dcor", "ci_low"] <= model_rows.loc["dcor", "value"] <= model_rows.loc["dcor", "ci_high"]

@@ -285,9 +285,18 @@ def test_quick_grid_runs_resumes_and_never_duplicates(quick_grid: Path, tmp_path
 
 
 def test_cells_of_one_model_share_its_checkpoint_and_model_rows(tmp_path: Path) -> None:
+    from splitleak.progress import lines
+
     grid = parse_grid('[grid]\ndataset = "digits"\ncut = 1\nattack = ["decoder", "rmle"]\n' + SHARED)
-    outcome = run_sweep(grid, tmp_path, report=False)
+    events, stages = [], []
+    outcome = run_sweep(grid, tmp_path, report=False, on_event=events.append, progress=lines(stages.append))
     assert outcome.exit_code == 0 and len(outcome.trained) == 1
+    # what a log shows without a terminal: which job starts (model k of n), then each stage within it
+    assert [e.kind for e in events] == ["training", "trained", "attacking", "finished", "attacking", "finished"]
+    assert events[0].message == "model 1 of 1"
+    said = " | ".join(stages)
+    for stage in ("train none epoch 1/1", "decoder attack: fit", "decoder attack: scoring", "rmle attack: reconstruct", "rmle attack: scoring"):
+        assert stage in said, said
     merged = Results.load(tmp_path)
     table = merged.table
     assert table.run.nunique() == 1 and (table.attack == "").sum() == 3  # model-level rows once, not once per cell
@@ -437,3 +446,28 @@ if __name__ == "__main__":
         time.sleep(0.05)
     os.kill(worker, signal.SIGKILL)
     raise AssertionError("the worker outlived the killed sweep by 10 s")
+
+
+def test_worker_threads_split_the_cores_and_honour_omp_num_threads(monkeypatch) -> None:
+    from splitleak.sweep import executors
+
+    monkeypatch.setattr(executors, "usable_cores", lambda: 4)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert executors.worker_threads(2) == 2 and executors.worker_threads(8) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert executors.worker_threads(2) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "16")  # never more than the worker's share of the cores
+    assert executors.worker_threads(2) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")
+    assert executors.worker_threads(2) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    pool = ProcessExecutor(2)  # the pool's processes start with the first job: none here
+    try:
+        assert pool.threads == 1 and pool.description["threads"] == 1
+    finally:
+        pool.close()
+    pool = ProcessExecutor(2, threads=3)  # --threads is the per-worker figure
+    try:
+        assert pool.threads == 3
+    finally:
+        pool.close()

@@ -51,8 +51,8 @@ def add_evaluate_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--aux-pool", type=int, help="images of the folder or dataset reserved for the attacker (folder default: half)")
 
 
-def target_from_args(args: argparse.Namespace, *, limit_test: int | None) -> tuple[Checkpoint, Splits]:
-    """`open_target` for the parsed `splitleak evaluate` command line."""
+def target_from_args(args: argparse.Namespace, *, limit_test: int | None, cap_test: bool = False) -> tuple[Checkpoint, Splits]:
+    """`open_target` for the parsed `splitleak evaluate` command line (`cap_test`: `limit_test` is a default)."""
     from splitleak.byo import InputConfig, open_target, read_input_spec
     from splitleak.models.foreign import ModelSource
 
@@ -68,4 +68,4 @@ def target_from_args(args: argparse.Namespace, *, limit_test: int | None) -> tup
         dataset=args.byo_dataset, image_folder=args.image_folder, split_seed=args.split_seed, aux_pool=args.aux_pool,
     )
     source = ModelSource(encoder=args.checkpoint, factory=args.factory, head=args.head, head_factory=args.head_factory, allow_code=args.allow_code)
-    return open_target(source, inputs, data_dir=args.data_dir, aux_size=args.aux_size, limit_test=limit_test, download=args.download or None)
+    return open_target(source, inputs, data_dir=args.data_dir, aux_size=args.aux_size, limit_test=limit_test, download=args.download or None, cap_test=cap_test)

@@ -30,7 +30,10 @@ def add_sweep_command(commands: Any) -> argparse.ArgumentParser:
     sw.add_argument("--dry-run", action="store_true", help="list the cells and an estimated cost, run nothing")
     sw.add_argument("--executor", default="local", choices=("local", "ray"), help="local: this machine (default); ray: one Ray task per job (pip install 'splitleak[ray]')")
     sw.add_argument("--workers", default="1", help="local executor: worker processes, or 'auto' for one per core (default 1: in this process)")
-    sw.add_argument("--threads", type=int, help="torch threads per local worker (default: cores // workers; with 1 worker, torch's default)")
+    from splitleak._cli.threads import threads_option
+
+    threads_option(sw, "torch threads per local worker (default: cores // workers, at most $OMP_NUM_THREADS when set; "
+                       "with 1 worker, $OMP_NUM_THREADS or torch's default)")
     sw.add_argument("--ray-address", help="Ray cluster to connect to (default: $RAY_ADDRESS, else a local Ray instance)")
     sw.add_argument("--cpus-per-task", type=int, default=1, help="ray: CPUs each task declares and uses as torch threads (default 1)")
     sw.add_argument("--gpus-per-task", type=float, default=1.0, help="ray: GPUs each task declares when the device is cuda (default 1; fractions share a GPU)")
@@ -55,6 +58,7 @@ def _workers(value: str, threads: int | None) -> int:
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
+    from splitleak._cli.progress import progress_for
     from splitleak.sweep import format_plan, load_grid, plan_sweep, run_sweep
     from splitleak.sweep.cost import duration
 
@@ -77,6 +81,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     outcome = run_sweep(
         grid, args.out, executor=args.executor, workers=workers, threads=args.threads, ray_address=args.ray_address,
         cpus_per_task=args.cpus_per_task, gpus_per_task=args.gpus_per_task, report=not args.no_report, on_event=event_printer(args.quiet),
+        progress=progress_for(args.quiet),
     )
     done = len(outcome.finished) + len(outcome.reused)
     print(f"sweep: {done}/{outcome.total} cells finished ({len(outcome.reused)} reused, {len(outcome.trained)} models trained), {len(outcome.failed)} failed")

@@ -23,5 +23,16 @@ def semantic_correct(classifier: nn.Module, x: Tensor, y: Tensor, *, batch_size:
 
 
 def semantic_reference(classifier: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 1024) -> Tensor:
-    """The classifier's accuracy on the original images (a scalar): the ceiling for semantic_accuracy."""
+    """The classifier's accuracy on the original images (a scalar): what it recognises of the
+    originals themselves. A reference, not a bound: a reconstruction can be recognised where its
+    original is not, so a sample's semantic accuracy may exceed it (within its CI)."""
     return semantic_correct(classifier, x, y, batch_size=batch_size).mean()
+
+
+def majority_rate(y: Tensor) -> Tensor:
+    """The share of the most frequent label in `y` (a scalar): the accuracy of the best constant
+    prediction, the chance level of semantic_accuracy (a classifier that maps every garbage
+    reconstruction to its favourite class scores at most this)."""
+    if y.numel() == 0:
+        raise ValueError("majority_rate: no labels")
+    return torch.bincount(y.reshape(-1)).max().to(torch.float32) / y.numel()

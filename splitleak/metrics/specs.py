@@ -144,9 +144,19 @@ _SPECS = (
         name="semantic_reference",
         level="set",
         leakage_direction="higher",
-        description="The same classifier's accuracy on the original test images: the ceiling "
-        "for semantic_accuracy.",
+        description="The same classifier's accuracy on the original test images: what it "
+        "recognises of the originals (a reference, not a bound: reconstructions of the same images "
+        "may score a little higher by chance).",
         fn="splitleak.metrics.semantic:semantic_reference",
+    ),
+    MetricSpec(
+        name="semantic_chance",
+        level="set",
+        leakage_direction="higher",
+        description="Chance level of semantic_accuracy: the share of the most frequent true label "
+        "among the attacked images, what a constant prediction gets at best. A semantic accuracy "
+        "whose 95% CI reaches down to it is at chance (no label leaks).",
+        fn="splitleak.metrics.semantic:majority_rate",
     ),
     MetricSpec(
         name="accuracy",

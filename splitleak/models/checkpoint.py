@@ -52,6 +52,7 @@ class Checkpoint:
     defense_state: dict[str, torch.Tensor] = field(default_factory=dict)  # a trainable defense's modules
     server_state: dict[str, torch.Tensor] = field(default_factory=dict)  # the training server's own modules (FSHA)
     file_sha256: str = ""  # the file's bytes (timings included); empty when not read from a file
+    data_caveat: str = ""  # what the evaluation cannot rule out about the data (a foreign model's training set), "" if nothing
 
     @property
     def has_head(self) -> bool:

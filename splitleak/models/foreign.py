@@ -225,14 +225,19 @@ class ForeignCheckpoint(Checkpoint):
             "files": [part.to_dict() for part in self.parts],
             "head": self.head_given,
             "clone": "fresh model from the factory" if self.clone is not None else None,
+            **({"data_caveat": self.data_caveat} if self.data_caveat else {}),
         }
 
 
-def load_foreign(source: ModelSource, spec: InputSpec, num_classes: int | None = None) -> ForeignCheckpoint:
+def load_foreign(
+    source: ModelSource, spec: InputSpec, num_classes: int | None = None, sample: Tensor | None = None
+) -> ForeignCheckpoint:
     """Load a foreign encoder (and head) for inputs described by `spec`; check that they fit.
 
     `num_classes`: the data's label count (None: unlabelled data), checked against the head's
-    output. Raises CheckpointError (a ValueError) naming what was refused or does not fit.
+    output. `sample`: the real data's first images, run through the model as the check (as the
+    attacks will see them); None: two mid-range inputs of `spec`'s shape. Raises CheckpointError
+    (a ValueError) naming what was refused or does not fit.
     """
     encoder, encoder_part, encoder_factory = _load_part("encoder", source.encoder, source.factory, source.allow_code)
     head: nn.Module = NoHead()
@@ -242,7 +247,7 @@ def load_foreign(source: ModelSource, spec: InputSpec, num_classes: int | None =
         parts.append(head_part)
     label = encoder_part.kind if encoder_factory is None else f"factory:{source.factory}"
     model = SplitModel(encoder, head, spec, arch=label, cut=0).eval()
-    classes = _probe(model, spec, source, num_classes)
+    classes = _probe(model, spec, source, num_classes, sample)
     clone = None
     if encoder_factory is not None:
         clone = _clone_builder(encoder_factory, str(source.factory), spec)
@@ -414,10 +419,11 @@ def _load_weights(module: nn.Module, path: Path, kind: str, spec: str) -> None:
     load_weights(module, read_state_dict(path, kind), path, f"the module from {spec}")
 
 
-def _probe(model: SplitModel, spec: InputSpec, source: ModelSource, num_classes: int | None) -> int | None:
-    """Run two mid-range inputs through the model; the head's class count (None without a head)."""
+def _probe(model: SplitModel, spec: InputSpec, source: ModelSource, num_classes: int | None, sample: Tensor | None) -> int | None:
+    """Run `sample` (or two mid-range inputs) through the model; the head's class count (None without a head)."""
     low, high = spec.value_range
-    x = torch.full((2, *spec.shape), (low + high) / 2)
+    x = torch.full((2, *spec.shape), (low + high) / 2) if sample is None or len(sample) == 0 else sample
+    n = len(x)
     try:
         with torch.no_grad():
             z = model.client(x)
@@ -426,9 +432,9 @@ def _probe(model: SplitModel, spec: InputSpec, source: ModelSource, num_classes:
         if isinstance(model.encoder, Opaque) and model.encoder.kind == EXPORT:
             hint = " (export it with a dynamic batch dimension, e.g. dynamic_shapes={'x': {0: torch.export.Dim('batch')}})"
         raise CheckpointError(
-            f"the encoder {source.encoder} does not take inputs of shape {list(x.shape)} (batch of 2, input spec {list(spec.shape)}): {_first_line(err)}{hint}"
+            f"the encoder {source.encoder} does not take inputs of shape {list(x.shape)} (batch of {n}, input spec {list(spec.shape)}): {_first_line(err)}{hint}"
         ) from None
-    if not isinstance(z, Tensor) or z.ndim < 2 or z.shape[0] != 2 or not z.is_floating_point():
+    if not isinstance(z, Tensor) or z.ndim < 2 or z.shape[0] != n or not z.is_floating_point():
         got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
         raise CheckpointError(f"the encoder {source.encoder} must return one floating-point activation tensor [B, ...] per batch, got {got}")
     if source.head is None:
@@ -438,7 +444,7 @@ def _probe(model: SplitModel, spec: InputSpec, source: ModelSource, num_classes:
             logits = model.head(z)
     except Exception as err:  # noqa: BLE001
         raise CheckpointError(f"the head {source.head} does not take the encoder's activations of shape {list(z.shape[1:])}: {_first_line(err)}") from None
-    if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != 2:
+    if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != n:
         got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
         raise CheckpointError(f"the head {source.head} must return logits [B, classes], got {got}")
     if num_classes is not None and logits.shape[1] != num_classes:

@@ -11,9 +11,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from splitleak.policy import SSIM_UNRECOGNISABLE
 from splitleak.reports.canvas import CONTENT_BOTTOM, CONTENT_TOP, MARGIN, axes_at, page, text_at
-from splitleak.reports.style import MUTED, cut_marker
+from splitleak.reports.style import MUTED, cut_marker, ssim_line
 
 LINE_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#ff7f0e")
 
@@ -80,8 +79,7 @@ def dependence_page(summary: pd.DataFrame, subtitle: str) -> Figure | None:
         _alpha_axis(ax, alphas)
         ax.set_title(f"{title}\n{note}", fontsize=9, loc="left")
         if value == "ssim_max":
-            ax.axhline(SSIM_UNRECOGNISABLE, color="#2e7d32", linestyle="--", linewidth=0.8)
-            ax.text(ax.get_xlim()[1], SSIM_UNRECOGNISABLE, f"{SSIM_UNRECOGNISABLE:g}: unrecognisable below ", fontsize=7, color="#2e7d32", ha="right", va="bottom")
+            ssim_line(ax)
         if k == 0:
             ax.legend(loc="best", frameon=False)
     n_values = sorted({int(n) for n in rows["dcor_n"] if n})

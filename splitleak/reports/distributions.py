@@ -14,8 +14,8 @@ from matplotlib.patches import Patch
 from splitleak.policy import SSIM_UNRECOGNISABLE
 from splitleak.reports.canvas import CONTENT_BOTTOM, CONTENT_TOP, HEIGHT, MARGIN, WIDTH, axes_at, page, text_at
 from splitleak.reports.runs import Run
-from splitleak.reports.style import MUTED, attack_color
-from splitleak.reports.tables import attack_summary
+from splitleak.reports.style import MUTED, attack_color, ssim_line
+from splitleak.reports.tables import attack_summary, chance_attacks
 
 RUNS_PER_PAGE = 6
 PANELS = (
@@ -65,17 +65,20 @@ def _rate_panel(ax: Axes, runs: Sequence[Run], attacks: Sequence[str]) -> None:
     positions, width = _positions(runs, attacks)
     for i, run in enumerate(runs):
         summary = attack_summary(run)
+        at_chance = set(chance_attacks(run))
         for k, attack in enumerate(attacks):
             row = summary[(summary["attack"] == attack) & (summary["metric"] == "semantic_accuracy")]
             if row.empty:
                 continue
             mean, low, high = (float(row[c].iloc[0]) for c in ("mean", "ci_low", "ci_high"))
             err = [[max(mean - low, 0)], [max(high - mean, 0)]] if np.isfinite(low) else None
-            ax.bar([positions[(i, attack)]], [mean], width=width * 0.85, color=attack_color(k), alpha=0.55, yerr=err, capsize=2, error_kw={"elinewidth": 0.8})
-        reference = run.table[(run.table["attack"] == "") & (run.table["metric"] == "semantic_reference")]
-        if not reference.empty:
-            value = float(reference["value"].iloc[0])
-            ax.plot([i - 0.45, i + 0.45], [value, value], color="#222222", linestyle="--", linewidth=0.9)
+            hatch = "////" if attack in at_chance else None  # its CI reaches the chance level
+            ax.bar([positions[(i, attack)]], [mean], width=width * 0.85, color=attack_color(k), alpha=0.55, yerr=err, capsize=2, error_kw={"elinewidth": 0.8}, hatch=hatch)
+        for metric, style in (("semantic_reference", "--"), ("semantic_chance", ":")):
+            level = run.table[(run.table["attack"] == "") & (run.table["metric"] == metric)]
+            if not level.empty:
+                value = float(level["value"].iloc[0])
+                ax.plot([i - 0.45, i + 0.45], [value, value], color="#222222", linestyle=style, linewidth=0.9)
     ax.set_ylim(0, 1.05)
 
 
@@ -122,7 +125,7 @@ def distribution_pages(runs: Sequence[Run], subtitle: str) -> list[Figure]:
                 if dropped:
                     ax.text(1.0, 1.01, f"{dropped} identical reconstructions (PSNR +inf) left out", transform=ax.transAxes, ha="right", va="bottom", fontsize=6.5, color=MUTED)
             if metric == "ssim":
-                ax.axhline(SSIM_UNRECOGNISABLE, color="#2e7d32", linestyle="--", linewidth=0.8)
+                ssim_line(ax)
             ax.set_xlim(-0.6, len(chunk) - 0.4)
             ax.set_xticks(range(len(chunk)))
             chars = max(8, min(22, int(width / len(chunk) * 12)))  # ~12 characters of 7-pt text per inch
@@ -133,7 +136,9 @@ def distribution_pages(runs: Sequence[Run], subtitle: str) -> list[Figure]:
         left = MARGIN + 0.1 + 1.1 * len(handles) + 0.5
         notes = (
             f"Boxes: quartiles, whiskers 1.5 IQR, dots beyond; white diamond = mean. SSIM: dashed line at {SSIM_UNRECOGNISABLE:g} (He et al. 2019: unrecognisable below).",
-            "Semantic accuracy: mean with bootstrap 95% CI; dashed line = the same classifier on the originals (the ceiling).",
+            "Semantic accuracy: mean with bootstrap 95% CI; dashed line = the same classifier on the originals (a reference, not a bound: "
+            "reconstructions can be recognised where their originals are not); dotted line = chance (the most frequent label's share); "
+            "hatched = at chance (its CI reaches the dotted line).",
         )
         chars = int((WIDTH - MARGIN - left) * 14)  # ~14 characters of 7-pt text per inch
         text_at(

@@ -17,6 +17,7 @@ from splitleak.metrics.specs import METRICS
 from splitleak.policy import SSIM_UNRECOGNISABLE
 from splitleak.reports.canvas import CONTENT_BOTTOM, CONTENT_TOP, MARGIN, page, text_at
 from splitleak.reports.runs import Run
+from splitleak.reports.tables import chance_attacks
 from splitleak.timing import stages_line
 
 
@@ -55,11 +56,11 @@ def _data_blocks(runs: Sequence[Run]) -> list[Block]:
         value_range = str(list(meta.input_spec.value_range)) if meta is not None else "?"
         dcor = r.table[(r.table["attack"] == "") & (r.table["metric"] == "dcor")]
         rows.append((
-            r.run, r.first("dataset"), shape, value_range, _known(meta and meta.train_size),
+            r.label, r.first("dataset"), shape, value_range, _known(meta and meta.train_size),
             f"{data.get('aux_size', '?')} of {data.get('aux_pool', '?')}", _known(meta and meta.test_size),
             data.get("test_size", "?"), int(dcor["n"].iloc[0]) if len(dcor) else "", data.get("split_seed", "?"),
         ))
-    header = ("run", "dataset", "input CxHxW", "value range", "train", "aux (attacker)", "test (accuracy at training)", "test (scored)", "dCor n", "split seed")
+    header = ("model", "dataset", "input CxHxW", "value range", "train", "aux (attacker)", "test (accuracy at training)", "test (scored)", "dCor n", "split seed")
     return [
         Block("heading", "Data and splits"),
         Block("text", "Train, aux and test are disjoint: the model trains on train, the attacker owns aux (its auxiliary data), "
@@ -81,9 +82,14 @@ def _checkpoint_blocks(runs: Sequence[Run]) -> list[Block]:
         hashes.append((r.run, r.first("checkpoint_sha256"), r.first("checkpoint"), r.source))
     return [
         Block("heading", "Checkpoints"),
-        _table(("run", "label", "arch", "cut", "defense params", "training", "test accuracy at training"), rows),
+        Block("text", "Two accuracies, both with the defense active: 'accuracy at training' was measured by splitleak train when "
+              "training ended, on its test part (n here); the summary's and the decision page's accuracy is measured again by "
+              "evaluate on the scored test images (n there). A defense that draws at inference (noise, dropout, dp-noise) draws "
+              "afresh each time, so the two differ by sampling even on the same images; deterministic models agree on the same images."),
+        _table(("run", "label", "arch", "cut", "defense params", "training", "accuracy at training (own draw)"), rows),
         _table(("run", "checkpoint sha256", "checkpoint path", "results from"), hashes),
         *(Block("text", line) for line in map(_guarantee, runs) if line),
+        *(Block("text", f"{r.label}: trained elsewhere; {r.provenance.model['data_caveat']}.") for r in runs if r.provenance.model.get("data_caveat")),
     ]
 
 
@@ -113,7 +119,7 @@ def _attack_blocks(runs: Sequence[Run]) -> list[Block]:
         for attack, entry in sorted(r.provenance.attacks.items()):
             models.setdefault(attack, entry.get("threat_model") or {})
             budgets.append((
-                r.run, attack, _inline(entry.get("budget") or {}), entry.get("aux_size", ""),
+                r.label, attack, _inline(entry.get("budget") or {}), entry.get("aux_size", ""),
                 f"{entry.get('fit_seconds', float('nan')):.1f}", f"{entry.get('reconstruct_seconds', float('nan')):.1f}",
             ))
     if not models:
@@ -132,7 +138,7 @@ def _attack_blocks(runs: Sequence[Run]) -> list[Block]:
         Block("text", "What each attacker has (docs/attacks.md): the client encoder's weights, query access to the client, the server's head, "
               "labelled or unlabelled auxiliary images from the same distribution."),
         _table(("attack", "threat model", "encoder weights", "queries", "server head", "aux data"), threat),
-        _table(("run", "attack", "budget (and final loss)", "aux images", "fit s", "reconstruct s"), budgets),
+        _table(("model", "attack", "budget (and final loss)", "aux images", "fit s", "reconstruct s"), budgets),
     ]
 
 
@@ -154,15 +160,21 @@ def _evaluation_blocks(runs: Sequence[Run]) -> list[Block]:
     for r in runs:
         sc = r.provenance.semantic_classifier
         if sc.get("enabled"):
-            semantic.append((r.run, sc.get("arch", ""), sc.get("epochs", ""), sc.get("train_size", ""), f"{sc.get('reference_accuracy', float('nan')):.3f}"))
+            chance = chance_attacks(r)
+            semantic.append((r.label, sc.get("arch", ""), sc.get("epochs", ""), sc.get("train_size", ""), f"{sc.get('reference_accuracy', float('nan')):.3f}",
+                             f"{sc['chance']:.3f}" if isinstance(sc.get("chance"), float) else "n/a", ", ".join(chance) or "none"))
         else:
-            semantic.append((r.run, "off", "", "", sc.get("reason", "not recorded")))
+            semantic.append((r.label, "off", "", "", sc.get("reason", "not recorded"), "", ""))
     return [
         Block("heading", "Evaluation settings"),
         _table(("settings", "runs"), [(text, " ".join(ids)) for text, ids in groups.items()]),
         Block("text", "Semantic leakage: the attacker trains its own classifier on its auxiliary images; a reconstruction leaks its label "
-              "when that classifier labels it correctly. Reference = the classifier's accuracy on the originals."),
-        _table(("run", "classifier", "epochs", "trained on", "reference accuracy / reason off"), semantic),
+              "when that classifier labels it correctly. Reference = the classifier's accuracy on the same test images' originals: "
+              "a reference, not a bound (a reconstruction can be recognised where its original is not, so an attack's semantic accuracy may "
+              "exceed it within its CI). Chance = the most frequent true label's share among those images, what a constant prediction "
+              "gets: garbage reconstructions that the classifier maps to one class score at most this. An attack is at chance when its "
+              "semantic accuracy's 95% CI reaches down to chance."),
+        _table(("model", "classifier", "epochs", "trained on", "reference accuracy / reason off", "chance", "attacks at chance"), semantic),
         *_time_blocks(runs),
     ]
 
@@ -242,10 +254,13 @@ def method_notes(runs: Sequence[Run], omitted: Sequence[str] = ()) -> list[Block
 # Rendering to pages
 # ---------------------------------------------------------------------------------------------
 
-LINE = {"heading": 0.30, "text": 0.165, "table": 0.142, "gap": 0.08}  # inches per line
-TEXT_CHARS = 178  # characters per line of 8 pt text across the content width
-MONO_CHARS = 186  # characters per line of 6.8 pt monospace
-MAX_CELL = 100  # wrap table cells longer than this
+# Sizes read at screen resolution (a PDF viewer at page width): 9.5 pt text, 8 pt monospace tables.
+FONT = {"heading": 12.0, "text": 9.5, "table": 8.0}
+LINE = {"heading": 0.34, "text": 0.195, "table": 0.165, "gap": 0.09}  # inches per line
+TEXT_CHARS = 160  # characters per line of 9.5 pt text across the content width (0.063 in each, measured)
+MONO_CHARS = 150  # characters per line of 8 pt monospace (0.07 in each, measured)
+MAX_CELL = 90  # wrap table cells longer than this
+LAST_PAGE_MIN = 0.35  # a last page filled less than this is balanced with the one before
 
 
 def _table_lines(rows: tuple[tuple[str, ...], ...]) -> list[str]:
@@ -294,30 +309,58 @@ def _keep(lines: Sequence[Line], k: int) -> float:
 
 def _draw(fig: Figure, kind: str, text: str, y: float) -> None:
     if kind == "heading":
-        text_at(fig, MARGIN, y - 0.08, text, fontsize=10.5, weight="bold", va="top")
+        text_at(fig, MARGIN, y - 0.08, text, fontsize=FONT["heading"], weight="bold", va="top")
     elif kind == "text":
-        text_at(fig, MARGIN, y, text, fontsize=8, va="top")
+        text_at(fig, MARGIN, y, text, fontsize=FONT["text"], va="top")
     elif kind == "table":
-        text_at(fig, MARGIN, y, text, fontsize=6.8, family="monospace", va="top")
+        text_at(fig, MARGIN, y, text, fontsize=FONT["table"], family="monospace", va="top")
 
 
-def notes_pages(blocks: Sequence[Block], subtitle: str) -> list[Figure]:
-    """The notes flowed onto as many pages as they need; tables repeat their header."""
-    lines = [line for block in blocks for line in _lines(block)]
-    pages: list[Figure] = []
-    fig, y = None, 0.0
+Placed = tuple[str, str, float]  # kind, text, y (inches from the bottom)
+
+
+def _flow(lines: Sequence[Line], floors: Sequence[float] = ()) -> list[list[Placed]]:
+    """Lines placed on pages: page i ends above `floors[i]` (default CONTENT_BOTTOM); tables
+    repeat their header on a new page, headings keep a few lines with them."""
+    pages: list[list[Placed]] = []
+    y = 0.0
     for k, (kind, text, header) in enumerate(lines):
         height = LINE[kind]
-        keep_with_next = _keep(lines, k)
-        if fig is None or y - height - keep_with_next < CONTENT_BOTTOM:
-            fig = page("Method notes" + (" (continued)" if pages else ""), subtitle)
-            pages.append(fig)
+        floor = floors[len(pages) - 1] if 0 < len(pages) <= len(floors) else CONTENT_BOTTOM
+        if not pages or y - height - _keep(lines, k) < floor:
+            pages.append([])
             y = CONTENT_TOP
             if kind == "gap":
                 continue
             for line in header:
-                _draw(fig, "table", line, y)
+                pages[-1].append(("table", line, y))
                 y -= LINE["table"]
-        _draw(fig, kind, text, y)
+        pages[-1].append((kind, text, y))
         y -= height
     return pages
+
+
+def _used(placed: Sequence[Placed]) -> float:
+    """Inches of the page the placed lines fill."""
+    return CONTENT_TOP - min(y for _, _, y in placed) + LINE["text"] if placed else 0.0
+
+
+def notes_pages(blocks: Sequence[Block], subtitle: str) -> list[Figure]:
+    """The notes flowed onto as many pages as they need; tables repeat their header. A nearly
+    empty last page is balanced with the one before (the break moves up), same page count."""
+    lines = [line for block in blocks for line in _lines(block)]
+    flowed = _flow(lines)
+    capacity = CONTENT_TOP - CONTENT_BOTTOM
+    if len(flowed) >= 2 and _used(flowed[-1]) < LAST_PAGE_MIN * capacity:
+        share = (_used(flowed[-2]) + _used(flowed[-1])) / 2
+        floors = [CONTENT_BOTTOM] * (len(flowed) - 2) + [CONTENT_TOP - share]
+        balanced = _flow(lines, floors)
+        if len(balanced) == len(flowed):
+            flowed = balanced
+    figures = []
+    for number, placed in enumerate(flowed):
+        fig = page("Method notes" + (" (continued)" if number else ""), subtitle)
+        for kind, text, y in placed:
+            _draw(fig, kind, text, y)
+        figures.append(fig)
+    return figures

@@ -81,3 +81,22 @@ def attack_color(index: int) -> str:
 
 def cut_marker(index: int) -> str:
     return CUT_MARKERS[index % len(CUT_MARKERS)]
+
+
+PRIVACY_GREEN = "#2e7d32"
+
+
+def ssim_line(ax: Any, *, vertical: bool = False) -> None:
+    """The labelled SSIM privacy line on `ax` (horizontal unless `vertical`): He et al. 2019 call
+    reconstructions with SSIM below it unrecognisable."""
+    from splitleak.policy import SSIM_UNRECOGNISABLE
+
+    label = f"SSIM {SSIM_UNRECOGNISABLE:g}: unrecognisable below (He et al. 2019)"
+    if vertical:
+        ax.axvline(SSIM_UNRECOGNISABLE, color=PRIVACY_GREEN, linestyle="--", linewidth=0.9, zorder=3)
+        ax.text(1.0, 1.03, f"dashed line: SSIM {SSIM_UNRECOGNISABLE:g}, unrecognisable below", transform=ax.transAxes,
+                fontsize=6.5, color=PRIVACY_GREEN, ha="right", va="bottom")
+    else:
+        ax.axhline(SSIM_UNRECOGNISABLE, color=PRIVACY_GREEN, linestyle="--", linewidth=0.8)
+        ax.text(0.995, SSIM_UNRECOGNISABLE, label, transform=ax.get_yaxis_transform(), fontsize=6.5, color=PRIVACY_GREEN, ha="right", va="bottom",
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1.0}, zorder=5)

@@ -15,7 +15,7 @@ from matplotlib.textpath import TextToPath
 
 from splitleak.policy import SSIM_UNRECOGNISABLE
 from splitleak.reports.canvas import CONTENT_BOTTOM, CONTENT_TOP, CONTENT_WIDTH, HEIGHT, WIDTH, axes_at, page, text_at
-from splitleak.reports.style import MARGIN, MUTED, RC, VERDICT_COLORS, VERDICT_EDGE
+from splitleak.reports.style import MARGIN, MUTED, RC, VERDICT_COLORS, VERDICT_EDGE, ssim_line
 from splitleak.reports.tables import DISPLAY_HEADERS, TableCell, display_rows
 
 ROW_HEIGHT = 0.46  # inches
@@ -100,7 +100,9 @@ def footnotes(summary: pd.DataFrame) -> list[str]:
         f"its 95% CI reaches above {SSIM_UNRECOGNISABLE:g}; unrecognisable otherwise (He, Zhang, Lee 2019 call SSIM < {SSIM_UNRECOGNISABLE:g} unrecognisable).",
         "Worst case over attacks: highest mean SSIM, PSNR and semantic accuracy, lowest mean LPIPS (attack in brackets), "
         "means over the scored test images with 95% bootstrap CIs. Semantic acc.: share of reconstructions an attacker's "
-        "own classifier labels correctly; ref = that classifier on the originals.",
+        "own classifier labels correctly; orig. = that classifier on the original images (a reference, not a bound: "
+        "a reconstruction can be recognised where its original is not, so the two may cross within their CIs); chance = the most "
+        "frequent label's share among the scored images (a constant guess); \"at chance\": the 95% CI reaches down to it, no label leaks.",
         "Accuracy: task accuracy on the scored test images, 95% Wilson interval. dCor(x, z): distance correlation between "
         "inputs and the activations the server sees (V-statistic, NoPeek's estimator; jackknife 95% CI); compare only at equal n.",
     ]
@@ -185,7 +187,7 @@ def glance_bars(fig: Figure, summary: pd.DataFrame, top: float, bottom: float) -
         ax.grid(axis="y", visible=False)
         ax.tick_params(axis="x", labelsize=7)
         if is_ssim:
-            ax.axvline(SSIM_UNRECOGNISABLE, color="#2e7d32", linestyle="--", linewidth=0.9, zorder=3)
+            ssim_line(ax, vertical=True)
         for yi, value, upper in zip(y, values, high):
             end = np.nanmax([np.nan_to_num(value), upper]) if np.isfinite(upper) else np.nan_to_num(value)
             ax.text(min(end, 0.93) + 0.012, yi, "n/a" if np.isnan(value) else f"{value:.2f}", va="center", ha="left", fontsize=7)

@@ -103,6 +103,11 @@ def verdict(summary: pd.DataFrame, rule: ThresholdRule = VERDICT_RULE) -> RunVer
     return RunVerdict("unrecognisable", f"unrecognisable (worst SSIM {worst.value:.2f})")
 
 
+def verdict_lines(runs: Sequence[Run]) -> list[str]:
+    """One line per checkpoint, '<label>: <verdict>', as `evaluate` and the demo end."""
+    return [f"{run.label}: {verdict(attack_summary(run)).text}" for run in runs]
+
+
 def _by(attack: str) -> str:
     return "the per-image worst case" if attack == WORST else attack
 
@@ -130,7 +135,7 @@ SUMMARY_COLUMNS = (
     "lpips_min", "lpips_min_ci_low", "lpips_min_ci_high", "lpips_min_attack", "lpips_note",
     "psnr_max", "psnr_max_ci_low", "psnr_max_ci_high", "psnr_max_attack",
     "semantic_accuracy_max", "semantic_accuracy_max_ci_low", "semantic_accuracy_max_ci_high",
-    "semantic_accuracy_max_attack", "semantic_reference", "semantic_note",
+    "semantic_accuracy_max_attack", "semantic_accuracy_max_at_chance", "semantic_reference", "semantic_chance", "semantic_note",
     "dcor", "dcor_ci_low", "dcor_ci_high", "dcor_u2", "dcor_u2_ci_low", "dcor_u2_ci_high", "dcor_n",
     "n_scored", "attacks", "verdict_category", "verdict", "checkpoint_sha256", "source",
 )
@@ -152,6 +157,7 @@ def summary_row(run: Run) -> dict[str, object]:
     acc_n = int(accuracy["n"]) if accuracy is not None else 0
     acc_low, acc_high = wilson_interval(acc, acc_n)
     dcor, dcor_u2, reference = _set_value(run, "dcor"), _set_value(run, "dcor_u2"), _set_value(run, "semantic_reference")
+    chance = _set_value(run, "semantic_chance")
     judged = verdict(summary)
     ssim_counts = summary.loc[summary["metric"] == "ssim", "count"]
     row: dict[str, object] = {
@@ -171,6 +177,7 @@ def summary_row(run: Run) -> dict[str, object]:
         "lpips_note": lpips_note(run),
         "semantic_note": semantic_note(run),
         "semantic_reference": float(reference["value"]) if reference is not None else np.nan,
+        "semantic_chance": float(chance["value"]) if chance is not None else np.nan,
         "dcor": float(dcor["value"]) if dcor is not None else np.nan,
         "dcor_ci_low": float(dcor["ci_low"]) if dcor is not None else np.nan,
         "dcor_ci_high": float(dcor["ci_high"]) if dcor is not None else np.nan,
@@ -187,7 +194,25 @@ def summary_row(run: Run) -> dict[str, object]:
     }
     for metric in WORST_CASE:
         row.update(_worst_columns(summary, metric))
+    row["semantic_accuracy_max_at_chance"] = at_chance(row["semantic_accuracy_max_ci_low"], row["semantic_chance"])
     return row
+
+
+def at_chance(ci_low: float, chance: float) -> bool:
+    """A semantic accuracy is at chance when its 95% CI reaches down to the chance level (the
+    majority-class rate): the classifier recognises no more than a constant guess would. False
+    when either number is missing."""
+    return bool(math.isfinite(ci_low) and math.isfinite(chance) and ci_low <= chance)
+
+
+def chance_attacks(run: Run) -> list[str]:
+    """The attacks (not the per-image worst case) whose semantic accuracy is at chance."""
+    chance = _set_value(run, "semantic_chance")
+    if chance is None:
+        return []
+    summary = attack_summary(run)
+    rows = summary[(summary["metric"] == "semantic_accuracy") & (summary["attack"] != WORST)]
+    return [str(r["attack"]) for _, r in rows.iterrows() if at_chance(float(r["ci_low"]), float(chance["value"]))]
 
 
 def summary_table(runs: Sequence[Run]) -> pd.DataFrame:
@@ -229,8 +254,8 @@ class TableCell:
 
 
 DISPLAY_HEADERS = (
-    "Checkpoint", "Defense", "Cut", "Accuracy", "SSIM max", "LPIPS min", "PSNR max (dB)",
-    "Semantic acc. max", "dCor(x, z)", f"RunVerdict (SSIM < {SSIM_UNRECOGNISABLE:g}: unrecognisable)",
+    "Model (defense, cut)", "Accuracy (scored)", "SSIM max", "LPIPS min", "PSNR max (dB)",
+    "Semantic acc. max", "dCor(x, z)", f"Verdict (SSIM < {SSIM_UNRECOGNISABLE:g}: unrecognisable)",
 )
 
 
@@ -245,17 +270,18 @@ def display_rows(summary: pd.DataFrame) -> list[list[TableCell]]:
     """The summary as cells, in DISPLAY_HEADERS order."""
     out = []
     for _, row in summary.iterrows():
-        params = row["defense_label"]
         lpips = _worst_cell(row, "lpips_min", 3)
         if lpips.text == "n/a":
             lpips = TableCell("n/a*", "see note")
         semantic = _worst_cell(row, "semantic_accuracy_max")
-        if not math.isnan(row["semantic_reference"]):
-            semantic = TableCell(semantic.text, f"{semantic.sub}  ref {row['semantic_reference']:.2f}".strip())
+        if row["semantic_accuracy_max_at_chance"]:
+            semantic = TableCell(f"{semantic.text}  at chance", semantic.sub)
+        notes = [f"orig. {row['semantic_reference']:.2f}" if not math.isnan(row["semantic_reference"]) else "",
+                 f"chance {row['semantic_chance']:.2f}" if not math.isnan(row["semantic_chance"]) else ""]
+        if any(notes):
+            semantic = TableCell(semantic.text, "  ".join([semantic.sub, *filter(None, notes)]).strip())
         out.append([
-            TableCell(row["run"][:12], row["dataset"] + ("" if row["arch"] == "small-cnn" else f", {row['arch']}")),
-            TableCell(params),
-            TableCell(str(row["cut"])),
+            TableCell(row["label"], row["dataset"] + ("" if row["arch"] == "small-cnn" else f", {row['arch']}")),  # the run id only in labels that need it
             TableCell(fmt(row["accuracy"]), f"{fmt_ci(row['accuracy_ci_low'], row['accuracy_ci_high'])}  n={row['accuracy_n']}"),
             _worst_cell(row, "ssim_max"),
             lpips,

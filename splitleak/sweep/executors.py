@@ -7,8 +7,8 @@ their declared resources).
 
 Threads: torch uses every core by default, so N processes each with the default would run
 N x cores threads on the cores (measured on 2 cores: two 2-thread processes made torch ops 10-100x
-slower). Pool workers therefore set `torch.set_num_threads(cores // workers)` (or `threads`), and
-a Ray task sets it to the CPUs it declared.
+slower). Pool workers therefore set `torch.set_num_threads(cores // workers)` (at most
+`$OMP_NUM_THREADS` when it is set; or `threads`), and a Ray task sets it to the CPUs it declared.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
 from splitleak.errors import InputError
+from splitleak.progress import ProgressFactory, silent
 from splitleak.sweep.jobs import Job, Outcome, run_job
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,24 @@ def usable_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
+
+
+def env_threads() -> int | None:
+    """`$OMP_NUM_THREADS` as a whole number >= 1 (None when unset or not such a number; torch
+    itself sizes its pool from it at import)."""
+    try:
+        value = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        return None
+    return value if value >= 1 else None
+
+
+def worker_threads(workers: int) -> int:
+    """Torch threads per worker when none are asked for: the cores split between `workers`, and at
+    most `$OMP_NUM_THREADS` when it is set (so workers x threads <= cores)."""
+    share = max(1, usable_cores() // workers)
+    limit = env_threads()
+    return share if limit is None else min(share, limit)
 
 
 class Executor(Protocol):
@@ -55,13 +74,14 @@ class InlineExecutor:
 
     capacity = 1
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, progress: ProgressFactory = silent) -> None:
         self.threads = threads
+        self.progress = progress  # in this process only: the stages of each job, as the CLI shows them
         self.description: dict[str, object] = {"kind": "local", "workers": 1, "threads": threads}
 
     def submit(self, job: Job) -> Future[Outcome]:
         future: Future[Outcome] = Future()
-        future.set_result(run_job(dataclasses.replace(job, threads=self.threads) if self.threads else job))
+        future.set_result(run_job(dataclasses.replace(job, threads=self.threads) if self.threads else job, progress=self.progress))
         return future
 
     def close(self, *, cancel: bool = False) -> None:
@@ -109,7 +129,7 @@ class ProcessExecutor:
         if workers < 1:
             raise InputError(f"workers must be >= 1, got {workers}")
         self.capacity = workers
-        self.threads = threads if threads is not None else max(1, usable_cores() // workers)
+        self.threads = threads if threads is not None else worker_threads(workers)
         self.description = {"kind": "local", "workers": workers, "threads": self.threads}
         self._pool = self._new_pool()
 
@@ -181,14 +201,18 @@ class RayExecutor:
             self._ray.shutdown()
 
 
-def make_executor(kind: str = "local", *, workers: int = 1, threads: int | None = None, ray_address: str | None = None, cpus_per_task: int = 1, gpus_per_task: float = 1.0) -> Executor:
-    """The executor `kind` ("local" or "ray"); local with workers > 1 is a process pool."""
+def make_executor(
+    kind: str = "local", *, workers: int = 1, threads: int | None = None, ray_address: str | None = None, cpus_per_task: int = 1, gpus_per_task: float = 1.0,
+    progress: ProgressFactory = silent,
+) -> Executor:
+    """The executor `kind` ("local" or "ray"); local with workers > 1 is a process pool.
+    `progress` shows the stages of jobs run in this process (workers == 1)."""
     if kind == "local":
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise InputError(f"workers must be a whole number >= 1, got {workers!r}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise InputError(f"threads must be a whole number >= 1, got {threads!r}")
-        return InlineExecutor(threads) if workers == 1 else ProcessExecutor(workers, threads)
+        return InlineExecutor(threads, progress) if workers == 1 else ProcessExecutor(workers, threads)
     if kind == "ray":
         return RayExecutor(ray_address, cpus_per_task, gpus_per_task)
     raise InputError(f"unknown executor {kind!r}; choose from {list(EXECUTORS)}")

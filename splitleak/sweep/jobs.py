@@ -27,6 +27,7 @@ import torch
 from splitleak.data import DataConfig, Splits, load_splits
 from splitleak.evaluation import EvalConfig, evaluate
 from splitleak.models import load_checkpoint, save_checkpoint
+from splitleak.progress import ProgressFactory, silent
 from splitleak.training import TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -109,28 +110,28 @@ def error_record(err: BaseException, tb: str | None = None) -> dict[str, str]:
     return {"type": type(err).__name__, "message": message, "traceback": tb if tb is not None else "".join(traceback.format_exception(err))}
 
 
-def run_job(job: Job) -> Outcome:
-    """Run one job; a failure comes back as an Outcome with ok=False (never raised)."""
+def run_job(job: Job, progress: ProgressFactory = silent) -> Outcome:
+    """Run one job (`progress`: its stages); a failure comes back as an Outcome with ok=False (never raised)."""
     start = time.perf_counter()
     try:
         with torch_threads(job.threads):
-            value = _train(job) if isinstance(job, TrainJob) else _evaluate(job)
+            value = _train(job, progress) if isinstance(job, TrainJob) else _evaluate(job, progress)
     except Exception as err:  # noqa: BLE001 - a failing cell is recorded, not fatal
         log.warning("sweep %s %s failed: %s", "training" if isinstance(job, TrainJob) else "cell", job.label, err)
         return Outcome(key=job.key, ok=False, seconds=time.perf_counter() - start, error=error_record(err, traceback.format_exc()))
     return Outcome(key=job.key, ok=True, seconds=time.perf_counter() - start, value=value)
 
 
-def _train(job: TrainJob) -> dict[str, Any]:
+def _train(job: TrainJob, progress: ProgressFactory) -> dict[str, Any]:
     splits = _splits(job.data)
-    trained = train(job.train, splits, state_file=job.state_file, resume=job.state_file is not None)
+    trained = train(job.train, splits, state_file=job.state_file, resume=job.state_file is not None, progress=progress)
     with tempfile.TemporaryDirectory(prefix="splitleak-sweep-") as tmp:
         path = save_checkpoint(Path(tmp) / "model.safetensors", trained.model, trained.meta, trained.defense_state, trained.server_state)
         blob = path.read_bytes()
     return {"checkpoint": blob, "test_accuracy": trained.meta.test_accuracy}
 
 
-def _evaluate(job: EvalJob) -> Any:
+def _evaluate(job: EvalJob, progress: ProgressFactory) -> Any:
     splits = _splits(job.data)
     with tempfile.TemporaryDirectory(prefix="splitleak-sweep-") as tmp:
         path = Path(tmp) / "model.safetensors"
@@ -138,4 +139,4 @@ def _evaluate(job: EvalJob) -> Any:
         checkpoint = load_checkpoint(path)
     # the results name the sweep's copy of the checkpoint, not this temporary one (same bytes, same hash)
     checkpoint = dataclasses.replace(checkpoint, path=Path(job.checkpoint_path))
-    return evaluate(checkpoint, job.evaluation, splits)
+    return evaluate(checkpoint, job.evaluation, splits, progress=progress)

@@ -36,6 +36,7 @@ from splitleak._io import atomic_path, write_text_atomic
 from splitleak.data import without_locations
 from splitleak.models import load_checkpoint
 from splitleak.outputs import add_to_marker, claim_folder, mark_folder
+from splitleak.progress import ProgressFactory, silent
 from splitleak.resume import partial_path
 from splitleak.results import FOLDER_KIND as RESULTS_KIND
 from splitleak.records import Provenance
@@ -184,7 +185,8 @@ def format_plan(plan: Plan, *, parallel: int | None = None) -> str:
 
 @dataclass(frozen=True)
 class SweepEvent:
-    """Progress of a run, for a caller that shows it (kinds: reused, trained, finished, failed)."""
+    """Progress of a run, for a caller that shows it (kinds: training and attacking when a job
+    starts; reused, trained, finished, failed when it ends)."""
 
     kind: str
     label: str
@@ -227,6 +229,16 @@ class _Ledger:
         self.runs: dict[str, str] = {}
         self.started = _now()
         self.outcome = SweepOutcome(out=out, total=len(grid.cells))
+        self.trainings = 0  # models this run trains, for "model k of n"
+        self.training_started = 0
+
+    def start(self, job: Job) -> None:
+        """Say which job starts: `training` (model k of n) or `attacking` (a cell)."""
+        if isinstance(job, TrainJob):
+            self.training_started += 1
+            self.emit("training", job.label, message=f"model {self.training_started} of {self.trainings}")
+        else:
+            self.emit("attacking", job.label)
 
     def cell(self, key: str) -> SweepCell:
         return next(c for c in self.grid.cells if c.key == key)
@@ -329,6 +341,7 @@ def run_sweep(
     gpus_per_task: float = 1.0,
     report: bool = True,
     on_event: Callable[[SweepEvent], None] | None = None,
+    progress: ProgressFactory = silent,
 ) -> SweepOutcome:
     """Run every unfinished cell of `grid` into `out`, merge all finished cells, write the report.
 
@@ -336,10 +349,11 @@ def run_sweep(
     outcome's exit_code is then 1. `executor`: "local" (in this process when workers == 1, else a
     process pool of `workers`, each with `threads` torch threads, default cores // workers) or "ray"
     (one task per job with `cpus_per_task` CPUs, and `gpus_per_task` GPUs when the device is cuda).
+    `progress` shows the stages of the jobs run in this process (workers == 1).
     """
     out = Path(out)
     claim_sweep_folder(out)
-    runner = make_executor(executor, workers=workers, threads=threads, ray_address=ray_address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task)
+    runner = make_executor(executor, workers=workers, threads=threads, ray_address=ray_address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task, progress=progress)
     ledger = _Ledger(grid, out, runner.description, on_event)
     try:
         (out / CELLS_DIR).mkdir(parents=True, exist_ok=True)
@@ -364,6 +378,7 @@ def run_sweep(
                 state = str(partial_path(checkpoint_path(out, first))) if local else None
                 keys = tuple(c.key for c in todo)
                 queue.append(TrainJob(key=first.train_key, label=first.model_label, keys=keys, data=first.data, train=first.train, state_file=state))
+        ledger.trainings = sum(isinstance(job, TrainJob) for job in queue)
         ledger.write("running")
         _drain(runner, queue, ledger)
     except BaseException as err:
@@ -404,6 +419,7 @@ def _drain(runner: Executor, queue: deque[Job], ledger: _Ledger) -> None:
     while queue or in_flight:
         while queue and len(in_flight) < runner.capacity:
             job = queue.popleft()
+            ledger.start(job)
             in_flight[runner.submit(job)] = job
         done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
         for future in [f for f in list(in_flight) if f in done]:

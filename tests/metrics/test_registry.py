@@ -28,6 +28,7 @@ EXPECTED = {
     "dcor_recon_u2": ("set", "higher", metrics.dependence_scale.dcor_statistics),
     "semantic_accuracy": ("sample", "higher", metrics.semantic.semantic_correct),
     "semantic_reference": ("set", "higher", metrics.semantic.semantic_reference),
+    "semantic_chance": ("set", "higher", metrics.semantic.majority_rate),
     "accuracy": ("set", "higher", metrics.task.accuracy),
 }
 

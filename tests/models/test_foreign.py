@@ -189,3 +189,22 @@ def test_read_state_dict(files, tmp_path: Path) -> None:
         read_state_dict(tmp_path / "list.pt")
     with pytest.raises(CheckpointError, match="not a state dict"):
         read_state_dict(files["ts"])
+
+
+class _FlatViewHead(torch.nn.Module):
+    """He et al.'s published heads flatten with `view`, which fails on channels-last activations."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z.view(-1, 4 * 8 * 8)[:, :10]
+
+
+def test_the_pre_flight_runs_on_the_sample_given(files, tmp_path: Path) -> None:
+    """The check feeds the real first batch: a layout the model cannot take fails there, naming the head."""
+    head = save_torchscript(_FlatViewHead(), tmp_path / "viewhead.pt")
+    source = ModelSource(encoder=str(files["ts"]), head=str(head), allow_code=True)
+    standard = torch.rand(2, 1, 16, 16)
+    assert load_foreign(source, SPEC, 10, sample=standard).has_head
+    channels_last = standard.contiguous(memory_format=torch.channels_last).as_strided(standard.shape, (256, 1, 16, 1))
+    with pytest.raises(CheckpointError, match=f"the head {head} does not take"):
+        load_foreign(source, SPEC, 10, sample=channels_last)
+    assert load_foreign(source, SPEC, 10).has_head  # without a sample: two mid-range inputs, as before

@@ -46,10 +46,40 @@ def test_summary_has_one_row_per_checkpoint_with_worst_cases(report_dirs) -> Non
         assert np.isnan(row.lpips_min) and row.lpips_note == "LPIPS was not asked for"
         assert re.fullmatch(r"(reconstructable \(SSIM \d\.\d\d by the per-image worst case\)|unrecognisable \(worst SSIM -?\d\.\d\d\)|borderline .*)", row.verdict)
     cells = display_rows(summary)
-    assert all(len(c) == 10 for c in cells) and cells[0][5].text == "n/a*"
+    assert all(len(c) == 8 for c in cells) and cells[0][3].text == "n/a*"
+    assert [c[0].text for c in cells] == [r.label for r in runs]  # rows are headed by defense and cut, not a hash
 
 
 def test_pareto_front() -> None:
     leakage = np.array([0.9, 0.2, 0.5, 0.6, np.nan, 0.2])
     utility = np.array([0.9, 0.5, 0.8, 0.7, 1.0, 0.4])
     assert pareto_front(leakage, utility).tolist() == [True, True, True, False, False, False]
+
+
+def _semantic_run(accuracy_per_image: list[float], chance: float, reference: float):
+    """A run with semantic accuracy rows for one attack, its chance level and reference."""
+    from tests.reports.synthetic import run_results
+
+    from splitleak.results import Results
+
+    results = run_results("none", {}, 0, 0.8, {"decoder": 0.2})
+    base = results.table.iloc[0].to_dict()
+    extra = [{**base, "attack": "", "metric": m, "value": v, "sample": None, "n": len(accuracy_per_image)} for m, v in (("semantic_chance", chance), ("semantic_reference", reference))]
+    extra += [{**base, "attack": "decoder", "metric": "semantic_accuracy", "value": v, "sample": i, "n": len(accuracy_per_image)} for i, v in enumerate(accuracy_per_image)]
+    table = pd.concat([results.table, pd.DataFrame(extra)], ignore_index=True)
+    return collect_runs(Results(table=table, provenance=results.provenance))[0]
+
+
+def test_semantic_accuracy_at_chance_is_flagged_beside_the_chance_level() -> None:
+    from splitleak.reports.tables import at_chance, chance_attacks, summary_row
+
+    garbage = _semantic_run([1.0] * 4 + [0.0] * 36, chance=0.12, reference=0.78)  # 0.10: the favourite class's share
+    row = summary_row(garbage)
+    assert row["semantic_chance"] == 0.12 and row["semantic_accuracy_max_at_chance"] and chance_attacks(garbage) == ["decoder"]
+    cell = display_rows(pd.DataFrame([row]))[0][5]
+    assert cell.text.endswith("at chance") and "orig. 0.78" in cell.sub and "chance 0.12" in cell.sub
+    leaky = _semantic_run([1.0] * 32 + [0.0] * 8, chance=0.12, reference=0.78)
+    row = summary_row(leaky)
+    assert not row["semantic_accuracy_max_at_chance"] and chance_attacks(leaky) == []
+    assert "at chance" not in display_rows(pd.DataFrame([row]))[0][5].text
+    assert not at_chance(float("nan"), 0.1) and not at_chance(0.05, float("nan"))  # earlier results: no chance row, no flag
