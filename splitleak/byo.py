@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from splitleak._config import FromDict
+from splitleak._parse import loads_toml
 from splitleak._validate import SEED_RANGE
 from splitleak.data import DATASETS, ArraySplit, DataConfig, InputSpec, Splits, load_splits
 from splitleak.errors import InputError
@@ -133,7 +134,7 @@ def parse_input_spec(raw: bytes | str, where: str = "input spec") -> InputConfig
     """An InputConfig from TOML text; InputError naming `where` for anything malformed."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        values = tomllib.loads(text)
+        values = loads_toml(text)
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise InputError(f"{where} is not valid TOML ({err})") from None
     try:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from splitleak._parse import loads_toml
 from splitleak.errors import InputError
 from splitleak.metrics.specs import METRICS
 from splitleak.results import MODEL_LEVEL, WORST_CASE
@@ -231,7 +232,7 @@ _BASELINE_KEYS = (*_COMMON_KEYS, "tolerance")
 def parse_policy(text: str, source: str = "<policy>") -> Policy:
     """Parse a TOML policy; anything malformed raises GateError with a one-line reason."""
     try:
-        data = tomllib.loads(text)
+        data = loads_toml(text)
     except tomllib.TOMLDecodeError as err:
         raise GateError(f"policy {source} is not valid TOML: {err}") from None
     unknown = sorted(set(data) - set(_TOP_KEYS))

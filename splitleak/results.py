@@ -22,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from splitleak._io import atomic_path, umask, write_text_atomic
+from splitleak._parse import loads_json
 from splitleak.errors import InputError
 from splitleak.outputs import claim_folder, mark_folder
 from splitleak.records import Provenance, RecordError
@@ -188,7 +189,7 @@ class Results:
         provenance: Any = {}
         if (directory / PROVENANCE_FILE).is_file():
             try:
-                provenance = json.loads((directory / PROVENANCE_FILE).read_text(encoding="utf-8"))
+                provenance = loads_json((directory / PROVENANCE_FILE).read_text(encoding="utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError) as err:
                 raise ResultsError(f"{directory / PROVENANCE_FILE} is not valid JSON ({err})") from None
         reconstructions: dict[str, np.ndarray] = {}

@@ -37,6 +37,7 @@ from torch import Tensor
 
 from splitleak import __version__
 from splitleak._io import atomic_path, is_safetensors_head
+from splitleak._parse import loads_json
 from splitleak.errors import InputError
 from splitleak.outputs import claim_file, claim_folder, has_safetensors_key, mark_folder
 
@@ -80,7 +81,7 @@ def _read(path: Path, expected_format: str, version: int = _VERSION) -> tuple[di
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             header = handle.metadata() or {}
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-        meta = json.loads(header[_HEADER])
+        meta = loads_json(header[_HEADER])
     except (SafetensorError, OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
         raise ProgressError(f"{path} is not a readable splitleak progress file ({type(err).__name__}: {err}); delete it, or run without --resume") from None
     if not isinstance(meta, dict) or meta.get("format") != expected_format or meta.get("version") != version:

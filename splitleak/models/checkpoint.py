@@ -19,6 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from splitleak._io import atomic_path, is_safetensors_head, sha256_file
+from splitleak._parse import loads_json
 from splitleak._validate import all_finite
 from splitleak.errors import InputError
 from splitleak.models.build import make_split_model
@@ -133,7 +134,7 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
     if _META_KEY not in header:
         raise CheckpointError(f"{path} is a safetensors file without splitleak metadata")
     try:
-        meta = json.loads(header[_META_KEY])
+        meta = loads_json(header[_META_KEY])
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path} has corrupt metadata JSON ({err})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:

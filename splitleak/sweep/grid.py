@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from splitleak._parse import loads_toml
 from splitleak.attacks import ATTACKS
 from splitleak.data import LOCATION_FIELDS, DataConfig, get_source, resolve_defaults
 from splitleak.defenses import make_defense
@@ -199,7 +200,7 @@ def load_grid(path: str | os.PathLike[str], *, data_dir: str | None = None, devi
 def parse_grid(text: str, *, source: str = "<grid>", data_dir: str | None = None, device: str | None = None) -> Grid:
     """Expand grid TOML text into cells (GridError naming `source` on any problem)."""
     try:
-        values = tomllib.loads(text)
+        values = loads_toml(text)
     except tomllib.TOMLDecodeError as err:
         raise GridError(f"{source}: not valid TOML ({err})") from None
     try:
