@@ -105,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--dcor-samples", type=int, help="test images used for dCor(x, z) (default: the scored ones; the whole test set is fine)")
     ev.add_argument("--dcor-memory-mb", type=int, default=512, help="memory budget of the blocked dCor computation in MiB (default 512)")
     ev.add_argument("--lpips", default="alex", choices=("alex", "vgg", "squeeze", "none"), help="LPIPS backbone, or none (default alex)")
-    ev.add_argument("--lpips-weights", help="explicit backbone weights file for LPIPS (default: search, see splitleak weights)")
+    ev.add_argument("--lpips-weights", help="explicit backbone weights file for LPIPS, refused unless it is one (default: search, see splitleak weights)")
     ev.add_argument("--require-lpips", action="store_true", help="fail instead of reporting LPIPS unavailable when no real weights are found")
     ev.add_argument("--attack-param", action="append", default=[], metavar="ATTACK.OPTION=VALUE", help="set an attack option, e.g. rmle.steps=500 or decoder.epochs=20 (repeatable; see docs/attacks.md)")
     ev.add_argument("--budget-scale", type=float, default=1.0, help="multiply every attack's budget (epochs, steps) by this factor (default 1)")

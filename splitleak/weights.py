@@ -31,6 +31,7 @@ import logging
 import os
 import pickle
 import socket
+import struct
 import subprocess
 import sys
 import tarfile
@@ -331,8 +332,9 @@ def load_weights_file(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], 
             raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise WeightsError(f"{path}: refused to load (only plain tensors are allowed): {err}") from err
-    except (OSError, RuntimeError, ValueError, EOFError) as err:
-        raise WeightsError(f"{path}: cannot read weights: {err}") from err
+    except (OSError, RuntimeError, ValueError, EOFError, IndexError, KeyError, TypeError, AttributeError, struct.error) as err:
+        # torch's restricted unpickler fails on malformed bytes with whatever its stack machine hits
+        raise WeightsError(f"{path}: cannot read weights ({type(err).__name__}: {' '.join(str(err).split())})") from None
     if isinstance(raw, Mapping) and isinstance(raw.get("state_dict"), Mapping):
         raw = raw["state_dict"]
     if not isinstance(raw, Mapping):
