@@ -203,3 +203,89 @@ def test_download_when_offline(tmp_path: Path, monkeypatch, capsys, dataset: str
     out = tmp_path / "m.safetensors"
     _refused(["train", "--dataset", dataset, "--download", "--data-dir", str(tmp_path / "data"), "--out", str(out), "--quiet"], capsys, out, "name resolution")
     assert [p for p in (tmp_path / "data").rglob("*") if p.is_file()] == []  # nothing fetched
+
+
+# --- interrupts --------------------------------------------------------------------------------
+
+
+class _InterruptImport:
+    """A meta-path finder that raises KeyboardInterrupt when `name` is imported, as Ctrl-C would."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def find_spec(self, fullname: str, path=None, target=None):
+        if fullname == self.name:
+            raise KeyboardInterrupt
+        return None
+
+
+def test_ctrl_c_while_importing_the_command_line(monkeypatch, capsys) -> None:
+    import sys
+
+    from splitleak import _entry
+
+    monkeypatch.delitem(sys.modules, "splitleak.cli")
+    monkeypatch.setattr(sys, "meta_path", [_InterruptImport("splitleak.cli"), *sys.meta_path])
+    assert _entry.main() == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["splitleak: interrupted"]
+
+
+def test_ctrl_c_while_a_command_imports_its_modules(tmp_path: Path, monkeypatch, capsys) -> None:
+    import sys
+
+    monkeypatch.delitem(sys.modules, "splitleak.reports.document", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_InterruptImport("splitleak.reports.document"), *sys.meta_path])
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "r.pdf")]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["splitleak: interrupted"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_installed_command_enters_through_the_guard() -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["scripts"]["splitleak"] == "splitleak._entry:main"
+
+
+def test_ctrl_c_that_a_library_turns_into_another_error(tmp_path: Path, monkeypatch, capsys) -> None:
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT is not Python's default handler here")
+
+    def swallowed(*args, **kwargs):  # numpy's C extensions, interrupted while importing, raise ImportError
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+        raise ImportError("Importing the numpy C-extensions failed")
+
+    monkeypatch.setattr("splitleak.reports.document.write_report", swallowed)
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "r.pdf")]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["splitleak: interrupted"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    monkeypatch.setattr("splitleak.reports.document.write_report", lambda *a, **k: (_ for _ in ()).throw(ImportError("a real one")))
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "r.pdf")]) == 1  # without an interrupt: a bug
+    assert capsys.readouterr().err.startswith("splitleak: internal error: ImportError: a real one")
+
+
+def test_ctrl_c_that_python_drops_in_a_callback(monkeypatch, capsys) -> None:
+    import signal
+    import weakref
+
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT is not Python's default handler here")
+
+    class Target:
+        pass
+
+    def dropped(*args, **kwargs):  # Python ignores exceptions in weakref callbacks ("Exception ignored in ...")
+        target = Target()
+        ref = weakref.ref(target, lambda _: signal.raise_signal(signal.SIGINT))  # noqa: F841 - kept alive to fire
+        del target
+        return "| attack |"
+
+    monkeypatch.setattr("splitleak.attacks._catalogue.markdown_table", dropped)
+    assert main(["attacks", "--markdown"]) == 130  # the command finished, but the user asked to stop
+    assert capsys.readouterr().err.strip().splitlines() == ["splitleak: interrupted"]
