@@ -75,7 +75,7 @@ class InputConfig(FromDict):
     def __post_init__(self) -> None:
         if self.shape is not None:
             if not isinstance(self.shape, (list, tuple)) or len(self.shape) != 3 or not all(_is_int(v) and 0 < v <= 1 << 16 for v in self.shape):
-                raise InputError(f"input spec shape must be three positive whole numbers [C, H, W], got {self.shape!r}")
+                raise InputError(f"input spec shape must be three whole numbers [C, H, W] from 1 to {1 << 16}, got {self.shape!r}")
             object.__setattr__(self, "shape", tuple(self.shape))
         object.__setattr__(self, "value_range", _numbers("value_range", self.value_range, 2))
         for name in ("mean", "std"):

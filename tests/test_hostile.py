@@ -22,6 +22,7 @@ from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import save_file
 
 from splitleak.cli import main
+from tests._byo import folder, trained_pair, write_factory_module  # noqa: F401 (fixtures)
 
 FAST = ["--limit", "20", "--lpips", "none", "--semantic-epochs", "0", "--attack-param", "decoder.epochs=1", "--quiet"]
 DEEP_JSON = "[" * 100_000 + "]" * 100_000
@@ -121,6 +122,16 @@ def test_a_weight_of_another_dtype_is_refused(tmp_path: Path, tiny_checkpoint: P
     _refused(_evaluate(model, tmp_path / "res"), capsys, tmp_path / "res", f"encoder.0.0.weight is {str(dtype).removeprefix('torch.')}, the model's float32")
 
 
+def test_factory_weights_of_another_dtype_are_refused(tmp_path: Path, folder: Path, monkeypatch, capsys) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = write_factory_module(tmp_path)
+    encoder, _ = trained_pair()
+    save_file({k: v.to(torch.int32) if k.endswith("weight") else v for k, v in encoder.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    out = tmp_path / "res"
+    argv = ["evaluate", str(tmp_path / "w.safetensors"), "--allow-code", "--factory", f"{module}:encoder", "--image-folder", str(folder), "--out", str(out), *FAST]
+    _refused(argv, capsys, out, "0.weight is int32, the model's float32")
+
+
 # --- nesting -----------------------------------------------------------------------------------
 
 
@@ -181,6 +192,16 @@ TRAIN = ["train", "--dataset", "digits", "--limit-train", "200", "--aux-pool", "
 def test_devices_that_are_not_here(tmp_path: Path, tiny_checkpoint: Path, capsys, device: str) -> None:
     _refused([*TRAIN, "--device", device, "--out", str(tmp_path / "m.safetensors")], capsys, tmp_path / "m.safetensors", "device")
     _refused(_evaluate(tiny_checkpoint, tmp_path / "res", "--device", device), capsys, tmp_path / "res", "device")
+    (tmp_path / "grid.toml").write_text("[train]\nepochs = 1\n")
+    _refused(["sweep", str(tmp_path / "grid.toml"), "--device", device, "--out", str(tmp_path / "sw"), "--quiet"], capsys, tmp_path / "sw", "device")
+
+
+def test_negative_seeds_are_seeds(tmp_path: Path) -> None:
+    from splitleak._validate import torch_seed
+    from splitleak.data import DataConfig
+
+    assert torch_seed("seed", -(2**63)) == -(2**63) and DataConfig(split_seed=-5).split_seed == -5
+    assert torch.Generator().manual_seed(-(2**63)).initial_seed() == 2**63  # torch takes them (as their two's complement)
 
 
 @pytest.mark.parametrize("seed", [str(2**64), str(-(2**63) - 1), "9" * 40])
