@@ -1,5 +1,6 @@
 """JSON and TOML from files, with their nesting bounded: a file nested too deep is a decode
-error like any other malformed file, never a RecursionError (a bug's exit code).
+error like any other malformed file, never a RecursionError (a bug's exit code). Settings files
+(policy, input spec, sweep grid) are read only up to MAX_SETTINGS_BYTES.
 
 `loads_json` raises `json.JSONDecodeError` and `loads_toml` raises `tomllib.TOMLDecodeError`,
 so callers keep their own one-line messages for malformed text.
@@ -8,10 +9,28 @@ so callers keep their own one-line messages for malformed text.
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from typing import Any
 
+from splitleak.errors import InputError
+
 MAX_NESTING = 64  # levels of arrays/tables; splitleak's own files use fewer than 10
+MAX_SETTINGS_BYTES = 1 << 20  # a policy, input spec or sweep grid is a few lines of TOML
+
+
+def read_settings_text(path: str | os.PathLike[str], what: str) -> str:
+    """The UTF-8 text of the settings file `what` (a policy, an input spec, a sweep grid), reading
+    at most MAX_SETTINGS_BYTES + 1 bytes (a larger file, or /dev/zero, is an InputError); a
+    missing or unreadable file is the OSError open raises."""
+    with open(path, "rb") as handle:
+        raw = handle.read(MAX_SETTINGS_BYTES + 1)
+    if len(raw) > MAX_SETTINGS_BYTES:
+        raise InputError(f"{what} {path} is larger than {MAX_SETTINGS_BYTES} bytes; it should be a few lines of TOML")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{what} {path} is not UTF-8 text ({err})") from None
 
 
 def nesting(value: Any) -> int:
@@ -59,4 +78,4 @@ def loads_toml(text: str) -> dict[str, Any]:
     return value
 
 
-__all__ = ["MAX_NESTING", "loads_json", "loads_toml", "nesting"]
+__all__ = ["MAX_NESTING", "MAX_SETTINGS_BYTES", "loads_json", "loads_toml", "nesting", "read_settings_text"]

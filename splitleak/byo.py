@@ -30,15 +30,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from splitleak._config import FromDict
-from splitleak._parse import loads_toml
+from splitleak._parse import loads_toml, read_settings_text
 from splitleak._validate import SEED_RANGE
 from splitleak.data import DATASETS, ArraySplit, DataConfig, InputSpec, Splits, load_splits
 from splitleak.errors import InputError
 from splitleak.models.checkpoint import Checkpoint, load_checkpoint
 from splitleak.models.foreign import SPLITLEAK, ModelSource, check_source, detect, load_foreign
-
-MAX_SPEC_BYTES = 1 << 20
-
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -119,11 +116,9 @@ def read_input_spec(path: str | os.PathLike[str]) -> InputConfig:
     """Parse a TOML input spec; `image_folder` is taken relative to the file's folder."""
     path = Path(path)
     try:
-        raw = path.read_bytes() if path.stat().st_size <= MAX_SPEC_BYTES else None
+        raw = read_settings_text(path, "input spec")
     except OSError as err:
         raise InputError(f"cannot read input spec {path}: {err.strerror or err}") from None
-    if raw is None:
-        raise InputError(f"input spec {path} is larger than {MAX_SPEC_BYTES} bytes; it should be a few lines of TOML")
     config = parse_input_spec(raw, where=str(path))
     if config.image_folder is not None and not Path(config.image_folder).expanduser().is_absolute():
         config = dataclasses.replace(config, image_folder=str(path.parent / Path(config.image_folder).expanduser()))

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from splitleak._parse import loads_toml
+from splitleak._parse import loads_toml, read_settings_text
 from splitleak.errors import InputError
 from splitleak.metrics.specs import METRICS
 from splitleak.results import MODEL_LEVEL, WORST_CASE
@@ -278,9 +278,9 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     if not path.is_file():
         raise GateError(f"policy file {path} not found (write a starter one with: splitleak gate --init --policy {path})")
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise GateError(f"policy {path} is not UTF-8 text ({err})") from None
+        text = read_settings_text(path, "policy")
+    except InputError as err:
+        raise GateError(str(err)) from None
     return parse_policy(text, str(path))
 
 

@@ -165,6 +165,19 @@ def test_deeply_nested_toml(results_dir: Path, tiny_checkpoint: Path, tmp_path: 
     _refused(["sweep", str(toml), "--out", str(tmp_path / "sw")], capsys, tmp_path / "sw", "nested deeper than 64 levels")
 
 
+@pytest.mark.parametrize("source", ["big", "zero"])
+def test_settings_files_are_read_only_up_to_a_bound(results_dir: Path, tiny_checkpoint: Path, tmp_path: Path, capsys, source: str) -> None:
+    if source == "zero" and not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero here")
+    toml = Path("/dev/zero") if source == "zero" else tmp_path / "big.toml"
+    if source == "big":
+        toml.write_text("# padding\n" * 200_000)
+    _refused(_evaluate(tiny_checkpoint, tmp_path / "res", "--input-spec", str(toml)), capsys, tmp_path / "res", "larger than 1048576 bytes")
+    _refused(["sweep", str(toml), "--out", str(tmp_path / "sw")], capsys, tmp_path / "sw", "larger than 1048576 bytes")
+    if source == "big":  # a policy must be a file
+        _refused(["gate", str(results_dir), "--policy", str(toml), "--json", str(tmp_path / "v.json")], capsys, tmp_path / "v.json", "larger than 1048576 bytes")
+
+
 # --- files of the wrong kind -------------------------------------------------------------------
 
 
