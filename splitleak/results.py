@@ -22,7 +22,7 @@ import pandas as pd
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
-from splitleak._io import atomic_path, umask, write_text_atomic
+from splitleak._io import atomic_path, save_safetensors, umask, write_text_atomic
 from splitleak._parse import loads_json
 from splitleak.dataspec import InputSpec
 from splitleak.errors import InputError
@@ -165,8 +165,7 @@ class Results:
                 table.to_csv(tmp, index=False, float_format="%.10g")
         write_text_atomic(written[2], json.dumps(self.provenance.to_dict(), indent=2, sort_keys=True) + "\n")
         if self.reconstructions:
-            with atomic_path(directory / RECONSTRUCTIONS_FILE) as tmp:
-                save_file(dict(self.reconstructions), str(tmp))
+            save_safetensors(save_file, self.reconstructions, directory / RECONSTRUCTIONS_FILE)
             written.append(directory / RECONSTRUCTIONS_FILE)
         else:
             (directory / RECONSTRUCTIONS_FILE).unlink(missing_ok=True)

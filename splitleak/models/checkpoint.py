@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from splitleak._io import atomic_path, is_safetensors_head, sha256_file
+from splitleak._io import is_safetensors_head, save_safetensors, sha256_file
 from splitleak._parse import loads_json
 from splitleak._validate import all_finite
 from splitleak.errors import InputError
@@ -106,8 +106,7 @@ def save_checkpoint(
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=header)
+    save_safetensors(save_file, tensors, path, metadata=header)
     return path
 
 
