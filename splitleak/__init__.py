@@ -13,7 +13,11 @@ The pipeline, one function per stage (the CLI does the same):
 __version__ = "0.1.0"
 
 import importlib
-from typing import Any
+
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing would slow every start-up of the command
+if TYPE_CHECKING:
+    from typing import Any
+del TYPE_CHECKING
 
 # public names and the module each comes from: imported on first use, so `import splitleak.gate`
 # (which only reads results tables) does not load torch
@@ -37,7 +41,7 @@ _EXPORTS = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'splitleak' has no attribute {name!r}")

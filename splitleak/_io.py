@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
 
 
 @contextlib.contextmanager
@@ -37,6 +42,20 @@ def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:
     """Write `text` to `target` so readers see the old file or the new one, never half."""
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def save_safetensors(save: Callable[..., None], tensors: Mapping[str, Any], target: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> None:
+    """Write `tensors` with `save` (safetensors.torch's or safetensors.numpy's save_file) to
+    `target` atomically. safetensors reports a failed write (a full disk) as a SafetensorError
+    "I/O error: ... (os error 28)": it is raised as the OSError it is, naming `target`."""
+    with atomic_path(target) as tmp:
+        try:
+            save(dict(tensors), str(tmp), metadata=metadata)
+        except SafetensorError as err:
+            if "I/O error" not in str(err):
+                raise
+            code = re.search(r"os error (\d+)", str(err))
+            raise OSError(int(code.group(1)) if code else errno.EIO, f"cannot write {target}: {' '.join(str(err).split())}") from None
 
 
 MAX_SAFETENSORS_HEADER = 100 * 2**20  # safetensors' own limit on its JSON header

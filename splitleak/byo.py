@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from splitleak._config import FromDict
+from splitleak._parse import loads_toml, read_settings_text
 from splitleak._validate import SEED_RANGE
 from splitleak.data import DATASETS, ArraySplit, DataConfig, InputSpec, Splits, load_splits
 from splitleak.errors import InputError
@@ -38,8 +39,6 @@ from splitleak.models.checkpoint import Checkpoint, load_checkpoint
 from splitleak.models.foreign import SPLITLEAK, ModelSource, check_source, detect, load_foreign
 
 log = logging.getLogger(__name__)
-
-MAX_SPEC_BYTES = 1 << 20
 
 
 def _is_int(value: Any) -> bool:
@@ -77,7 +76,7 @@ class InputConfig(FromDict):
     def __post_init__(self) -> None:
         if self.shape is not None:
             if not isinstance(self.shape, (list, tuple)) or len(self.shape) != 3 or not all(_is_int(v) and 0 < v <= 1 << 16 for v in self.shape):
-                raise InputError(f"input spec shape must be three positive whole numbers [C, H, W], got {self.shape!r}")
+                raise InputError(f"input spec shape must be three whole numbers [C, H, W] from 1 to {1 << 16}, got {self.shape!r}")
             object.__setattr__(self, "shape", tuple(self.shape))
         object.__setattr__(self, "value_range", _numbers("value_range", self.value_range, 2))
         for name in ("mean", "std"):
@@ -121,11 +120,9 @@ def read_input_spec(path: str | os.PathLike[str]) -> InputConfig:
     """Parse a TOML input spec; `image_folder` is taken relative to the file's folder."""
     path = Path(path)
     try:
-        raw = path.read_bytes() if path.stat().st_size <= MAX_SPEC_BYTES else None
+        raw = read_settings_text(path, "input spec")
     except OSError as err:
         raise InputError(f"cannot read input spec {path}: {err.strerror or err}") from None
-    if raw is None:
-        raise InputError(f"input spec {path} is larger than {MAX_SPEC_BYTES} bytes; it should be a few lines of TOML")
     config = parse_input_spec(raw, where=str(path))
     if config.image_folder is not None and not Path(config.image_folder).expanduser().is_absolute():
         config = dataclasses.replace(config, image_folder=str(path.parent / Path(config.image_folder).expanduser()))
@@ -136,7 +133,7 @@ def parse_input_spec(raw: bytes | str, where: str = "input spec") -> InputConfig
     """An InputConfig from TOML text; InputError naming `where` for anything malformed."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        values = tomllib.loads(text)
+        values = loads_toml(text)
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise InputError(f"{where} is not valid TOML ({err})") from None
     try:

@@ -2,27 +2,31 @@
 
 Exit codes: 0 done; 1 a gate or sweep failure, or an internal error (a bug: one line
 `splitleak: internal error: ...`, the traceback with -v); 2 bad input (an InputError or an
-OSError: one line `splitleak: error: ...`); 130 interrupted. Options that need argparse live in
+OSError: one line `splitleak: error: ...`); 130 interrupted (also while importing, through
+splitleak._entry, the installed command's entry point). Options that need argparse live in
 splitleak/_cli/; the library never imports argparse.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from splitleak import __version__
 from splitleak._cli.progress import progress_for as _progress
+from splitleak._entry import EXIT_INTERRUPTED, INTERRUPTED
 from splitleak.errors import InputError
 
 log = logging.getLogger("splitleak")
 EXIT_INTERNAL_ERROR = 1
 EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
 MAX_INTERNAL_MESSAGE = 300  # characters of an unexpected exception's message shown without -v
 DEFAULT_EVAL_LIMIT = 1000  # evaluate's test images when --limit is not given: an upper bound, not a demand
 
@@ -118,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--dcor-samples", type=int, help="test images used for dCor(x, z) (default: the scored ones; the whole test set is fine)")
     ev.add_argument("--dcor-memory-mb", type=int, default=512, help="memory budget of the blocked dCor computation in MiB (default 512)")
     ev.add_argument("--lpips", default="alex", choices=("alex", "vgg", "squeeze", "none"), help="LPIPS backbone, or none (default alex)")
-    ev.add_argument("--lpips-weights", help="explicit backbone weights file for LPIPS (default: search, see splitleak weights)")
+    ev.add_argument("--lpips-weights", help="explicit backbone weights file for LPIPS, refused unless it is one (default: search, see splitleak weights)")
     ev.add_argument("--require-lpips", action="store_true", help="fail instead of reporting LPIPS unavailable when no real weights are found")
     ev.add_argument("--attack-param", action="append", default=[], metavar="ATTACK.OPTION=VALUE", help="set an attack option, e.g. rmle.steps=500 or decoder.epochs=20 (repeatable; see docs/attacks.md)")
     ev.add_argument("--budget-scale", type=float, default=1.0, help="multiply every attack's budget (epochs, steps) by this factor (default 1)")
@@ -423,36 +427,75 @@ def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
+@contextlib.contextmanager
+def _noting_interrupts() -> Iterator[list[int]]:
+    """Ctrl-C raises KeyboardInterrupt as usual, and is noted: an interrupt that a library turns
+    into another exception (numpy's C extensions, interrupted while importing, raise ImportError)
+    or that Python drops (raised in a callback: "Exception ignored in ...") still ends as an
+    interrupt. Left alone outside the main thread or when SIGINT is not Python's own handler."""
+    noted: list[int] = []
+    previous, previous_hook = signal.getsignal(signal.SIGINT), sys.unraisablehook
+    if threading.current_thread() is not threading.main_thread() or previous is not signal.default_int_handler:
+        yield noted
+        return
+
+    def note(signum: int, frame: Any) -> None:
+        noted.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    def unraisable(info: Any) -> None:
+        if not (noted and info.exc_type is not None and issubclass(info.exc_type, KeyboardInterrupt)):
+            previous_hook(info)
+
+    signal.signal(signal.SIGINT, note)
+    sys.unraisablehook = unraisable
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = previous_hook
+
+
+def _interrupted() -> int:
+    print(INTERRUPTED, file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `splitleak` command; returns the exit code (see the module docstring)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     verbose = any(arg in ("-v", "--verbose") for arg in argv)  # until the arguments are parsed
-    try:
-        args = _parser().parse_args(argv)
-        verbose = bool(getattr(args, "verbose", False))
-        logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        if getattr(args, "threads", None) is not None and args.command != "sweep":  # sweep: per worker, set in each
-            import torch
+    with _noting_interrupts() as interrupts:
+        try:
+            args = _parser().parse_args(argv)
+            verbose = bool(getattr(args, "verbose", False))
+            logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+            if getattr(args, "threads", None) is not None and args.command != "sweep":  # sweep: per worker, set in each
+                import torch
 
-            torch.set_num_threads(args.threads)
-        return args.run(args)
-    except (InputError, OSError) as err:  # validated input, or the environment's paths, permissions, disk
-        print(f"splitleak: error: {_one_line(err)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("splitleak: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as err:  # noqa: BLE001 - anything else is a bug: say so, briefly
-        message = _one_line(err)
-        if len(message) > MAX_INTERNAL_MESSAGE:
-            message = message[: MAX_INTERNAL_MESSAGE - 3] + "..."
-        if verbose:
-            traceback.print_exc()
-            hint = "please report it"
-        else:
-            hint = "run again with -v for the traceback; please report it"
-        print(f"splitleak: internal error: {type(err).__name__}: {message} ({hint})", file=sys.stderr)
-        return EXIT_INTERNAL_ERROR
+                torch.set_num_threads(args.threads)
+            code = args.run(args)
+            return _interrupted() if interrupts else code  # an interrupt Python dropped: the work is done, but say so
+        except KeyboardInterrupt:
+            return _interrupted()
+        except (InputError, OSError) as err:  # validated input, or the environment's paths, permissions, disk
+            if interrupts:
+                return _interrupted()
+            print(f"splitleak: error: {_one_line(err)}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except Exception as err:  # noqa: BLE001 - anything else is a bug: say so, briefly
+            if interrupts:
+                return _interrupted()
+            message = _one_line(err)
+            if len(message) > MAX_INTERNAL_MESSAGE:
+                message = message[: MAX_INTERNAL_MESSAGE - 3] + "..."
+            if verbose:
+                traceback.print_exc()
+                hint = "please report it"
+            else:
+                hint = "run again with -v for the traceback; please report it"
+            print(f"splitleak: internal error: {type(err).__name__}: {message} ({hint})", file=sys.stderr)
+            return EXIT_INTERNAL_ERROR
 
 
 if __name__ == "__main__":

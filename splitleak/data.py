@@ -361,8 +361,11 @@ def _load_idx_dataset(
 
         tv = import_torchvision()
         dataset_cls = getattr(tv.datasets, tv_class)
-        for train in (True, False):
-            dataset_cls(root=str(target), train=train, download=True)
+        try:
+            for train in (True, False):
+                dataset_cls(root=str(target), train=train, download=True)
+        except (OSError, RuntimeError) as err:  # offline: torchvision tries each mirror, then raises RuntimeError
+            raise DataError(f"downloading {name} into {target} failed ({' '.join(str(err).split())[:300]})") from None
         files, more = _find_idx_dir([target / folder / "raw"])
         notes += more
     if files is None:

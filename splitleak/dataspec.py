@@ -70,6 +70,11 @@ def _as_tuple(name: str, v: object) -> tuple[Any, ...]:
     raise DataError(f"{name} must be a list or tuple, got {v!r}")
 
 
+MAX_PIXELS = 89_478_485
+"""Largest width x height of an input (Pillow's default decompression-bomb limit); an input holds
+at most 4 such planes of values (RGBA's): sizes recorded in files are bounded by this."""
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """What the model's input looks like.
@@ -87,6 +92,9 @@ class InputSpec:
     def __post_init__(self) -> None:
         if len(self.shape) != 3 or not all(_is_int(s) and s > 0 for s in self.shape):
             raise DataError(f"InputSpec.shape must be three positive ints (C, H, W), got {self.shape!r}")
+        channels, height, width = self.shape
+        if height * width > MAX_PIXELS or channels * height * width > 4 * MAX_PIXELS:
+            raise DataError(f"InputSpec.shape {list(self.shape)} is larger than any image splitleak reads ({MAX_PIXELS} pixels, {4 * MAX_PIXELS} values)")
         if len(self.value_range) != 2 or not self.value_range[0] < self.value_range[1]:
             raise DataError(f"InputSpec.value_range must be (low, high) with low < high, got {self.value_range!r}")
         channels = self.shape[0]

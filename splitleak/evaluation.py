@@ -65,7 +65,8 @@ class EvalConfig(FromDict):
     images (None: the scored ones). `observations`: how many releases of each image the attacker
     combines against a defense that draws (a number, or "epochs": the checkpoint's training
     epochs; 1: the non-adaptive attacker; splitleak.adaptive). `lpips` names the LPIPS backbone (None: skip LPIPS); when its
-    real ImageNet weights are missing LPIPS is reported unavailable, or raises with `require_lpips`.
+    real ImageNet weights are missing LPIPS is reported unavailable, or raises with `require_lpips` (and
+    always when `lpips_weights` names a file that is not those weights).
     """
 
     what: ClassVar[str] = "evaluation"

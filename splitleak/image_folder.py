@@ -30,13 +30,12 @@ import torch
 
 from splitleak._io import sha256_file
 from splitleak.data import ArraySplit, DataConfig, DataError, InputSpec, Splits, capped
+from splitleak.dataspec import MAX_PIXELS  # the largest width x height read (a lower `PIL.Image.MAX_IMAGE_PIXELS` wins)
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 """Which files of a folder are listed as images; what they hold is decided from their bytes."""
-MAX_PIXELS = 89_478_485
-"""Largest width x height read (Pillow's default decompression-bomb limit; a lower `PIL.Image.MAX_IMAGE_PIXELS` wins)."""
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"))
 _PLUGIN_FORMATS = {"PNG": ("PNG",), "JPEG": ("JPEG", "MPO")}  # MPO: multi-picture JPEG, decoded by the JPEG plugin
 _LOOKS_LIKE = (

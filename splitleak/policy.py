@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from splitleak._parse import loads_toml, read_settings_text
 from splitleak.errors import InputError
 from splitleak.metrics.specs import METRICS
 from splitleak.results import MODEL_LEVEL, WORST_CASE
@@ -231,7 +232,7 @@ _BASELINE_KEYS = (*_COMMON_KEYS, "tolerance")
 def parse_policy(text: str, source: str = "<policy>") -> Policy:
     """Parse a TOML policy; anything malformed raises GateError with a one-line reason."""
     try:
-        data = tomllib.loads(text)
+        data = loads_toml(text)
     except tomllib.TOMLDecodeError as err:
         raise GateError(f"policy {source} is not valid TOML: {err}") from None
     unknown = sorted(set(data) - set(_TOP_KEYS))
@@ -277,9 +278,9 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     if not path.is_file():
         raise GateError(f"policy file {path} not found (write a starter one with: splitleak gate --init --policy {path})")
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise GateError(f"policy {path} is not UTF-8 text ({err})") from None
+        text = read_settings_text(path, "policy")
+    except InputError as err:
+        raise GateError(str(err)) from None
     return parse_policy(text, str(path))
 
 

@@ -8,6 +8,7 @@ reconstructions of a fixed set of test images, for reports). Folders are replace
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -16,11 +17,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
 from splitleak._csv import unescape_cell, write_frame
-from splitleak._io import atomic_path, write_text_atomic
+from splitleak._io import save_safetensors, write_text_atomic
+from splitleak._parse import loads_json
+from splitleak.dataspec import InputSpec
 from splitleak.errors import InputError
 from splitleak.outputs import claim_folder
 from splitleak.swap import finish, leftovers, recover, staged, swap_in
@@ -157,8 +160,7 @@ class Results:
             write_frame(table, target)  # text cells escaped against spreadsheet formulas (splitleak._csv)
         write_text_atomic(written[2], json.dumps(self.provenance.to_dict(), indent=2, sort_keys=True) + "\n")
         if self.reconstructions:
-            with atomic_path(directory / RECONSTRUCTIONS_FILE) as tmp:
-                save_file(dict(self.reconstructions), str(tmp))
+            save_safetensors(save_file, self.reconstructions, directory / RECONSTRUCTIONS_FILE)
             written.append(directory / RECONSTRUCTIONS_FILE)
         else:
             (directory / RECONSTRUCTIONS_FILE).unlink(missing_ok=True)
@@ -189,19 +191,77 @@ class Results:
         provenance: Any = {}
         if (directory / PROVENANCE_FILE).is_file():
             try:
-                provenance = json.loads((directory / PROVENANCE_FILE).read_text(encoding="utf-8"))
+                provenance = loads_json((directory / PROVENANCE_FILE).read_text(encoding="utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError) as err:
                 raise ResultsError(f"{directory / PROVENANCE_FILE} is not valid JSON ({err})") from None
-        reconstructions: dict[str, np.ndarray] = {}
-        if (directory / RECONSTRUCTIONS_FILE).is_file():
-            try:
-                reconstructions = load_file(str(directory / RECONSTRUCTIONS_FILE))
-            except (SafetensorError, OSError) as err:
-                raise ResultsError(f"{directory / RECONSTRUCTIONS_FILE} is unreadable ({err})") from None
         try:
-            return cls(table=table, provenance=provenance, reconstructions=reconstructions)
+            results = cls(table=table, provenance=provenance)
         except ResultsError as err:
             raise ResultsError(f"{directory}: {err}") from None
+        path = directory / RECONSTRUCTIONS_FILE
+        if not path.is_file():
+            return results
+        try:
+            check_reconstructions(_layout(path), results)
+            reconstructions = load_file(str(path))
+        except (SafetensorError, OSError) as err:
+            raise ResultsError(f"{path} is unreadable ({err})") from None
+        except ResultsError as err:
+            raise ResultsError(f"{path}: {err}") from None
+        return dataclasses.replace(results, reconstructions=reconstructions)
+
+
+_IMAGE_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
+_INDEX_DTYPES = frozenset({"I8", "I16", "I32", "I64", "U8", "U16", "U32", "U64"})
+
+
+def _layout(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Each stored array's shape and safetensors dtype, read from the header alone."""
+    with safe_open(str(path), framework="numpy") as handle:
+        return {key: (tuple(handle.get_slice(key).get_shape()), handle.get_slice(key).get_dtype()) for key in handle.keys()}
+
+
+def _group(key: str) -> tuple[str, str]:
+    """(the set an array belongs to, its role) of a key `[RUN/]indices`, `[RUN/]original`,
+    `[RUN/]attack/NAME` or `[RUN/]extremes/ATTACK/{indices,original,reconstruction}`."""
+    parts = key.split("/")
+    at = next((i for i, part in enumerate(parts) if part in ("indices", "original", "attack", "extremes")), len(parts) - 1)
+    prefix = "/".join(parts[:at])
+    if parts[at] == "extremes":
+        return f"{prefix}/extremes/{'/'.join(parts[at + 1:-1])}", parts[-1]
+    return prefix, "indices" if parts[at] == "indices" else "image"
+
+
+def check_reconstructions(layout: dict[str, tuple[tuple[int, ...], str]], results: Results) -> None:
+    """Refuse (ResultsError) stored reconstructions that are not what `evaluate` writes for these
+    results, from their header alone, before any array is read: images are floating-point
+    [N, C, H, W] with (C, H, W) an input shape the provenance records (or, without one, no larger
+    than any image splitleak reads), indices are whole numbers [N], N at most the images scored,
+    and the arrays of one set (original, each attack's, indices) agree on N."""
+    shapes = {tuple(run.meta.input_spec.shape) for run in results.provenance.runs.values() if run.meta is not None}
+    most = int(results.table["n"].max()) if len(results.table) else 0
+    counts: dict[str, set[int]] = {}
+    for key, (shape, dtype) in layout.items():
+        group, role = _group(key)
+        if role == "indices":
+            fits = len(shape) == 1 and dtype in _INDEX_DTYPES
+        else:
+            fits = len(shape) == 4 and dtype in _IMAGE_DTYPES and (tuple(shape[1:]) in shapes if shapes else _is_input_shape(shape[1:]))
+        if not fits or shape[0] > most:
+            wanted = f"of shape {sorted(list(s) for s in shapes)}" if shapes else "no larger than any image splitleak reads"
+            raise ResultsError(f"{key} is {dtype} {list(shape)}; this folder's reconstructions are at most {most} floating-point images {wanted} (indices: [N] whole numbers)")
+        counts.setdefault(group, set()).add(shape[0])
+    uneven = sorted(group or "(top level)" for group, ns in counts.items() if len(ns) > 1)
+    if uneven:
+        raise ResultsError(f"the arrays of {uneven[:3]} hold different numbers of images")
+
+
+def _is_input_shape(shape: tuple[int, ...]) -> bool:
+    try:
+        InputSpec(shape=tuple(shape))  # type: ignore[arg-type]
+    except InputError:
+        return False
+    return True
 
 
 def claim_results_folder(directory: str | os.PathLike[str], option: str = "--out") -> None:

@@ -36,7 +36,8 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from splitleak import __version__
-from splitleak._io import atomic_path, is_safetensors_head
+from splitleak._io import is_safetensors_head, save_safetensors
+from splitleak._parse import loads_json
 from splitleak.errors import InputError
 from splitleak.outputs import claim_file, claim_folder, has_safetensors_key, mark_folder
 
@@ -80,7 +81,7 @@ def _read(path: Path, expected_format: str, version: int = _VERSION) -> tuple[di
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             header = handle.metadata() or {}
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-        meta = json.loads(header[_HEADER])
+        meta = loads_json(header[_HEADER])
     except (SafetensorError, OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
         raise ProgressError(f"{path} is not a readable splitleak progress file ({type(err).__name__}: {err}); delete it, or run without --resume") from None
     if not isinstance(meta, dict) or meta.get("format") != expected_format or meta.get("version") != version:
@@ -90,8 +91,7 @@ def _read(path: Path, expected_format: str, version: int = _VERSION) -> tuple[di
 
 def _write(path: Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
     header = {_HEADER: json.dumps(meta, sort_keys=True)}
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=header)
+    save_safetensors(save_file, {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, path, metadata=header)
 
 
 # --------------------------------------------------------------------------------------------

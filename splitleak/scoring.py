@@ -222,7 +222,7 @@ class ReconstructionDependenceScorer(BaseScorer):
 
 class LpipsScorer(BaseScorer):
     """LPIPS with a real ImageNet backbone, per sample; unavailable (no rows) without real weights,
-    or an error with ``require``. ``net=None``: not asked for."""
+    or an error with ``require`` or an explicit ``weights`` file. ``net=None``: not asked for."""
 
     metrics = ("lpips",)
     record = "lpips"
@@ -237,7 +237,7 @@ class LpipsScorer(BaseScorer):
             return
         ok, reason = lpips_available(self.net, weights=self.weights)
         if not ok:
-            if self.require:
+            if self.require or self.weights is not None:  # a file named explicitly must be usable weights
                 raise InputError(reason)
             log.warning("%s", reason)
             self.log = {"available": False, "reason": reason}

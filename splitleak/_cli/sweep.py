@@ -70,6 +70,11 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise InputError("sweep needs --out DIR (or --dry-run to only list the cells)")
+    if args.executor == "local":  # Ray's workers may have devices this machine lacks
+        from splitleak._validate import usable_device
+
+        for device in sorted({c.train.device for c in grid.cells} | {c.evaluation.device for c in grid.cells}):
+            usable_device(device)
     plan = plan_sweep(grid, args.out)
     if not args.quiet:
         print(

@@ -19,7 +19,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from splitleak._io import atomic_path, is_safetensors_head, sha256_file
+from splitleak._io import is_safetensors_head, save_safetensors, sha256_file
+from splitleak._parse import loads_json
 from splitleak._validate import all_finite
 from splitleak.errors import InputError
 from splitleak.models.build import make_split_model
@@ -112,8 +113,7 @@ def save_checkpoint(
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=header)
+    save_safetensors(save_file, tensors, path, metadata=header)
     return path
 
 
@@ -141,17 +141,18 @@ def _refuse_pickles(path: Path) -> None:
             )
 
 
-def _read(path: Path) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
+def _read(path: Path) -> tuple[dict[str, tuple[int, ...]], CheckpointMeta]:
+    """The shape of each tensor the file declares, and its metadata; no tensor is loaded."""
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             header = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+            shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({err})") from None
     if _META_KEY not in header:
         raise CheckpointError(f"{path} is a safetensors file without splitleak metadata")
     try:
-        meta = json.loads(header[_META_KEY])
+        meta = loads_json(header[_META_KEY])
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path} has corrupt metadata JSON ({err})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -159,16 +160,46 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} has format version {meta.get('format_version')}, this splitleak reads {FORMAT_VERSION}")
     try:
-        return tensors, CheckpointMeta.from_dict({k: v for k, v in meta.items() if k not in ("format", "format_version")})
+        return shapes, CheckpointMeta.from_dict({k: v for k, v in meta.items() if k not in ("format", "format_version")})
     except RecordError as err:
         raise CheckpointError(f"{path} metadata: {err}") from None
 
 
+def _tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            return {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({err})") from None
+
+
+def _check_described_model(meta: CheckpointMeta, shapes: Mapping[str, tuple[int, ...]], path: Path) -> None:
+    """Refuse metadata whose model does not match the file's tensors, before allocating it: the
+    model is first built on torch's "meta" device (sizes only, no memory), so a recorded
+    `num_classes` or input shape far beyond what the weights hold is refused, never allocated."""
+    try:
+        with torch.device("meta"):
+            expected = build_model(meta).state_dict()
+    except (KeyError, TypeError, ValueError, RuntimeError, NotImplementedError) as err:
+        raise CheckpointError(f"{path} describes an invalid model: {' '.join(str(err).split())}") from None
+    weights = {k: v for k, v in shapes.items() if not k.startswith((DEFENSE_PREFIX, SERVER_PREFIX))}
+    missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+    wrong = [f"{k} is {list(weights[k])}, the model's {list(v.shape)}" for k, v in expected.items() if k in weights and tuple(v.shape) != weights[k]]
+    if missing or unexpected or wrong:
+        problems = ([f"missing {missing[:3]}"] if missing else []) + ([f"unexpected {unexpected[:3]}"] if unexpected else []) + wrong[:3]
+        raise CheckpointError(f"{path} weights do not fit the {meta.arch} cut {meta.cut} its metadata describes ({meta.num_classes} classes, input {list(meta.input_spec.shape)}): {'; '.join(problems)}")
+
+
 def load_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path, what: str) -> None:
-    """Load `tensors` into `module` (strict), refusing NaN/inf weights and naming `what` on a mismatch."""
+    """Load `tensors` into `module` (strict), refusing NaN/inf weights and tensors of another dtype
+    than the module's (int32 bits where float32 is expected would load as garbage), naming `what`."""
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not all_finite(v)]
     if bad:
         raise CheckpointError(f"{path} has non-finite weights in {bad[:3]}")
+    own = module.state_dict()
+    wrong = [f"{k} is {str(v.dtype).removeprefix('torch.')}, the model's {str(own[k].dtype).removeprefix('torch.')}" for k, v in tensors.items() if k in own and v.dtype != own[k].dtype]
+    if wrong:
+        raise CheckpointError(f"{path} weights do not fit {what}: {'; '.join(wrong[:3])}")
     try:
         module.load_state_dict(tensors, strict=True)
     except RuntimeError as err:
@@ -184,7 +215,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     _refuse_pickles(path)
     if path.stat().st_size < 8:
         raise CheckpointError(f"{path} is empty or truncated")
-    tensors, meta = _read(path)
+    shapes, meta = _read(path)
+    _check_described_model(meta, shapes, path)
+    tensors = _tensors(path)
     try:
         model = build_model(meta)
     except (KeyError, TypeError, ValueError) as err:

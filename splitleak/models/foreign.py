@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from splitleak._io import MAX_SAFETENSORS_HEADER, is_safetensors_head, sha256_file
+from splitleak._parse import loads_json
 from splitleak._random import constructed
 from splitleak.data import InputSpec
 from splitleak.models.checkpoint import Checkpoint, CheckpointError, load_weights
@@ -122,7 +123,7 @@ def _safetensors_kind(path: Path, header_len: int) -> str:
     if len(raw) < header_len:
         raise CheckpointError(f"{path} is a truncated safetensors file")
     try:
-        header = json.loads(raw)
+        header = loads_json(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} has a corrupt safetensors header ({err})") from None
     meta = header.get("__metadata__") if isinstance(header, dict) else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,14 +40,19 @@ def write_pdf(pages: Sequence[Figure], path: str | os.PathLike[str], *, title: s
     staging_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     staging = staging_dir / path.name  # created by PdfPages with the usual (umask) permissions
     try:
-        with PdfPages(staging, metadata=pdf_metadata(title)) as pdf:
-            for number, fig in enumerate(pages, start=1):
-                text = f"{footer} · page {number} of {len(pages)}" if footer else f"page {number} of {len(pages)}"
-                mark = fig.text(0.5, 0.02, text, fontsize=7, color=MUTED, ha="center", va="bottom")
-                try:
-                    pdf.savefig(fig)
-                finally:
-                    mark.remove()
+        try:
+            with PdfPages(staging, metadata=pdf_metadata(title)) as pdf:
+                for number, fig in enumerate(pages, start=1):
+                    text = f"{footer} · page {number} of {len(pages)}" if footer else f"page {number} of {len(pages)}"
+                    mark = fig.text(0.5, 0.02, text, fontsize=7, color=MUTED, ha="center", va="bottom")
+                    try:
+                        pdf.savefig(fig)
+                    finally:
+                        mark.remove()
+        except zlib.error as err:  # closing after a failed write (a full disk) hides that OSError behind zlib's
+            if isinstance(err.__context__, OSError):
+                raise err.__context__ from None
+            raise
         os.replace(staging, path)
     finally:
         shutil.rmtree(staging_dir, ignore_errors=True)

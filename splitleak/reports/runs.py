@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from splitleak._config import short_number
+from splitleak._parse import loads_json
 from splitleak.errors import InputError
 from splitleak.records import CheckpointMeta, Provenance, RunProvenance
 from splitleak.results import MODEL_LEVEL, WORST_CASE, Results, ResultsError
@@ -112,7 +113,7 @@ class Run:
 def parse_params(text: str) -> dict[str, Any]:
     """The defense_params JSON column as a dict ({} for empty or unreadable text)."""
     try:
-        value = json.loads(text) if text else {}
+        value = loads_json(text) if text else {}
     except json.JSONDecodeError:
         return {}
     return value if isinstance(value, dict) else {}

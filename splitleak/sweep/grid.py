@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from splitleak._parse import loads_toml, read_settings_text
 from splitleak.attacks import ATTACKS
 from splitleak.data import LOCATION_FIELDS, DataConfig, get_source, resolve_defaults
 from splitleak.defenses import make_defense
@@ -188,18 +189,20 @@ def load_grid(path: str | os.PathLike[str], *, data_dir: str | None = None, devi
     """Read and expand a grid file; `data_dir` and `device` override the file's settings."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_settings_text(path, "grid file")
     except FileNotFoundError:
         raise GridError(f"grid file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as err:
+    except OSError as err:
         raise GridError(f"cannot read grid file {path} ({err})") from None
+    except InputError as err:
+        raise GridError(str(err)) from None
     return parse_grid(text, source=str(path), data_dir=data_dir, device=device)
 
 
 def parse_grid(text: str, *, source: str = "<grid>", data_dir: str | None = None, device: str | None = None) -> Grid:
     """Expand grid TOML text into cells (GridError naming `source` on any problem)."""
     try:
-        values = tomllib.loads(text)
+        values = loads_toml(text)
     except tomllib.TOMLDecodeError as err:
         raise GridError(f"{source}: not valid TOML ({err})") from None
     try:

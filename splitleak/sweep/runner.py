@@ -33,14 +33,15 @@ from typing import Any
 from splitleak import __version__
 from splitleak._csv import escape_cell
 from splitleak._io import atomic_path, write_text_atomic
+from splitleak._parse import loads_json
 from splitleak.data import without_locations
 from splitleak.models import load_checkpoint
 from splitleak.outputs import add_to_marker, claim_folder, mark_folder
 from splitleak.progress import ProgressFactory, silent
-from splitleak.resume import partial_path
-from splitleak.results import FOLDER_KIND as RESULTS_KIND
 from splitleak.records import Provenance
+from splitleak.results import FOLDER_KIND as RESULTS_KIND
 from splitleak.results import PROVENANCE_FILE, TABLE_FILE, Results, ResultsError, claim_results_folder
+from splitleak.resume import partial_path
 from splitleak.sweep import cost
 from splitleak.sweep.executors import Executor, InlineExecutor, ProcessExecutor, make_executor
 from splitleak.sweep.grid import LOCATION_OPTIONS, Grid, SweepCell, canonical, resolved_data, resolved_eval
@@ -76,7 +77,7 @@ def recorded_configs(folder: Path) -> tuple[Any, Any, Any] | None:
     try:
         if not (folder / TABLE_FILE).is_file():
             return None
-        run = Provenance.from_dict(json.loads((folder / PROVENANCE_FILE).read_text(encoding="utf-8"))).only
+        run = Provenance.from_dict(loads_json((folder / PROVENANCE_FILE).read_text(encoding="utf-8"))).only
     except (OSError, ValueError):  # RecordError and JSONDecodeError are ValueErrors
         return None
     meta = run.meta
