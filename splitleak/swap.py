@@ -51,8 +51,12 @@ def stage(target: str | os.PathLike[str], kind: str) -> Path:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{_NEW}", dir=target.parent))
-    staging.chmod(0o777 & ~umask())  # mkdtemp makes it private (0700); outputs are ordinary folders
-    mark_folder(staging, kind + _PARTIAL)
+    try:
+        staging.chmod(0o777 & ~umask())  # mkdtemp makes it private (0700); outputs are ordinary folders
+        mark_folder(staging, kind + _PARTIAL)
+    except BaseException:  # a full disk while writing the marker: leave nothing behind
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return staging
 
 

@@ -479,6 +479,8 @@ def _metric_case(spec: MetricSpec) -> _Case:
         with torch.no_grad():
             given = classifier(x).argmax(1)
         return _Case((classifier, x, given), (classifier, x, (given + 1) % 3), kwargs)
+    if names == ("y",):  # labels alone (a chance level): one class everywhere vs balanced classes
+        return _Case((torch.zeros(_B, dtype=torch.long),), (torch.arange(_B) % 3,), kwargs)
     if names == ("logits", "y"):  # logits and labels
         logits = torch.randn(_B, 3, generator=data)
         return _Case((logits, logits.argmax(1)), (logits, (logits.argmax(1) + 1) % 3), kwargs)
