@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a split model under a defense and save a checkpoint", description="Train a split model (client encoder + server head) under a defense; write one safetensors checkpoint.")
     train.add_argument("--dataset", default="fashion-mnist", help="a registered dataset (default fashion-mnist; docs/data.md)")
     train.add_argument("--arch", default="small-cnn", help="a registered split architecture (default small-cnn)")
-    train.add_argument("--cut", type=int, help="cut after this block (deeper = larger); default: the architecture's default")
+    train.add_argument("--cut", help="the cut point: a block number (small-cnn, cifar-cnn: deeper = larger) or a name (resnet18: stem, layer1..layer4); default: the architecture's default")
     train.add_argument("--defense", default="none", help="a registered defense: none, nopeek, noise, dropout, dp-noise or a plugin's (default none)")
     train.add_argument("--defense-param", action="append", default=[], metavar="DEFENSE.KEY=VALUE", help="set a defense parameter, e.g. nopeek.alpha=5 (repeatable; the defense must be --defense)")
     train.add_argument("--alpha", type=float, help="nopeek: weight of the dCor(x, z) penalty (default 1.0)")
