@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from splitleak import cifar
 from splitleak.dataspec import (
     LOCATION_FIELDS,
     DataConfig,
@@ -384,41 +385,44 @@ def _load_mnist(root: Path | None, download: bool) -> RawData:
 
 
 # --------------------------------------------------------------------------------------------
-# CIFAR-10 (through torchvision) and digits (bundled with scikit-learn)
+# CIFAR-10 (restricted unpickler, splitleak.cifar) and digits (bundled with scikit-learn)
 # --------------------------------------------------------------------------------------------
 
-_CIFAR_FOLDER = "cifar-10-batches-py"
+def _download_cifar10(root: Path) -> None:
+    """Fetch and unpack cifar-10-python.tar.gz into `root` with torchvision's downloader (checked
+    against torchvision's MD5); the batches are then read by splitleak.cifar, never unpickled."""
+    from splitleak._compat import import_torchvision
+
+    tv = import_torchvision()
+    known = tv.datasets.CIFAR10
+    tv.datasets.utils.download_and_extract_archive(known.url, str(root), filename=known.filename, md5=known.tgz_md5)
 
 
 def _load_cifar10(root: Path | None, download: bool) -> RawData:
-    """CIFAR-10 via torchvision's ``CIFAR10`` from ``root/cifar-10-batches-py``; HWC -> CHW."""
+    """CIFAR-10 from the first root holding all of ``cifar-10-batches-py/`` (splitleak.cifar);
+    with ``download``, fetched into the first writable root when none does."""
     roots = resolve_roots(root)
-    present = [r for r in roots if (r / _CIFAR_FOLDER).is_dir()]
-    notes = [f"{r / _CIFAR_FOLDER} (no such directory)" for r in roots if r not in present]
-    targets: list[tuple[Path, bool]] = [(r, False) for r in present]
+    notes = []
+    for r in roots:
+        folder = r / cifar.FOLDER
+        missing = cifar.missing_files(folder)
+        if not missing:
+            return _read_cifar10(folder)
+        notes.append(f"{folder} (no such directory)" if not folder.is_dir() else f"{folder} (missing {', '.join(missing)})")
     if download:
-        targets.append((_first_writable_root(roots), True))
-    if targets:
-        from splitleak._compat import import_torchvision
-
-        tv = import_torchvision()
-        for r, dl in targets:
-            try:
-                train = tv.datasets.CIFAR10(root=str(r), train=True, download=dl)
-                test = tv.datasets.CIFAR10(root=str(r), train=False, download=dl)
-            except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
-                notes.append(f"{r / _CIFAR_FOLDER} ({err})")
-                continue
-            return RawData(
-                train_x=np.ascontiguousarray(train.data.transpose(0, 3, 1, 2)),
-                train_y=np.asarray(train.targets, dtype=np.int64),
-                test_x=np.ascontiguousarray(test.data.transpose(0, 3, 1, 2)),
-                test_y=np.asarray(test.targets, dtype=np.int64),
-                origin=str(r / _CIFAR_FOLDER),
-            )
+        target = _first_writable_root(roots)
+        log.info("cifar10 not found locally; downloading with torchvision into %s", target)
+        _download_cifar10(target)
+        return _read_cifar10(target / cifar.FOLDER)
     raise DataError(
         "dataset 'cifar10' not found. Looked in:\n  " + "\n  ".join(notes) + f"\n{_HOW_TO_GET_CIFAR}"
     )
+
+
+def _read_cifar10(folder: Path) -> RawData:
+    train_x, train_y = cifar.read_batches(folder, cifar.TRAIN_FILES)
+    test_x, test_y = cifar.read_batches(folder, cifar.TEST_FILES)
+    return RawData(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, origin=str(folder))
 
 
 def _load_digits(root: Path | None, download: bool) -> RawData:
@@ -467,7 +471,7 @@ _HOW_TO_GET_MNIST = (
 _HOW_TO_GET_CIFAR = (
     "How to get it: online, pass --download (DataConfig.download=True) and torchvision fetches "
     "it into the first writable data root; or unpack cifar-10-python.tar.gz so that a data root "
-    "holds cifar-10-batches-py/. " + _WHERE
+    "holds cifar-10-batches-py/ (data_batch_1..5, test_batch; read without unpickling code). " + _WHERE
 )
 
 DATASETS: Registry[DatasetSource] = Registry("dataset", group="splitleak.datasets")
