@@ -40,8 +40,8 @@ class Sizes:
 
 def sizes(cell: SweepCell) -> Sizes:
     """Training, auxiliary and attacked test images of a cell (from the configs and known dataset sizes)."""
-    data = resolve_defaults(cell.data)
-    train_total, test_total = DATASET_SIZES.get(data.dataset, (60_000, 10_000))
+    train_total, test_total = DATASET_SIZES.get(cell.data.dataset, (60_000, 10_000))
+    data = resolve_defaults(cell.data, train_total)
     pool, aux = data.aux_pool, data.aux_size
     assert pool is not None and aux is not None
     train = min(data.limit_train or train_total, max(0, train_total - pool))
