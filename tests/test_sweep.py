@@ -437,3 +437,11 @@ if __name__ == "__main__":
         time.sleep(0.05)
     os.kill(worker, signal.SIGKILL)
     raise AssertionError("the worker outlived the killed sweep by 10 s")
+
+
+def test_named_cuts_in_a_grid() -> None:
+    grid = parse_grid('[grid]\ndataset = "cifar10"\narch = "resnet18"\ncut = "all"\nattack = ["decoder"]\n' + SHARED)
+    assert [c.train.cut for c in grid.cells] == ["stem", "layer1", "layer2", "layer3", "layer4"]
+    assert grid.cells[2].describe()["cut"] == "layer2" and "cutlayer2" in grid.cells[2].folder
+    with pytest.raises(GridError, match="has cuts"):
+        parse_grid('[grid]\narch = "resnet18"\ncut = [2]\n' + SHARED)

@@ -20,7 +20,7 @@ from splitleak.defenses import DEFENSES
 from splitleak.sweep.grid import SweepCell
 
 # images per second, training (forward + backward), one thread
-TRAIN_IMAGES_PER_SECOND = {"small-cnn": 2400.0, "cifar-cnn": 500.0}
+TRAIN_IMAGES_PER_SECOND = {"small-cnn": 2400.0, "cifar-cnn": 500.0, "resnet18": 40.0}  # resnet18: 32x32, estimated (0.56 GMAC per forward)
 DEFAULT_TRAIN_IMAGES_PER_SECOND = 500.0
 # training speed relative to no defense: each defense class's `training_speed`
 # attack work in seconds on small-cnn: each attack class's `estimate_seconds`; other
