@@ -129,7 +129,7 @@ for _arch in (
             cuts=RESNET18_CUTS,
             default_cut="layer2",
             channels=(1, 3),
-            spatial_multiple=8,
+            spatial_multiple=4,  # strided convs round odd sizes up (28 -> 14 -> 7 -> 4); the head pools adaptively
         ),
 ):
     ARCHITECTURES.register(_arch)

@@ -28,6 +28,7 @@ def test_registered_with_named_cuts_and_default() -> None:
         ((3, 32, 32), {"stem": (64, 32, 32), "layer1": (64, 32, 32), "layer2": (128, 16, 16), "layer3": (256, 8, 8), "layer4": (512, 4, 4)}),
         ((3, 64, 64), {"stem": (64, 64, 64), "layer2": (128, 32, 32), "layer4": (512, 8, 8)}),  # small stem up to 64x64
         ((1, 96, 96), {"stem": (64, 24, 24), "layer4": (512, 3, 3)}),  # ImageNet stem: 7x7 stride 2 + max-pool
+        ((1, 28, 28), {"layer2": (128, 14, 14), "layer4": (512, 4, 4)}),  # Fashion-MNIST's size
     ],
 )
 def test_activation_shapes_per_cut(shape: tuple[int, int, int], expected: dict[str, tuple[int, ...]]) -> None:
