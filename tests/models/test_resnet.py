@@ -32,11 +32,20 @@ def test_registered_with_named_cuts_and_default() -> None:
     ],
 )
 def test_activation_shapes_per_cut(shape: tuple[int, int, int], expected: dict[str, tuple[int, ...]]) -> None:
-    for cut, want in expected.items():
-        encoder, head = ARCH.build(shape, 10, cut)
-        assert activation_shape(encoder, shape) == want
-        with torch.no_grad():
-            assert head(encoder(torch.zeros(2, *shape))).shape == (2, 10)
+    blocks, seen = ARCH.blocks(shape, 10), {}
+    x = torch.zeros(1, *shape)
+    with torch.no_grad():
+        for cut, block in zip((*ARCH.cuts, "head"), blocks):
+            x = block(x)
+            seen[cut] = tuple(x.shape[1:])
+    assert {cut: seen[cut] for cut in expected} == expected and seen["head"] == (10,)
+
+
+def test_build_splits_blocks_at_the_cut() -> None:
+    encoder, head = ARCH.build((3, 32, 32), 10, "layer2")
+    assert len(encoder) == 3 and len(head) == 3 and activation_shape(encoder, (3, 32, 32)) == (128, 16, 16)
+    with torch.no_grad():
+        assert head(encoder(torch.zeros(2, 3, 32, 32))).shape == (2, 10)
 
 
 def test_torchvision_layout_and_size() -> None:
