@@ -46,7 +46,7 @@ def test_every_passive_attack_on_resnet18_colour(colour: Path, tmp_path: Path) -
 
 @pytest.mark.slow
 def test_every_passive_attack_on_resnet18_layer2(colour: Path, tmp_path: Path) -> None:
-    """The issue's cut: [128, 16, 16] activations the decoders upsample to 3x32x32 (about 2 CPU minutes)."""
+    """The issue's cut: [128, 16, 16] activations the decoders upsample to 3x32x32 (7 minutes here on one loaded thread)."""
     model = _train(colour, "layer2", tmp_path / "r18.safetensors")
     table = _evaluate_every_attack(model, colour, tmp_path / "res", [])
     assert set(table["cut"].astype(str)) == {"layer2"}
