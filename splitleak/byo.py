@@ -34,6 +34,7 @@ from splitleak._config import FromDict
 from splitleak._parse import loads_toml, read_settings_text
 from splitleak._validate import SEED_RANGE
 from splitleak.data import DATASETS, ArraySplit, DataConfig, InputSpec, Splits, load_splits
+from splitleak.image_folder import FOLDER_DATASET
 from splitleak.errors import InputError
 from splitleak.models.checkpoint import Checkpoint, load_checkpoint
 from splitleak.models.foreign import SPLITLEAK, ModelSource, check_source, detect, load_foreign
@@ -154,13 +155,20 @@ def open_target(
 ) -> tuple[Checkpoint, Splits]:
     """The checkpoint and the data splits `evaluate` attacks for `model` described by `inputs`.
 
-    A splitleak checkpoint brings its own input spec and data split (`inputs` must be empty);
-    anything else is a foreign model, loaded with `load_foreign` for `inputs`' spec and data.
+    A splitleak checkpoint brings its own input spec and data split (`inputs` must be empty, but
+    for `image_folder` naming the folder a checkpoint trained on an image folder reads, as
+    `data_dir` would); anything else is a foreign model, loaded with `load_foreign` for `inputs`'
+    spec and data.
     `cap_test`: `limit_test` is a default, an upper bound (fewer test images: use them all).
     """
     kind = detect(model.encoder)
     if kind == SPLITLEAK:
         foreign_options = [name for name in ("factory", "head", "head_factory") if getattr(model, name) is not None]
+        checkpoint = load_checkpoint(model.encoder)
+        if inputs.image_folder is not None and (checkpoint.meta.data or {}).get("dataset") == FOLDER_DATASET:
+            if data_dir is not None:
+                raise InputError("--image-folder names the folder the checkpoint trained on: drop --data-dir")
+            data_dir, inputs = inputs.image_folder, dataclasses.replace(inputs, image_folder=None)
         if foreign_options or inputs.given:
             given = foreign_options + [f.name for f in dataclasses.fields(inputs) if getattr(inputs, f.name) != getattr(InputConfig(), f.name)]
             raise InputError(
@@ -169,7 +177,6 @@ def open_target(
             )
         from splitleak.evaluation import data_config_for
 
-        checkpoint = load_checkpoint(model.encoder)
         data = data_config_for(checkpoint, data_dir=data_dir, aux_size=aux_size, limit_test=limit_test, download=download or None)
         return checkpoint, load_splits(data, cap_test=cap_test)
     check_source(model)  # refusals first: no data is read for a model that will not be loaded

@@ -79,9 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     train = commands.add_parser("train", help="train a split model under a defense and save a checkpoint", description="Train a split model (client encoder + server head) under a defense; write one safetensors checkpoint.")
-    train.add_argument("--dataset", default="fashion-mnist", help="a registered dataset (default fashion-mnist; docs/data.md)")
+    train.add_argument("--dataset", help="a registered dataset (default fashion-mnist; docs/data.md)")
+    train.add_argument("--image-folder", metavar="DIR", help="train on your own images: DIR/<class>/*.png|jpg, any size (all alike); a fixed fifth is the test part (docs/data.md)")
     train.add_argument("--arch", default="small-cnn", help="a registered split architecture (default small-cnn)")
-    train.add_argument("--cut", type=int, help="cut after this block (deeper = larger); default: the architecture's default")
+    train.add_argument("--cut", help="the cut point: a block number (small-cnn, cifar-cnn: deeper = larger) or a name (resnet18: stem, layer1..layer4); default: the architecture's default")
     train.add_argument("--defense", default="none", help="a registered defense: none, nopeek, noise, dropout, dp-noise or a plugin's (default none)")
     train.add_argument("--defense-param", action="append", default=[], metavar="DEFENSE.KEY=VALUE", help="set a defense parameter, e.g. nopeek.alpha=5 (repeatable; the defense must be --defense)")
     train.add_argument("--alpha", type=float, help="nopeek: weight of the dCor(x, z) penalty (default 1.0)")
@@ -210,7 +211,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         detector=args.detector, detector_params=detector_params, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
     )
     data = DataConfig(
-        dataset=args.dataset, data_dir=args.data_dir, split_seed=args.split_seed, aux_pool=args.aux_pool,
+        **_train_data_source(args), split_seed=args.split_seed, aux_pool=args.aux_pool,
         limit_train=args.limit_train, limit_test=args.limit_test, download=args.download,
     )
     from splitleak._io import check_writable
@@ -237,6 +238,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     _print_guarantee(config.defense, trained.meta.defense.params, config.epochs)
     return 0
+
+
+def _train_data_source(args: argparse.Namespace) -> dict[str, Any]:
+    """`dataset` and `data_dir` of `splitleak train`: --image-folder DIR is the dataset "image-folder" read from DIR."""
+    if args.image_folder is None:
+        return {"dataset": args.dataset or "fashion-mnist", "data_dir": args.data_dir}
+    given = [option for option, value in (("--dataset", args.dataset), ("--data-dir", args.data_dir)) if value is not None]
+    if given:
+        raise InputError(f"--image-folder is the training data: drop {' and '.join(given)}")
+    from splitleak.image_folder import FOLDER_DATASET
+
+    return {"dataset": FOLDER_DATASET, "data_dir": args.image_folder}
 
 
 def _detection_line(detection: dict[str, object] | None) -> str:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from splitleak import cifar
 from splitleak.dataspec import (
     LOCATION_FIELDS,
     DataConfig,
@@ -112,6 +113,7 @@ class RawData:
     test_x: np.ndarray
     test_y: np.ndarray
     origin: str = ""
+    num_classes: int | None = None  # set by sources whose classes come from the files (image folders)
 
     def __post_init__(self) -> None:
         for part in ("train", "test"):
@@ -133,13 +135,14 @@ class DatasetSource:
     """A registry entry: static facts about a dataset and a ``load(root, download)`` callable.
 
     ``root`` is the user's explicit data directory (or None); the loader searches it and the
-    default roots itself. ``how_to_get`` is shown when the files cannot be found.
+    default roots itself. ``how_to_get`` is shown when the files cannot be found. A source whose
+    ``shape`` / ``num_classes`` are None learns them from the files (``RawData``).
     """
 
     name: str
-    shape: tuple[int, int, int]
-    num_classes: int
-    default_aux_pool: int
+    shape: tuple[int, int, int] | None  # None: read from the files (an image folder)
+    num_classes: int | None  # None: read from the files
+    default_aux_pool: int | float  # a float in (0, 1): that fraction of the source's training part
     description: str
     load: Callable[[Path | None, bool], RawData] = field(repr=False)
     how_to_get: str = ""
@@ -398,41 +401,44 @@ def _load_mnist(root: Path | None, download: bool) -> RawData:
 
 
 # --------------------------------------------------------------------------------------------
-# CIFAR-10 (through torchvision) and digits (bundled with scikit-learn)
+# CIFAR-10 (restricted unpickler, splitleak.cifar) and digits (bundled with scikit-learn)
 # --------------------------------------------------------------------------------------------
 
-_CIFAR_FOLDER = "cifar-10-batches-py"
+def _download_cifar10(root: Path) -> None:
+    """Fetch and unpack cifar-10-python.tar.gz into `root` with torchvision's downloader (checked
+    against torchvision's MD5); the batches are then read by splitleak.cifar, never unpickled."""
+    from splitleak._compat import import_torchvision
+
+    tv = import_torchvision()
+    known = tv.datasets.CIFAR10
+    tv.datasets.utils.download_and_extract_archive(known.url, str(root), filename=known.filename, md5=known.tgz_md5)
 
 
 def _load_cifar10(root: Path | None, download: bool) -> RawData:
-    """CIFAR-10 via torchvision's ``CIFAR10`` from ``root/cifar-10-batches-py``; HWC -> CHW."""
+    """CIFAR-10 from the first root holding all of ``cifar-10-batches-py/`` (splitleak.cifar);
+    with ``download``, fetched into the first writable root when none does."""
     roots = resolve_roots(root)
-    present = [r for r in roots if (r / _CIFAR_FOLDER).is_dir()]
-    notes = [f"{r / _CIFAR_FOLDER} (no such directory)" for r in roots if r not in present]
-    targets: list[tuple[Path, bool]] = [(r, False) for r in present]
+    notes = []
+    for r in roots:
+        folder = r / cifar.FOLDER
+        missing = cifar.missing_files(folder)
+        if not missing:
+            return _read_cifar10(folder)
+        notes.append(f"{folder} (no such directory)" if not folder.is_dir() else f"{folder} (missing {', '.join(missing)})")
     if download:
-        targets.append((_first_writable_root(roots), True))
-    if targets:
-        from splitleak._compat import import_torchvision
-
-        tv = import_torchvision()
-        for r, dl in targets:
-            try:
-                train = tv.datasets.CIFAR10(root=str(r), train=True, download=dl)
-                test = tv.datasets.CIFAR10(root=str(r), train=False, download=dl)
-            except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
-                notes.append(f"{r / _CIFAR_FOLDER} ({err})")
-                continue
-            return RawData(
-                train_x=np.ascontiguousarray(train.data.transpose(0, 3, 1, 2)),
-                train_y=np.asarray(train.targets, dtype=np.int64),
-                test_x=np.ascontiguousarray(test.data.transpose(0, 3, 1, 2)),
-                test_y=np.asarray(test.targets, dtype=np.int64),
-                origin=str(r / _CIFAR_FOLDER),
-            )
+        target = _first_writable_root(roots)
+        log.info("cifar10 not found locally; downloading with torchvision into %s", target)
+        _download_cifar10(target)
+        return _read_cifar10(target / cifar.FOLDER)
     raise DataError(
         "dataset 'cifar10' not found. Looked in:\n  " + "\n  ".join(notes) + f"\n{_HOW_TO_GET_CIFAR}"
     )
+
+
+def _read_cifar10(folder: Path) -> RawData:
+    train_x, train_y = cifar.read_batches(folder, cifar.TRAIN_FILES)
+    test_x, test_y = cifar.read_batches(folder, cifar.TEST_FILES)
+    return RawData(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, origin=str(folder))
 
 
 def _load_digits(root: Path | None, download: bool) -> RawData:
@@ -461,6 +467,16 @@ def _load_digits(root: Path | None, download: bool) -> RawData:
     )
 
 
+def _load_image_folder(root: Path | None, download: bool) -> RawData:
+    """A folder of class subfolders (splitleak.image_folder) as a training source."""
+    del download  # a user's own images: nothing to fetch
+    if root is None:
+        raise DataError("dataset 'image-folder' reads the folder given as --image-folder DIR (DataConfig.data_dir)")
+    from splitleak.image_folder import read_training_folder
+
+    return read_training_folder(root)
+
+
 _WHERE = (
     "Pass --data-dir DIR (or DataConfig.data_dir), set ${env}, or put the files under "
     "~/.cache/splitleak/data."
@@ -481,7 +497,7 @@ _HOW_TO_GET_MNIST = (
 _HOW_TO_GET_CIFAR = (
     "How to get it: online, pass --download (DataConfig.download=True) and torchvision fetches "
     "it into the first writable data root; or unpack cifar-10-python.tar.gz so that a data root "
-    "holds cifar-10-batches-py/. " + _WHERE
+    "holds cifar-10-batches-py/ (data_batch_1..5, test_batch; read without unpickling code). " + _WHERE
 )
 
 DATASETS: Registry[DatasetSource] = Registry("dataset", group="splitleak.datasets")
@@ -510,6 +526,14 @@ for _source in (
                 f"fixed {DIGITS_TEST_SIZE}-image test part; bundled, works offline"
             ),
             load=_load_digits, how_to_get="Bundled with scikit-learn; nothing to get.",
+        ),
+        DatasetSource(
+            name="image-folder", shape=None, num_classes=None, default_aux_pool=0.25,
+            description=(
+                "your own PNG/JPEG images in class subfolders (--image-folder DIR), any size (all alike), grey or RGB; "
+                "a fixed fifth is the test part, a quarter of the rest the attacker's"
+            ),
+            load=_load_image_folder, how_to_get="Pass --image-folder DIR (DataConfig.data_dir): class subfolders of PNG/JPEG images.",
         ),
 ):
     DATASETS.register(_source)
@@ -541,12 +565,22 @@ def _to_split(x: np.ndarray, y: np.ndarray, idx: torch.Tensor) -> ArraySplit:
     return ArraySplit(x=xt, y=yt, indices=idx.clone())
 
 
-def resolve_defaults(config: DataConfig) -> DataConfig:
+def resolve_defaults(config: DataConfig, n_source: int | None = None) -> DataConfig:
     """`config` with the split defaults filled in, as :func:`load_splits` records it in
-    ``Splits.config``: ``aux_pool`` = the dataset's ``default_aux_pool`` when None, ``aux_size``
-    = ``aux_pool`` when None. The one place these defaults are resolved. Raises
-    :class:`DataError` for an unknown dataset or an ``aux_size`` beyond the pool."""
-    pool = get_source(config.dataset).default_aux_pool if config.aux_pool is None else config.aux_pool
+    ``Splits.config``: ``aux_pool`` = the dataset's ``default_aux_pool`` when None (a fraction
+    of the ``n_source`` training images when that default is a float; left None while
+    ``n_source`` is unknown), ``aux_size`` = ``aux_pool`` when None. The one place these
+    defaults are resolved. Raises :class:`DataError` for an unknown dataset or an ``aux_size``
+    beyond the pool."""
+    default = get_source(config.dataset).default_aux_pool
+    if config.aux_pool is not None:
+        pool: int | None = config.aux_pool
+    elif isinstance(default, float):
+        pool = None if n_source is None else int(default * n_source)
+    else:
+        pool = default
+    if pool is None:
+        return config
     return dataclasses.replace(config, aux_pool=pool, aux_size=_take("aux_size", config.aux_size, pool))
 
 
@@ -580,11 +614,15 @@ def load_splits(config: DataConfig, *, cap_test: bool = False) -> Splits:
     """
     source = get_source(config.dataset)
     raw = source.load(Path(config.data_dir) if config.data_dir else None, config.download)
-    if tuple(raw.train_x.shape[1:]) != source.shape:
-        raise DataError(f"{source.name}: loader returned images of shape {raw.train_x.shape[1:]}, expected {source.shape}")
+    shape = tuple(int(d) for d in raw.train_x.shape[1:])
+    if source.shape is not None and shape != source.shape:
+        raise DataError(f"{source.name}: loader returned images of shape {shape}, expected {source.shape}")
+    num_classes = source.num_classes if source.num_classes is not None else raw.num_classes
+    if num_classes is None:
+        raise DataError(f"{source.name}: its loader did not say how many classes the data has")
 
     n_source = len(raw.train_y)
-    resolved = resolve_defaults(config)
+    resolved = resolve_defaults(config, n_source)
     pool = resolved.aux_pool
     assert pool is not None and resolved.aux_size is not None
     if pool >= n_source:
@@ -610,8 +648,8 @@ def load_splits(config: DataConfig, *, cap_test: bool = False) -> Splits:
         train=_to_split(raw.train_x, raw.train_y, train_idx),
         aux=_to_split(raw.train_x, raw.train_y, aux_idx),
         test=_to_split(raw.test_x, raw.test_y, test_idx),
-        spec=InputSpec(shape=source.shape),
-        num_classes=source.num_classes,
+        spec=InputSpec(shape=shape),
+        num_classes=num_classes,
         dataset=source.name,
         config=resolved,
         origin=raw.origin,

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from splitleak._io import write_text_atomic
+from splitleak.cuts import Cut, parse_cut
 from splitleak.policy import (  # noqa: F401  (re-exported: the gate's public names)
     COMPARISONS,
     DEFAULT_POLICY,
@@ -81,12 +82,12 @@ class RunIdentity:
     seed: int
     dataset: str
     arch: str
-    cut: int
+    cut: Cut
     defense: str
     defense_params: str
 
     @property
-    def config(self) -> tuple[str, str, int, str, str]:
+    def config(self) -> tuple[str, str, Cut, str, str]:
         """What baseline matching compares: (dataset, arch, cut, defense, defense_params)."""
         return (self.dataset, self.arch, self.cut, self.defense, self.defense_params)
 
@@ -106,7 +107,7 @@ class _Cells:
         self.runs = tuple(
             RunIdentity(
                 id=r.run if seeds_per_run[r.run] == 1 else f"{r.run}@seed{r.seed}", run=r.run, seed=int(r.seed),
-                dataset=r.dataset, arch=r.arch, cut=int(r.cut), defense=r.defense, defense_params=r.defense_params,
+                dataset=r.dataset, arch=r.arch, cut=parse_cut(r.cut), defense=r.defense, defense_params=r.defense_params,
             )
             for r in firsts.itertuples()
         )

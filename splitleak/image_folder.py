@@ -11,6 +11,12 @@ from [0, 1] (8 bits / 255, 16 bits / 65535) linearly onto the spec's value range
 The folder is sorted (class, then path), permuted with ``split_seed``; the first ``aux_pool``
 images are the attacker's, the rest (in folder order, the first ``limit_test``) are attacked.
 There is no training part (the model was trained elsewhere). Same folder and seed, same splits.
+
+To train on a folder (`splitleak train --image-folder DIR`, the registered dataset
+"image-folder"), `read_training_folder` gives it a training and a test part like any dataset:
+a fixed fifth of the images (`TEST_FRACTION`, drawn with `TEST_SEED`, independent of
+``split_seed``) is the test part, and `splitleak.data.load_splits` carves the attacker's pool
+from the rest. Every image must have the first one's size and colour kind.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import numpy as np
 import torch
 
 from splitleak._io import sha256_file
-from splitleak.data import ArraySplit, DataConfig, DataError, InputSpec, Splits, capped
+from splitleak.data import ArraySplit, DataConfig, DataError, InputSpec, RawData, Splits, capped
 from splitleak.dataspec import MAX_PIXELS  # the largest width x height read (a lower `PIL.Image.MAX_IMAGE_PIXELS` wins)
 
 log = logging.getLogger(__name__)
@@ -45,6 +51,10 @@ _LOOKS_LIKE = (
 )
 FOLDER_DATASET = "image-folder"
 """`DataConfig.dataset` of an image folder (its path is `DataConfig.data_dir`)."""
+TEST_FRACTION = 0.2
+"""Share of a training folder's images held out as its test part (at least one image)."""
+TEST_SEED = 20_261_130
+"""Seed of the test part's draw: the same test images for every ``split_seed``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,4 +263,27 @@ def load_image_folder(
     return splits
 
 
-__all__ = ["FOLDER_DATASET", "IMAGE_SUFFIXES", "MAX_PIXELS", "FolderListing", "fingerprint", "infer_shape", "list_folder", "load_image_folder", "read_image"]
+def read_training_folder(root: str | os.PathLike[str]) -> RawData:
+    """A labelled folder as a dataset's source parts: a fixed `TEST_FRACTION` of the images
+    (drawn with `TEST_SEED`) is the test part, the rest the training part, each in folder order."""
+    listing = list_folder(root)
+    if not listing.labelled:
+        raise DataError(f"image folder {listing.root} has no class subfolders: training needs labelled images (root/<class>/*.png)")
+    n = len(listing.files)
+    if n < 2:
+        raise DataError(f"image folder {listing.root} holds {n} image: training needs at least 2 (one for the test part)")
+    c, h, w = infer_shape(listing)
+    images = np.stack([read_image(path, c, (h, w)) for path in listing.files])  # -> [N, C, H, W] in [0, 1]
+    labels = np.asarray(listing.labels, dtype=np.int64)
+    n_test = min(n - 1, max(1, round(TEST_FRACTION * n)))
+    held = torch.randperm(n, generator=torch.Generator().manual_seed(TEST_SEED))[:n_test].numpy()
+    is_test = np.zeros(n, dtype=bool)
+    is_test[held] = True
+    return RawData(
+        train_x=images[~is_test], train_y=labels[~is_test], test_x=images[is_test], test_y=labels[is_test],
+        origin=f"{listing.root} ({n} images, {len(listing.classes)} classes, sha256 {fingerprint(listing)})",
+        num_classes=len(listing.classes),
+    )
+
+
+__all__ = ["FOLDER_DATASET", "IMAGE_SUFFIXES", "MAX_PIXELS", "FolderListing", "fingerprint", "infer_shape", "list_folder", "load_image_folder", "read_image", "read_training_folder"]

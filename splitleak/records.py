@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from splitleak.cuts import Cut, parse_cut
 from splitleak.dataspec import InputSpec
 from splitleak.errors import InputError
 
@@ -44,6 +45,17 @@ def _int(what: str, value: Any, *, optional: bool = False) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise RecordError(f"{what} must be a whole number, got {value!r}")
     return value
+
+
+def _cut(value: Any) -> Cut:
+    """A recorded cut: a whole number (every checkpoint before named cuts) or a name."""
+    try:
+        cut = parse_cut(value)
+    except InputError:
+        cut = None
+    if cut is None or type(cut) is not type(value):  # a number recorded as text is damage, not a name
+        raise RecordError(f"cut must be a whole number or a name, got {value!r}")
+    return cut
 
 
 def _number(what: str, value: Any) -> float | None:
@@ -97,7 +109,7 @@ class CheckpointMeta:
     required: ClassVar[tuple[str, ...]] = ("arch", "cut", "num_classes", "input_spec", "defense")
 
     arch: str
-    cut: int
+    cut: Cut  # a whole number (small-cnn, cifar-cnn) or a name ("layer2": resnet18)
     num_classes: int
     input_spec: InputSpec
     defense: DefenseRecord
@@ -142,7 +154,7 @@ class CheckpointMeta:
         accuracy = _number("test_accuracy", table.get("test_accuracy"))
         return cls(
             arch=_text("arch", table["arch"]) or "",
-            cut=_int("cut", table["cut"]) or 0,
+            cut=_cut(table["cut"]),
             num_classes=_int("num_classes", table["num_classes"]) or 0,
             input_spec=spec,
             defense=DefenseRecord.from_dict(table["defense"]),

@@ -24,6 +24,7 @@ from splitleak._csv import unescape_cell, write_frame
 from splitleak._io import save_safetensors, write_text_atomic
 from splitleak._parse import loads_json
 from splitleak.dataspec import InputSpec
+from splitleak.cuts import parse_cut
 from splitleak.errors import InputError
 from splitleak.outputs import claim_folder
 from splitleak.swap import finish, leftovers, recover, staged, swap_in
@@ -49,7 +50,7 @@ COLUMNS: tuple[str, ...] = (
     "ci_high",
 )
 _STRINGS = ("run", "checkpoint", "checkpoint_sha256", "dataset", "arch", "defense", "defense_params", "attack", "metric")
-_INTS = ("cut", "n", "seed")
+_INTS = ("n", "seed")
 MODEL_LEVEL = ""  # the `attack` value of rows that describe the model itself (accuracy, dcor)
 WORST_CASE = "worst"  # the `attack` value of the per-image worst case over the attacks (splitleak.worst_case)
 
@@ -82,6 +83,7 @@ def validate(table: pd.DataFrame) -> pd.DataFrame:
     out = table.loc[:, list(COLUMNS)].copy()
     for col in _STRINGS:
         out[col] = out[col].fillna("").astype(str)
+    out["cut"] = _cuts(out["cut"])
     for col in _INTS:
         values = pd.to_numeric(out[col], errors="coerce")
         if values.isna().any() or (values != values.round()).any():
@@ -104,6 +106,17 @@ def validate(table: pd.DataFrame) -> pd.DataFrame:
     if (out["metric"] == "").any():
         raise ResultsError("results rows need a metric name")
     return out.reset_index(drop=True)
+
+
+def _cuts(column: pd.Series) -> pd.Series:
+    """The cut column: int64 while every cut is a number (as before named cuts), else text."""
+    try:
+        cuts = [parse_cut(c) for c in column]
+    except InputError:
+        raise ResultsError("results column 'cut' must hold whole numbers or cut names") from None
+    if all(isinstance(c, int) for c in cuts):
+        return pd.Series(cuts, index=column.index, dtype="int64")
+    return pd.Series([str(c) for c in cuts], index=column.index, dtype=object)
 
 
 def as_array(value: Any) -> np.ndarray:

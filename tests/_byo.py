@@ -49,6 +49,27 @@ def write_png_folder(root: Path, n: int = 40, *, labelled: bool = True, size: in
     return root
 
 
+def write_colour_folder(root: Path, n: int = 40, *, size: int = 32, classes: int = 4) -> Path:
+    """`n` RGB PNGs of size x size in `classes` class subfolders: scikit-learn digits of the
+    class tinted with the class's colour on a gradient background (structure an attacker can recover)."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    tints = np.array([[1.0, 0.2, 0.2], [0.2, 1.0, 0.3], [0.3, 0.3, 1.0], [1.0, 0.9, 0.2], [0.9, 0.3, 1.0], [0.2, 1.0, 1.0]])
+    ramp = np.linspace(0.0, 0.4, size, dtype=np.float32)
+    picked = [i for i in range(len(digits.target)) if digits.target[i] < classes][:n]
+    for i in picked:
+        label = int(digits.target[i])
+        glyph = np.asarray(Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8)).resize((size, size), Image.BILINEAR), dtype=np.float32) / 255
+        background = np.stack([ramp[None, :].repeat(size, 0), ramp[:, None].repeat(size, 1), np.full((size, size), 0.2, np.float32)], axis=-1)
+        rgb = np.clip(background * (1 - glyph[..., None]) + glyph[..., None] * tints[label % len(tints)], 0, 1)
+        folder = root / f"class{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((rgb * 255).astype(np.uint8)).save(folder / f"img{i:04d}.png")
+    return root
+
+
 FACTORY_SOURCE = '''
 import torch
 from torch import nn

@@ -274,36 +274,6 @@ def test_download_uses_torchvision_into_first_writable_root(isolated: Path, monk
     _check_synthetic(s, arrays)
 
 
-def test_cifar10_wiring_hwc_to_chw(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fake torchvision CIFAR10 (uint8 NHWC + list targets); checks roots, CHW and scaling."""
-    rng = np.random.default_rng(3)
-    parts = {True: rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8),
-             False: rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)}
-    seen: list[str] = []
-
-    class FakeCIFAR10:
-        def __init__(self, root: str, train: bool, download: bool) -> None:
-            seen.append(root)
-            if "broken" in root:
-                raise RuntimeError("Dataset not found or corrupted.")
-            self.data = parts[train]
-            self.targets = [int(i) % 10 for i in range(len(self.data))]
-
-    fake = types.SimpleNamespace(datasets=types.SimpleNamespace(CIFAR10=FakeCIFAR10))
-    monkeypatch.setattr("splitleak._compat.import_torchvision", lambda: fake)
-    broken, good = isolated / "broken", isolated / "good"
-    (broken / "cifar-10-batches-py").mkdir(parents=True)
-    (good / "cifar-10-batches-py").mkdir(parents=True)
-    monkeypatch.setenv(data.ENV_DATA_DIR, str(good))
-    s = load_splits(DataConfig(dataset="cifar10", data_dir=str(broken), aux_pool=5))
-    assert seen[0] == str(broken) and seen[-1] == str(good)
-    assert s.spec.shape == (3, 32, 32) and s.origin == str(good / "cifar-10-batches-py")
-    src = torch.from_numpy(parts[True]).permute(0, 3, 1, 2).float().div(255)
-    assert torch.equal(s.train.x, src[s.train.indices])
-    assert torch.equal(s.test.x, torch.from_numpy(parts[False]).permute(0, 3, 1, 2).float().div(255))
-    _assert_standard(s)
-
-
 # --------------------------------------------------------------------------------------------
 # IDX parsing errors
 # --------------------------------------------------------------------------------------------
@@ -409,9 +379,9 @@ def test_missing_other_datasets(isolated: Path, name: str) -> None:
 
 
 def test_unknown_dataset_lists_names() -> None:
-    with pytest.raises(DataError, match="unknown dataset 'imagenet'; valid names: cifar10, digits, fashion-mnist, mnist"):
+    with pytest.raises(DataError, match="unknown dataset 'imagenet'; valid names: cifar10, digits, fashion-mnist, image-folder, mnist"):
         load_splits(DataConfig(dataset="imagenet"))
-    assert set(DATASETS) == {"cifar10", "digits", "fashion-mnist", "mnist"}
+    assert set(DATASETS) == {"cifar10", "digits", "fashion-mnist", "image-folder", "mnist"}
 
 
 @pytest.mark.parametrize(

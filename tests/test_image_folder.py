@@ -234,3 +234,43 @@ def test_formats_come_from_the_bytes_not_the_name(tmp_path: Path, scripted, pill
     out = tmp_path / "res"
     assert _evaluate(scripted[0], folder, out) == 0, capsys.readouterr().err
     assert out.is_dir() and pillow_spy == []
+
+
+# --- training on a folder (splitleak train --image-folder) ---------------------------------------
+
+
+def test_a_training_folder_holds_out_a_fixed_test_part(labelled: Path) -> None:
+    from splitleak.data import DataConfig, load_splits
+    from splitleak.image_folder import read_training_folder
+
+    raw = read_training_folder(labelled)
+    assert len(raw.train_y) + len(raw.test_y) == 40 and len(raw.test_y) == 8 and raw.num_classes == len(list_folder(labelled).classes)
+    a = load_splits(DataConfig(dataset="image-folder", data_dir=str(labelled), split_seed=0, aux_pool=8))
+    b = load_splits(DataConfig(dataset="image-folder", data_dir=str(labelled), split_seed=1, aux_pool=8))
+    assert torch.equal(a.test.x, b.test.x) and not torch.equal(a.aux.indices, b.aux.indices)  # the seed moves only the attacker's pool
+    assert a.spec.shape == (1, 16, 16) and len(a.train) == 24 and len(a.aux) == 8
+    assert load_splits(DataConfig(dataset="image-folder", data_dir=str(labelled))).config.aux_pool == 8  # a quarter of the 32
+
+
+def test_training_needs_labels_and_a_folder(tmp_path: Path) -> None:
+    from splitleak.data import DataConfig, load_splits
+
+    flat = write_png_folder(tmp_path / "flat", n=6, labelled=False)
+    with pytest.raises(DataError, match="no class subfolders: training needs labelled images"):
+        load_splits(DataConfig(dataset="image-folder", data_dir=str(flat)))
+    with pytest.raises(DataError, match="--image-folder DIR"):
+        load_splits(DataConfig(dataset="image-folder"))
+
+
+def test_train_and_evaluate_on_a_folder(labelled: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "m.safetensors"
+    argv = ["train", "--image-folder", str(labelled), "--epochs", "1", "--batch-size", "8", "--aux-pool", "16", "--out", str(model), "--quiet"]
+    assert main(argv) == 0
+    assert "small-cnn cut 2" in capsys.readouterr().out
+    assert main(["evaluate", str(model), "--image-folder", str(labelled), "--out", str(tmp_path / "res"), *FAST]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "res" / "results.csv")
+    assert set(table["dataset"]) == {"image-folder"} and ((table["metric"] == "ssim") & (table["attack"] == "decoder")).sum() == 8
+    assert main(["train", "--image-folder", str(labelled), "--dataset", "mnist", "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "drop --dataset" in capsys.readouterr().err and not (tmp_path / "x.safetensors").exists()

@@ -115,3 +115,12 @@ def test_write_into_keeps_other_files_and_follows_the_umask(tmp_path: Path) -> N
     assert written[-1].name == "reconstructions.safetensors"
     assert all(p.stat().st_mode & 0o777 == 0o644 for p in written)
     pd.testing.assert_frame_equal(Results.load(tmp_path).table, Results(_table()).table)
+
+
+def test_named_cuts_keep_their_names_and_numbers_stay_int64(tmp_path: Path) -> None:
+    named = pd.concat([_table(), _table().assign(run="def", arch="resnet18", cut="layer2")])
+    results = Results(named)
+    assert results.table["cut"].tolist()[:1] == ["1"] and set(results.table["cut"]) == {"1", "layer2"}
+    results.save(tmp_path / "r")
+    assert Results.load(tmp_path / "r").table["cut"].tolist() == results.table["cut"].tolist()
+    assert Results(_table()).table["cut"].dtype == "int64"

@@ -471,3 +471,11 @@ def test_worker_threads_split_the_cores_and_honour_omp_num_threads(monkeypatch) 
         assert pool.threads == 3
     finally:
         pool.close()
+
+
+def test_named_cuts_in_a_grid() -> None:
+    grid = parse_grid('[grid]\ndataset = "cifar10"\narch = "resnet18"\ncut = "all"\nattack = ["decoder"]\n' + SHARED)
+    assert [c.train.cut for c in grid.cells] == ["stem", "layer1", "layer2", "layer3", "layer4"]
+    assert grid.cells[2].describe()["cut"] == "layer2" and "cutlayer2" in grid.cells[2].folder
+    with pytest.raises(GridError, match="has cuts"):
+        parse_grid('[grid]\narch = "resnet18"\ncut = [2]\n' + SHARED)

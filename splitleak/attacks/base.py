@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from splitleak._config import FromDict
 from splitleak._validate import finite_number, positive_int
+from splitleak.cuts import Cut
 from splitleak.data import ArraySplit, InputSpec
 from splitleak.registry import Registry
 from splitleak.results import MODEL_LEVEL, WORST_CASE
@@ -44,7 +45,7 @@ class Access:
     head: nn.Module | None = None
     aux: ArraySplit | None = None
     arch: str | None = None  # the encoder's architecture name (public knowledge, not weights)
-    cut: int | None = None
+    cut: Cut | None = None
     num_classes: int | None = None
     device: str = "cpu"
     seed: int = 0

@@ -1,7 +1,9 @@
-"""Split architectures: a registry of small CNNs, each a stack of blocks cut after block K.
+"""Split architectures: a registry of block stacks, each cut after one of its cut points.
 
-Cut K means the client's encoder is blocks 1..K and the server's head is the rest, so a larger
-K is a deeper cut. Shapes in the comments are for the default input of each architecture.
+A cut point is a whole number K (small-cnn, cifar-cnn: the client's encoder is blocks 1..K and the
+server's head the rest, so a larger K is a deeper cut) or a name (resnet18: "stem", "layer1"..
+"layer4", cut after that stage). The i-th cut point of `cuts` puts the first i blocks on the
+client. Shapes in the comments are for the default input of each architecture.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from splitleak.cuts import Cut, parse_cut
 from splitleak.errors import InputError
+from splitleak.models.resnet import RESNET18_CUTS, resnet18_blocks
 from splitleak.registry import Registry
 
 
@@ -58,12 +62,23 @@ class Architecture:
     name: str
     description: str
     blocks: Callable[[tuple[int, int, int], int], list[nn.Module]]
-    cuts: tuple[int, ...]
-    default_cut: int
+    cuts: tuple[Cut, ...]
+    default_cut: Cut
     channels: tuple[int, ...]
     spatial_multiple: int
 
-    def check(self, shape: tuple[int, int, int], cut: int) -> None:
+    def resolve_cut(self, cut: object) -> Cut:
+        """`cut` (a number, a name, or its text) as one of `cuts`; InputError listing them otherwise."""
+        parsed = parse_cut(cut) if cut is not None else None
+        if parsed not in self.cuts:
+            raise InputError(f"architecture {self.name!r} has cuts {list(self.cuts)}, got {cut!r}")
+        return parsed
+
+    def depth(self, cut: Cut) -> int:
+        """How many blocks the client holds when cut at `cut` (1 for the first cut point)."""
+        return self.cuts.index(self.resolve_cut(cut)) + 1
+
+    def check(self, shape: tuple[int, int, int], cut: Cut) -> None:
         """Raise InputError if this architecture cannot take `shape` or be cut at `cut`."""
         c, h, w = shape
         if c not in self.channels:
@@ -73,14 +88,13 @@ class Architecture:
                 f"architecture {self.name!r} needs height and width divisible by "
                 f"{self.spatial_multiple}, got {h}x{w}"
             )
-        if cut not in self.cuts:
-            raise InputError(f"architecture {self.name!r} has cuts {list(self.cuts)}, got {cut}")
+        self.resolve_cut(cut)
 
-    def build(self, shape: tuple[int, int, int], num_classes: int, cut: int) -> tuple[nn.Sequential, nn.Sequential]:
-        """Return freshly initialised (encoder, head) for a cut after block `cut`."""
+    def build(self, shape: tuple[int, int, int], num_classes: int, cut: Cut) -> tuple[nn.Sequential, nn.Sequential]:
+        """Return freshly initialised (encoder, head) for a cut at cut point `cut`."""
         self.check(shape, cut)
-        blocks = self.blocks(shape, num_classes)
-        return nn.Sequential(*blocks[:cut]), nn.Sequential(*blocks[cut:])
+        blocks, k = self.blocks(shape, num_classes), self.depth(cut)
+        return nn.Sequential(*blocks[:k]), nn.Sequential(*blocks[k:])
 
 
 ARCHITECTURES: Registry[Architecture] = Registry("architecture", group="splitleak.architectures")
@@ -104,6 +118,18 @@ for _arch in (
             default_cut=2,
             channels=(1, 3),
             spatial_multiple=8,
+        ),
+        Architecture(
+            name="resnet18",
+            description=(
+                "torchvision's ResNet-18 (BasicBlocks [2, 2, 2, 2], BatchNorm) with named cuts stem, layer1..layer4; "
+                "3x3 stride-1 stem without max-pool up to 64x64, the 7x7 stride-2 stem and max-pool above"
+            ),
+            blocks=resnet18_blocks,
+            cuts=RESNET18_CUTS,
+            default_cut="layer2",
+            channels=(1, 3),
+            spatial_multiple=4,  # strided convs round odd sizes up (28 -> 14 -> 7 -> 4); the head pools adaptively
         ),
 ):
     ARCHITECTURES.register(_arch)

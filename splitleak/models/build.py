@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from splitleak._random import build, constructed
+from splitleak.cuts import Cut
 from splitleak.data import InputSpec
 from splitleak.defenses import make_defense
 from splitleak.models.architectures import get_architecture
@@ -18,7 +19,7 @@ from splitleak.models.split import SplitModel
 def make_split_model(
     *,
     arch: str,
-    cut: int,
+    cut: Cut,
     spec: InputSpec,
     num_classes: int,
     defense: str = "none",
@@ -34,10 +35,11 @@ def make_split_model(
     draws (noise, dropout), draws from ``transform`` (default: its own generator, seeded 0).
     """
     architecture = get_architecture(arch)
+    cut = architecture.resolve_cut(cut)
     layer = make_defense(defense, dict(defense_params or {})).transform(transform)
 
     def fresh() -> SplitModel:
-        encoder, head = architecture.build(spec.shape, int(num_classes), int(cut))
-        return SplitModel(encoder, head, spec, transform=layer, arch=architecture.name, cut=int(cut))
+        encoder, head = architecture.build(spec.shape, int(num_classes), cut)
+        return SplitModel(encoder, head, spec, transform=layer, arch=architecture.name, cut=cut)
 
     return constructed(fresh) if init is None else build(fresh, init)

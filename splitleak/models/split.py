@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from splitleak.cuts import Cut
 from splitleak.data import InputSpec
 
 
@@ -24,7 +25,7 @@ class SplitModel(nn.Module):
         *,
         transform: nn.Module | None = None,
         arch: str = "custom",
-        cut: int = 0,
+        cut: Cut = 0,
     ) -> None:
         super().__init__()
         self.encoder = encoder

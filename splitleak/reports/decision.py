@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from splitleak.cuts import Cut
 from splitleak.dataspec import LOCATION_FIELDS
 from splitleak.errors import InputError
 from splitleak.metrics.specs import METRICS, PRIMARY_METRIC
@@ -168,7 +169,7 @@ class Setting:
     label: str  # the defense's label and the cut, e.g. "NoPeek α=20, cut 2"
     dataset: str
     arch: str
-    cut: int
+    cut: Cut
     defense: str
     defense_label: str
     strength: float
@@ -184,7 +185,7 @@ class Setting:
     registered: Mapping[str, Mapping[str, Any]]  # attacks registered where it was evaluated (from provenance)
 
     @property
-    def group(self) -> tuple[str, str, int]:
+    def group(self) -> tuple[str, str, Cut]:
         return (self.dataset, self.arch, self.cut)
 
     @property

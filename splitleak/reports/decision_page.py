@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from splitleak.cuts import cut_sort_key
 from splitleak.policy import SSIM_UNRECOGNISABLE
 from splitleak.reports.canvas import CONTENT_BOTTOM, CONTENT_TOP, HEIGHT, WIDTH, axes_at, page, text_at
 from splitleak.reports.decision import Decision, Setting, privacy
@@ -113,7 +114,7 @@ def _plot(fig: Figure, decisions: Sequence[Decision], left: float, bottom: float
     ax.axvspan(xmin, SSIM_UNRECOGNISABLE, color="#e3f2e3", zorder=0, linewidth=0)
     ax.axvline(SSIM_UNRECOGNISABLE, color="#2e7d32", linestyle="--", linewidth=0.9)
     ax.text(xmin + 0.01 * (xmax - xmin), ax.get_ylim()[0] + 0.01 * np.diff(ax.get_ylim())[0], f"privacy line:\nSSIM < {SSIM_UNRECOGNISABLE:g}", fontsize=7, color="#2e7d32", va="bottom", ha="left")
-    cuts = sorted({s.cut for s in settings})
+    cuts = sorted({s.cut for s in settings}, key=cut_sort_key)
     others = tuple(sorted({s.defense for s in settings} - {"none", "nopeek", "noise", "dropout"}))
     for d in decisions:
         if math.isfinite(d.floor):

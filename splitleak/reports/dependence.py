@@ -11,10 +11,16 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from splitleak.cuts import cut_depth, parse_cut
 from splitleak.reports.canvas import CONTENT_BOTTOM, CONTENT_TOP, MARGIN, axes_at, page, text_at
 from splitleak.reports.style import MUTED, cut_marker, ssim_line
 
 LINE_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#ff7f0e")
+
+
+def _depth_of_cuts(column: pd.Series) -> pd.Series:
+    """Sort key for `sort_values`: the cut column by depth (docs: splitleak.cuts), others as they are."""
+    return column.map(lambda c: cut_depth(parse_cut(c))) if column.name == "cut" else column
 
 
 def nopeek_rows(summary: pd.DataFrame) -> pd.DataFrame:
@@ -24,7 +30,7 @@ def nopeek_rows(summary: pd.DataFrame) -> pd.DataFrame:
         return nopeek
     groups = set(map(tuple, nopeek[["dataset", "arch", "cut"]].astype(str).to_numpy()))
     baseline = summary[(summary["defense"] == "none") & summary[["dataset", "arch", "cut"]].astype(str).apply(tuple, axis=1).isin(groups)]
-    return pd.concat([baseline, nopeek]).sort_values(["dataset", "arch", "cut", "strength"], kind="stable")
+    return pd.concat([baseline, nopeek]).sort_values(["dataset", "arch", "cut", "strength"], kind="stable", key=_depth_of_cuts)
 
 
 def _group_label(key: tuple, multiple: dict[str, bool]) -> str:

@@ -25,6 +25,7 @@ import pandas as pd
 
 from splitleak._config import short_number
 from splitleak._parse import loads_json
+from splitleak.cuts import Cut, cut_sort_key, parse_cut
 from splitleak.errors import InputError
 from splitleak.records import CheckpointMeta, Provenance, RunProvenance
 from splitleak.results import MODEL_LEVEL, WORST_CASE, Results, ResultsError
@@ -83,8 +84,8 @@ class Run:
         return LEGACY_ORDER.index(self.defense) if self.defense in LEGACY_ORDER else len(LEGACY_ORDER)
 
     @property
-    def cut(self) -> int:
-        return int(self.first("cut"))
+    def cut(self) -> Cut:
+        return parse_cut(self.first("cut"))
 
     @property
     def attacks(self) -> tuple[str, ...]:
@@ -150,7 +151,7 @@ def legacy_defense_strength(defense: str, params: Mapping[str, Any]) -> float:
 def _sort_key(run: Run) -> tuple:
     strength = run.strength
     return (
-        str(run.first("dataset")), str(run.first("arch")), run.cut, run.rank, run.defense,
+        str(run.first("dataset")), str(run.first("arch")), cut_sort_key(run.cut), run.rank, run.defense,
         math.inf if math.isnan(strength) else strength, str(run.first("defense_params")), _seed(run), run.run, run.source,
     )
 

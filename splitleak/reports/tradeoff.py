@@ -7,6 +7,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from splitleak.cuts import Cut, cut_sort_key
 from splitleak.policy import SSIM_UNRECOGNISABLE
 from splitleak.reports.canvas import CONTENT_BOTTOM, CONTENT_TOP, axes_at, page, text_at
 from splitleak.reports.decision import pareto_front  # noqa: F401  (re-exported: the front is the decision's)
@@ -54,7 +55,7 @@ def tradeoff_page(summary: pd.DataFrame, subtitle: str) -> Figure:
     if xmin < SSIM_UNRECOGNISABLE < xmax:
         ax.axvline(SSIM_UNRECOGNISABLE, color="#2e7d32", linestyle="--", linewidth=0.8)
 
-    cuts = sorted(summary["cut"].unique().tolist())
+    cuts = sorted(summary["cut"].unique().tolist(), key=cut_sort_key)
     others = tuple(sorted(d for d in summary["defense"].unique() if d not in ("none", "nopeek", "noise", "dropout")))
     front = pareto_front(x, y)
     ok = np.isfinite(x) & np.isfinite(y)
@@ -96,7 +97,7 @@ def _key(fig: Figure, labels: list[str]) -> None:
     text_at(fig, 8.85, 5.75, "Points\n" + "\n".join(lines), fontsize=7, family="monospace", va="top", ha="left", linespacing=1.35)
 
 
-def _legend(fig: Figure, ax, summary: pd.DataFrame, cuts: list[int], others: tuple[str, ...]) -> None:
+def _legend(fig: Figure, ax, summary: pd.DataFrame, cuts: list[Cut], others: tuple[str, ...]) -> None:
     handles = []
     for defense in dict.fromkeys(summary["defense"]):
         handles.append(Line2D([], [], linestyle="none", marker="o", color=defense_color(defense, others), label=defense if defense != "none" else "no defense"))

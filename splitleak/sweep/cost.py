@@ -20,7 +20,7 @@ from splitleak.defenses import DEFENSES
 from splitleak.sweep.grid import SweepCell
 
 # images per second, training (forward + backward), one thread
-TRAIN_IMAGES_PER_SECOND = {"small-cnn": 2400.0, "cifar-cnn": 500.0}
+TRAIN_IMAGES_PER_SECOND = {"small-cnn": 2400.0, "cifar-cnn": 500.0, "resnet18": 40.0}  # resnet18: 32x32, estimated (0.56 GMAC per forward)
 DEFAULT_TRAIN_IMAGES_PER_SECOND = 500.0
 # training speed relative to no defense: each defense class's `training_speed`
 # attack work in seconds on small-cnn: each attack class's `estimate_seconds`; other
@@ -40,8 +40,8 @@ class Sizes:
 
 def sizes(cell: SweepCell) -> Sizes:
     """Training, auxiliary and attacked test images of a cell (from the configs and known dataset sizes)."""
-    data = resolve_defaults(cell.data)
-    train_total, test_total = DATASET_SIZES.get(data.dataset, (60_000, 10_000))
+    train_total, test_total = DATASET_SIZES.get(cell.data.dataset, (60_000, 10_000))
+    data = resolve_defaults(cell.data, train_total)
     pool, aux = data.aux_pool, data.aux_size
     assert pool is not None and aux is not None
     train = min(data.limit_train or train_total, max(0, train_total - pool))

@@ -163,7 +163,7 @@ class SweepCell:
     def describe(self) -> dict[str, Any]:
         """The grid coordinates of this cell (for listings and cells.csv)."""
         return {
-            "dataset": self.data.dataset, "arch": self.train.arch, "cut": int(self.train.cut), "defense": self.train.defense,
+            "dataset": self.data.dataset, "arch": self.train.arch, "cut": self.train.cut, "defense": self.train.defense,
             "defense_params": json.dumps(dict(self.train.defense_params), sort_keys=True), "train_seed": self.train.seed, "attack": self.attack,
         }
 

@@ -1,0 +1,52 @@
+"""Every passive attack against resnet18 on 3-channel 32x32 images: the decoders, inverse
+networks and simulators adapt to its activation shapes (train --image-folder, then evaluate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from splitleak.cli import main
+from tests._byo import write_colour_folder
+
+PASSIVE = "decoder,rmle,shadow,unsplit,sdar,fora"
+TINY = ["--budget-scale", "0.02", "--limit", "16", "--aux-size", "64", "--lpips", "none", "--semantic-epochs", "0", "--gallery", "4", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def colour(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_colour_folder(tmp_path_factory.mktemp("rgb") / "images", n=120, size=32, classes=4)
+
+
+def _train(folder: Path, cut: str, out: Path) -> Path:
+    argv = ["train", "--arch", "resnet18", "--cut", cut, "--image-folder", str(folder), "--epochs", "1", "--batch-size", "16",
+            "--limit-train", "16", "--limit-test", "16", "--aux-pool", "64", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    return out
+
+
+def _evaluate_every_attack(model: Path, folder: Path, out: Path, extra: list[str]) -> pd.DataFrame:
+    assert main(["evaluate", str(model), "--image-folder", str(folder), "--attacks", PASSIVE, "--out", str(out), *TINY, *extra]) == 0
+    table = pd.read_csv(out / "results.csv")
+    ssim = table[table["metric"] == "ssim"]
+    assert set(ssim["attack"]) >= set(PASSIVE.split(",")) and ssim["value"].notna().all()
+    assert (ssim.groupby("attack").size() == 16).all()
+    return table
+
+
+def test_every_passive_attack_on_resnet18_colour(colour: Path, tmp_path: Path) -> None:
+    """The shallowest cut keeps the clones cheap; the activations are resnet18's [64, 32, 32]."""
+    model = _train(colour, "stem", tmp_path / "r18.safetensors")
+    small = [f"--attack-param={p}" for p in ("sdar.batch_size=16", "sdar.iterations=4", "fora.batch_size=16", "fora.substitute_steps=4", "shadow.batch_size=32")]
+    table = _evaluate_every_attack(model, colour, tmp_path / "res", small)
+    assert set(table["cut"].astype(str)) == {"stem"} and set(table["arch"]) == {"resnet18"} and set(table["dataset"]) == {"image-folder"}
+
+
+@pytest.mark.slow
+def test_every_passive_attack_on_resnet18_layer2(colour: Path, tmp_path: Path) -> None:
+    """The issue's cut: [128, 16, 16] activations the decoders upsample to 3x32x32 (7 minutes here on one loaded thread)."""
+    model = _train(colour, "layer2", tmp_path / "r18.safetensors")
+    table = _evaluate_every_attack(model, colour, tmp_path / "res", [])
+    assert set(table["cut"].astype(str)) == {"layer2"}
