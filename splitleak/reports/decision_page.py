@@ -26,7 +26,7 @@ CAVEAT_CHARS = 88  # characters per line of 7 pt text in the left column
 TABLE_WIDTH = 5.6  # inches: the left column (table, caveats)
 ROW = 0.24  # inches per table row
 MAX_ROWS = 14
-COLUMNS = (("Setting", 0.0), ("seeds", 1.95), ("accuracy (95% CI)", 2.45), ("worst SSIM (95% CI)", 3.6), ("verdict", 4.75))
+COLUMNS = (("Setting", 0.0), ("seeds", 1.95), ("accuracy (95% CI)", 2.45), ("worst SSIM (CI)", 3.6), ("verdict", 4.75))
 CHOICE_FILL = "#fff3c4"
 
 
