@@ -150,6 +150,10 @@ def test_ctrl_c_while_a_file_set_is_moved_in_waits_until_all_are_in(tmp_path: Pa
         return real(src, dst)
 
     monkeypatch.setattr(swap.os, "replace", replace)
-    with pytest.raises(KeyboardInterrupt):
-        swap.commit_files(staging, {n: tmp_path / n for n in ("r.pdf", "r.summary.csv", "r.results.csv")})
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # a job started in the background inherits SIGINT ignored
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            swap.commit_files(staging, {n: tmp_path / n for n in ("r.pdf", "r.summary.csv", "r.results.csv")})
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert len(moved) == 3 and all((tmp_path / n).read_text() == "new" for n in ("r.pdf", "r.summary.csv", "r.results.csv"))
