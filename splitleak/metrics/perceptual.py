@@ -270,7 +270,7 @@ def _distances(model: Any, a: Tensor, b: Tensor) -> Tensor:
       straight into the batch of both images, on which the backbone runs once;
     - per layer, sum_c w_c mean_hw (f0_c / |f0| - f1_c / |f1|)^2 as w . (the per-channel squared
       norms over space) / (H W), with |f| over channels (plus 1e-10, as `normalize_tensor`).
-    Equal to ``model(a, b)`` up to float32 rounding (tests: 1e-7)."""
+    Equal to ``model(a, b)`` up to float32 rounding (measured: within 1.2e-7; the contract test: 1e-5)."""
     n, scaling = a.shape[0], model.scaling_layer
     inv = 1.0 / scaling.scale
     both = torch.empty((2 * n, *a.shape[1:]), dtype=torch.float32, device=a.device)
