@@ -26,8 +26,9 @@ from splitleak.timing import training_seconds
 
 
 def _model_mean(runs: list[Run], metric: str) -> float:
-    values = [float(r.table.loc[(r.table["attack"] == "") & (r.table["metric"] == metric), "value"].iloc[0]) for r in runs
-              if ((r.table["attack"] == "") & (r.table["metric"] == metric)).any()]
+    """The mean over the runs of a model-level metric (NaN when none has it)."""
+    rows = [r.table.loc[(r.table["attack"] == "") & (r.table["metric"] == metric), "value"] for r in runs]
+    values = [float(row.iloc[0]) for row in rows if len(row)]
     return statistics.fmean(values) if values else float("nan")
 
 

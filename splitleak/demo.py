@@ -35,17 +35,20 @@ would take the demo far past its time goal, and cut-down budgets weaken them on 
 models (docs/attacks.md); `splitleak evaluate --attacks sdar,fora` runs them."""
 NOPEEK_ALPHAS = (5.0, 20.0)
 NOISE_SCALE = 1.0
+_NONE: tuple[str, dict[str, float]] = ("none", {})
+_NOPEEK = tuple(("nopeek", {"alpha": alpha}) for alpha in NOPEEK_ALPHAS)
+_NOISE = ("noise", {"scale": NOISE_SCALE})
 DEFENSES: tuple[tuple[str, dict[str, float]], ...] = (
-    ("none", {}),
-    *(("nopeek", {"alpha": alpha}) for alpha in NOPEEK_ALPHAS),
-    ("noise", {"scale": NOISE_SCALE}),
+    _NONE,
+    *_NOPEEK,
+    _NOISE,
     ("dp-noise", {"epsilon": 1024.0}),  # per release, delta 1e-5, C = 1: the only epsilon that keeps most of the task here (docs/defenses.md)
     ("dropout", {"rate": 0.5}),
     ("adversarial", {"lam": 1.0}),
 )
 """The demo's settings, one per kind of defense (NoPeek at two strengths); `quick` keeps none,
 NoPeek at the stronger alpha and noise."""
-QUICK_DEFENSES = (DEFENSES[0], DEFENSES[2], DEFENSES[3])
+QUICK_DEFENSES = (_NONE, _NOPEEK[-1], _NOISE)
 
 
 @dataclass(frozen=True)
@@ -99,10 +102,10 @@ def run_demo(
     report.pdf; finished models are reused); returns the report's path. `on_event`: each model's
     start and end; `progress`: the stages within (training epochs, attacks, scoring)."""
     plan = demo_plan(quick=quick, data_dir=data_dir, device=device, seeds=seeds)
-    plan.grid()  # bad seeds are refused before any work
+    grid = plan.grid()  # bad seeds are refused before any work
     claim_sweep_folder(Path(out))  # a folder splitleak did not write is refused before any work
     load_splits(plan.data)  # missing data is the user's to fix: one line, before any work
-    outcome = run_sweep(plan.grid(), out, on_event=on_event, progress=progress)
+    outcome = run_sweep(grid, out, on_event=on_event, progress=progress)
     if outcome.failed:
         first = outcome.failed[0]
         raise RuntimeError(f"demo model {first['label']} failed ({first['stage']}): {first['type']}: {first['message']}")
