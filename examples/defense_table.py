@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from pathlib import Path
 
 from splitleak.reports.decision import Setting, group_settings
 from splitleak.reports.decision_page import decision_page
