@@ -46,6 +46,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from splitleak._cli.device import HELP as DEVICE_HELP, device_argument
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -389,7 +391,7 @@ def markdown(rows: list[Row], device: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", type=device_argument, help=f"{DEVICE_HELP}: the torch parts run there")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-demo", action="store_true", help="do not run the two demos")
     parser.add_argument("--only", choices=("dcor", "ssim", "lpips", "nopeek", "nopeek-floor", "demo"), action="append", help="run only these sections")

@@ -44,6 +44,17 @@ def torch_seed(name: str, value: Any) -> int:
     return value
 
 
+AUTO_DEVICE = "auto"
+
+
+def resolve_device(value: Any) -> Any:
+    """'auto' -> 'cuda' when torch sees a CUDA device, else 'cpu'; any other value unchanged
+    (what a config records is the device it ran on)."""
+    if value == AUTO_DEVICE:
+        return "cuda" if torch.cuda.is_available() and torch.cuda.device_count() > 0 else "cpu"
+    return value
+
+
 def device_string(name: str, value: Any) -> None:
     """An InputError naming `name` unless torch parses `value` as a device ("cpu", "cuda:1", ...)."""
     try:
@@ -51,7 +62,7 @@ def device_string(name: str, value: Any) -> None:
             raise TypeError
         torch.device(value)
     except (RuntimeError, TypeError, ValueError):
-        raise InputError(f"{name} must name a torch device such as 'cpu', 'cuda' or 'cuda:1', got {value!r}") from None
+        raise InputError(f"{name} must name a torch device such as 'cpu', 'cuda', 'cuda:1' or 'auto', got {value!r}") from None
 
 
 def usable_device(value: str) -> None:

@@ -48,9 +48,10 @@ def _verbose_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
+    from splitleak._cli.device import HELP as DEVICE_HELP, device_argument
     from splitleak._cli.threads import threads_option
 
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    parser.add_argument("--device", default="cpu", type=device_argument, help=f"{DEVICE_HELP} (default: cpu)")
     threads_option(parser, "torch CPU threads (default: $OMP_NUM_THREADS when set, else torch's default, one per core); "
                            "on a shared machine 1 is often fastest")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

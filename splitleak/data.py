@@ -467,6 +467,16 @@ def _load_digits(root: Path | None, download: bool) -> RawData:
     )
 
 
+def _load_photo_patches(root: Path | None, download: bool) -> RawData:
+    """32x32 colour patches of the photographs bundled with scikit-image and scikit-learn
+    (splitleak.photo_patches)."""
+    del root, download  # bundled: nothing to find or fetch
+    from splitleak.photo_patches import photo_patches
+
+    train_x, train_y, test_x, test_y = photo_patches()
+    return RawData(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, origin="splitleak.photo_patches (scikit-image and scikit-learn sample photographs)")
+
+
 def _load_image_folder(root: Path | None, download: bool) -> RawData:
     """A folder of class subfolders (splitleak.image_folder) as a training source."""
     del download  # a user's own images: nothing to fetch
@@ -526,6 +536,14 @@ for _source in (
                 f"fixed {DIGITS_TEST_SIZE}-image test part; bundled, works offline"
             ),
             load=_load_digits, how_to_get="Bundled with scikit-learn; nothing to get.",
+        ),
+        DatasetSource(
+            name="photo-patches", shape=(3, 32, 32), num_classes=10, default_aux_pool=5_000,
+            description=(
+                "32x32 colour patches of the 10 photographs bundled with scikit-image and scikit-learn, "
+                "class = photograph; 20k train (left 3/4 of each photo) / 10k test (right 1/4); bundled, works offline"
+            ),
+            load=_load_photo_patches, how_to_get="Bundled with scikit-image and scikit-learn; nothing to get.",
         ),
         DatasetSource(
             name="image-folder", shape=None, num_classes=None, default_aux_pool=0.25,

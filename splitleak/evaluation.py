@@ -15,7 +15,7 @@ from torch import Tensor
 
 from splitleak._config import FromDict
 from splitleak._random import drawing_from, generator
-from splitleak._validate import all_finite, device_string, positive_int, torch_seed
+from splitleak._validate import all_finite, device_string, positive_int, resolve_device, torch_seed
 from splitleak.adaptive import Adaptive, adaptive_for, check_observations
 from splitleak.attacks import ATTACKS, Access, TrainingServer, make_attack
 from splitleak.data import LOCATION_FIELDS, ArraySplit, DataConfig, Splits
@@ -110,6 +110,7 @@ class EvalConfig(FromDict):
         positive_int("dcor_samples", self.dcor_samples, allow_none=True)
         positive_int("dcor_memory", self.dcor_memory)
         torch_seed("seed", self.seed)
+        object.__setattr__(self, "device", resolve_device(self.device))
         device_string("device", self.device)
         for name in ("gallery", "semantic_epochs"):
             value = getattr(self, name)

@@ -25,7 +25,7 @@ import torch
 from splitleak import __version__
 from splitleak._config import FromDict
 from splitleak._random import drawing_from, generator
-from splitleak._validate import device_string, finite_number, positive_int, torch_seed
+from splitleak._validate import device_string, finite_number, positive_int, resolve_device, torch_seed
 from splitleak.cuts import Cut
 from splitleak.data import Splits
 from splitleak.defenses import make_defense
@@ -80,6 +80,7 @@ class TrainConfig(FromDict):
         positive_int("batch_size", self.batch_size)
         finite_number("lr", self.lr, minimum=0.0)
         torch_seed("seed", self.seed)
+        object.__setattr__(self, "device", resolve_device(self.device))
         device_string("device", self.device)
 
 

@@ -379,9 +379,9 @@ def test_missing_other_datasets(isolated: Path, name: str) -> None:
 
 
 def test_unknown_dataset_lists_names() -> None:
-    with pytest.raises(DataError, match="unknown dataset 'imagenet'; valid names: cifar10, digits, fashion-mnist, image-folder, mnist"):
+    with pytest.raises(DataError, match="unknown dataset 'imagenet'; valid names: cifar10, digits, fashion-mnist, image-folder, mnist, photo-patches"):
         load_splits(DataConfig(dataset="imagenet"))
-    assert set(DATASETS) == {"cifar10", "digits", "fashion-mnist", "image-folder", "mnist"}
+    assert set(DATASETS) == {"cifar10", "digits", "fashion-mnist", "image-folder", "mnist", "photo-patches"}
 
 
 @pytest.mark.parametrize(

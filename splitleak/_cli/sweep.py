@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from splitleak._cli.device import HELP as DEVICE_HELP, device_argument
 from splitleak.errors import InputError
 
 DESCRIPTION = (
@@ -37,7 +38,7 @@ def add_sweep_command(commands: Any) -> argparse.ArgumentParser:
     sw.add_argument("--ray-address", help="Ray cluster to connect to (default: $RAY_ADDRESS, else a local Ray instance)")
     sw.add_argument("--cpus-per-task", type=int, default=1, help="ray: CPUs each task declares and uses as torch threads (default 1)")
     sw.add_argument("--gpus-per-task", type=float, default=1.0, help="ray: GPUs each task declares when the device is cuda (default 1; fractions share a GPU)")
-    sw.add_argument("--device", help="torch device for training and attacks, overriding the grid file (e.g. cuda)")
+    sw.add_argument("--device", type=device_argument, help=f"{DEVICE_HELP}, for training and attacks, overriding the grid file")
     sw.add_argument("--data-dir", help="where datasets live, overriding the grid file (not part of cell keys)")
     sw.add_argument("--no-report", action="store_true", help="skip the PDF report (results.csv is still merged)")
     sw.add_argument("--quiet", action="store_true", help="no progress lines")

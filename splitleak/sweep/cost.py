@@ -28,7 +28,7 @@ DEFAULT_TRAIN_IMAGES_PER_SECOND = 500.0
 LPIPS_PAIRS_PER_SECOND = 400.0
 OVERHEAD_SECONDS = 2.0  # loading data, checkpoints and results, dCor, scoring
 # sizes of the registered datasets' parts (train, test), to size jobs without loading them
-DATASET_SIZES = {"fashion-mnist": (60_000, 10_000), "mnist": (60_000, 10_000), "cifar10": (50_000, 10_000), "digits": (1_437, 360)}
+DATASET_SIZES = {"fashion-mnist": (60_000, 10_000), "mnist": (60_000, 10_000), "cifar10": (50_000, 10_000), "digits": (1_437, 360), "photo-patches": (20_000, 10_000)}
 
 
 @dataclass(frozen=True)
