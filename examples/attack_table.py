@@ -1,8 +1,9 @@
-"""Attack x cut x defense on Fashion-MNIST: SSIM, LPIPS and semantic accuracy of each attack.
+"""Attack x cut x defense: SSIM, LPIPS and semantic accuracy of each attack (default: Fashion-MNIST, small-cnn).
 
     .venv/bin/python examples/attack_table.py --out runs/attack-table [--cuts 1,2,3] [--epochs 2] [--limit 200] [--workers 2] [--threads 1]
+    .venv/bin/python examples/attack_table.py --out runs/resnet-table --dataset photo-patches --arch resnet18 --cuts stem,layer1,layer2 --limit-train 5000
 
-Trains small-cnn at each cut under no defense, NoPeek (alpha 5 and 20) and Gaussian activation
+Trains the architecture (default small-cnn) at each cut under no defense, NoPeek (alpha 5 and 20) and Gaussian activation
 noise (scale 1), attacks each model with every registered attack that attacks an honestly
 trained model (all but training-time attacks such as fsha) at its default budget, adaptively
 (against noise the attacker averages one release per training epoch), and writes
@@ -31,10 +32,10 @@ from splitleak.sweep.grid import study_grid
 METRICS = {"ssim": "mean SSIM (higher = more leakage; < 0.3 unrecognisable)", "lpips": "mean LPIPS (lower = more leakage)", "semantic_accuracy": "semantic accuracy (attacker's classifier on reconstructions)"}
 
 
-def models(cuts: list[int], epochs: int, alphas: list[float], noise: float) -> list[tuple[str, TrainConfig]]:
-    defenses = [("none", {}), *(("nopeek", {"alpha": alpha}) for alpha in alphas), ("noise", {"scale": noise})]
+def models(arch: str, cuts: list[int | str], epochs: int, alphas: list[float], noise: float | None) -> list[tuple[str, TrainConfig]]:
+    defenses = [("none", {}), *(("nopeek", {"alpha": alpha}) for alpha in alphas), *([("noise", {"scale": noise})] if noise else [])]
     return [
-        (f"cut{cut}-{name}" + "".join(f"-{v:g}" for v in params.values()), TrainConfig(cut=cut, epochs=epochs, defense=name, defense_params=params))
+        (f"cut{cut}-{name}" + "".join(f"-{v:g}" for v in params.values()), TrainConfig(arch=arch, cut=cut, epochs=epochs, defense=name, defense_params=params))
         for cut in cuts
         for name, params in defenses
     ]
@@ -84,20 +85,26 @@ def tables(results: Results) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/attack-table")
+    parser.add_argument("--dataset", default="fashion-mnist", help="a registered dataset (e.g. photo-patches, cifar10)")
+    parser.add_argument("--arch", default="small-cnn", help="a registered architecture (e.g. resnet18)")
+    parser.add_argument("--limit-train", type=int, default=None, help="training images per model (default: all)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--limit", type=int, default=200, help="test images attacked per model")
-    parser.add_argument("--cuts", default=",".join(str(c) for c in get_architecture("small-cnn").cuts[:3]), help="comma-separated cuts")
-    parser.add_argument("--alphas", default="5,20", help="comma-separated NoPeek alphas")
+    parser.add_argument("--cuts", default=None, help="comma-separated cuts, numbers or names (default: the architecture's first three)")
+    parser.add_argument("--alphas", default="5,20", help="comma-separated NoPeek alphas (empty: none)")
     parser.add_argument("--workers", type=int, default=1, help="models evaluated in parallel (each with cores // workers threads)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: cores // workers)")
-    parser.add_argument("--noise", type=float, default=1.0)
+    parser.add_argument("--attacks", default=None, help="comma-separated attacks (default: every passive one)")
+    parser.add_argument("--noise", type=float, default=1.0, help="Gaussian activation noise scale (0: no noise model)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    data = DataConfig(dataset="fashion-mnist", limit_test=args.limit)
+    data = DataConfig(dataset=args.dataset, limit_train=args.limit_train, limit_test=args.limit)
     # the adaptive attacker (as in the demo): one release of each image per training epoch
-    evaluation = EvalConfig(attacks=passive_attacks(), limit=args.limit, semantic_epochs=5, require_lpips=True, observations="epochs")
-    cuts, alphas = [int(c) for c in args.cuts.split(",")], [float(a) for a in args.alphas.split(",")]
-    outcome = run_sweep(study_grid("attack-table", data, models(cuts, args.epochs, alphas, args.noise), evaluation), args.out, workers=args.workers, threads=args.threads, report=False)
+    evaluation = EvalConfig(attacks=tuple(args.attacks.split(",")) if args.attacks else passive_attacks(), limit=args.limit, semantic_epochs=5, require_lpips=True, observations="epochs")
+    arch = get_architecture(args.arch)
+    cuts = [int(c) if c.isdigit() else c for c in args.cuts.split(",")] if args.cuts else list(arch.cuts[:3])
+    alphas = [float(a) for a in args.alphas.split(",") if a]
+    outcome = run_sweep(study_grid("attack-table", data, models(args.arch, cuts, args.epochs, alphas, args.noise), evaluation), args.out, workers=args.workers, threads=args.threads, report=False)
     if outcome.failed:
         raise SystemExit(f"{len(outcome.failed)} model(s) failed; see {args.out}/sweep.json")
     text = tables(Results.load(args.out))

@@ -57,4 +57,4 @@ def train_and_attack(tmp_path: Path, dataset: str, arch: str, cut: int | str, de
     on_cpu = evaluate(load_checkpoint(path), EvalConfig(attacks=("rmle",), limit=64, budget_scale=0.05, semantic_epochs=0, lpips=None, device="cpu"), splits)
     accuracy = {where: frame.loc[frame.metric == "accuracy", "value"].mean() for where, frame in ((device, table), ("cpu", on_cpu.table))}
     assert abs(accuracy[device] - accuracy["cpu"]) <= 1 / 64 + 1e-9
-    assert results.provenance.only().evaluation["device"] == device
+    assert results.provenance.only.evaluation["device"] == device
