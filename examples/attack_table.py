@@ -94,13 +94,14 @@ def main() -> None:
     parser.add_argument("--alphas", default="5,20", help="comma-separated NoPeek alphas (empty: none)")
     parser.add_argument("--workers", type=int, default=1, help="models evaluated in parallel (each with cores // workers threads)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: cores // workers)")
+    parser.add_argument("--semantic-epochs", type=int, default=5, help="epochs of the attacker's semantic classifier (a whole network of the same architecture)")
     parser.add_argument("--attacks", default=None, help="comma-separated attacks (default: every passive one)")
     parser.add_argument("--noise", type=float, default=1.0, help="Gaussian activation noise scale (0: no noise model)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     data = DataConfig(dataset=args.dataset, limit_train=args.limit_train, limit_test=args.limit)
     # the adaptive attacker (as in the demo): one release of each image per training epoch
-    evaluation = EvalConfig(attacks=tuple(args.attacks.split(",")) if args.attacks else passive_attacks(), limit=args.limit, semantic_epochs=5, require_lpips=True, observations="epochs")
+    evaluation = EvalConfig(attacks=tuple(args.attacks.split(",")) if args.attacks else passive_attacks(), limit=args.limit, semantic_epochs=args.semantic_epochs, require_lpips=True, observations="epochs")
     arch = get_architecture(args.arch)
     cuts = [int(c) if c.isdigit() else c for c in args.cuts.split(",")] if args.cuts else list(arch.cuts[:3])
     alphas = [float(a) for a in args.alphas.split(",") if a]

@@ -50,3 +50,14 @@ def test_every_passive_attack_on_resnet18_layer2(colour: Path, tmp_path: Path) -
     model = _train(colour, "layer2", tmp_path / "r18.safetensors")
     table = _evaluate_every_attack(model, colour, tmp_path / "res", [])
     assert set(table["cut"].astype(str)) == {"layer2"}
+
+
+@pytest.mark.slow
+def test_every_passive_attack_on_resnet18_colour_64(tmp_path: Path) -> None:
+    """64x64 colour images: the small-image stem keeps [64, 64, 64] activations that every
+    attack's decoder, inverse network and simulator must map back to 3x64x64."""
+    folder = write_colour_folder(tmp_path / "images", n=120, size=64, classes=4)
+    model = _train(folder, "stem", tmp_path / "r18.safetensors")
+    small = [f"--attack-param={p}" for p in ("sdar.batch_size=16", "sdar.iterations=4", "fora.batch_size=16", "fora.substitute_steps=4", "shadow.batch_size=32")]
+    table = _evaluate_every_attack(model, folder, tmp_path / "res", small)
+    assert set(table["cut"].astype(str)) == {"stem"}
