@@ -298,15 +298,16 @@ def evaluate(
     model.to(config.device).eval()
     z_observed: Tensor | None = None  # whole only when it fits the budget
     releases = Releases(model, test.x, plan, adaptive, device=config.device, seed=config.seed) if plan.streamed else None
-    with stages.time("activations"), drawing_from(model, generator(config.seed, "evaluate", "activations")):
-        z_dcor, _ = client_outputs(model, dcor_set.x, config.device)
-        if releases is None:
-            z_test, logits = client_outputs(model, test.x, config.device)
-            # what the attacker observes: the scored release, or its estimate over several (adaptive)
-            z_observed = observed(model, adaptive, test.x, z_test, config.device)
-            del z_test
-        else:
+    with stages.time("activations"):
+        if releases is not None:  # first: the chunks' releases are not held beside dCor's activations
             logits = releases.logits()
+        with drawing_from(model, generator(config.seed, "evaluate", "activations")):
+            z_dcor, _ = client_outputs(model, dcor_set.x, config.device, plan.batch)
+            if releases is None:
+                z_test, logits = client_outputs(model, test.x, config.device, plan.batch)
+                # what the attacker observes: the scored release, or its estimate over several (adaptive)
+                z_observed = observed(model, adaptive, test.x, z_test, config.device)
+                del z_test
     rows = _Rows(
         {
             "run": checkpoint.sha256[:12],

@@ -38,6 +38,8 @@ __all__ = ["DEFAULT_ACTIVATION_MEMORY", "ActivationPlan", "Releases", "client_ou
 
 ACTIVATION_BYTES = 4  # float32 activations
 DCOR_BYTES = ACTIVATION_BYTES + 8  # dcor_statistics holds a float64 copy beside them
+FORWARD_BATCH = 1024  # images per forward pass of the client, at most
+FORWARD_SHARE = 8  # one forward pass's output takes at most this fraction of the budget
 
 
 def rows_within(budget: int, row_bytes: int) -> int:
@@ -82,6 +84,16 @@ class ActivationPlan:
         return min(self.dcor_asked, rows_within(self.budget, self.values * DCOR_BYTES))
 
     @property
+    def batch(self) -> int:
+        """Images per forward pass of the client: 1,024 (as always when nothing is streamed: the
+        batch changes the head's logits in the last bits), fewer when streaming and their
+        activations would take more than an eighth of the budget (a forward pass's intermediate
+        tensors are a few times its output: at resnet18's layer1, 1,024 images' are about 1 GB)."""
+        if not self.streamed:
+            return FORWARD_BATCH
+        return max(1, min(FORWARD_BATCH, rows_within(self.budget // FORWARD_SHARE, self.values * ACTIVATION_BYTES)))
+
+    @property
     def observed_images(self) -> int:
         """Observed activations an attack may fit on (`Access.observed`): the first chunk's."""
         return self.chunk
@@ -98,6 +110,7 @@ class ActivationPlan:
             "chunk_images": self.chunk,
             "scored_images": self.scored,
             "observed_images": self.observed_images,
+            "forward_batch": self.batch,
             "dcor_images": self.dcor_images,
             "dcor_images_asked": self.dcor_asked,
         }
@@ -111,7 +124,7 @@ def finite(z: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def client_outputs(model: nn.Module, x: Tensor, device: str, batch: int = 1024) -> tuple[Tensor, Tensor]:
+def client_outputs(model: nn.Module, x: Tensor, device: str, batch: int = FORWARD_BATCH) -> tuple[Tensor, Tensor]:
     """(activations, logits) of `model` (a SplitModel in eval mode) on `x`, in batches, on the CPU.
     Written into preallocated tensors: no second copy of the activations is made."""
     zs: Tensor | None = None
@@ -156,10 +169,10 @@ class Releases:
         releases drawn from the same stream, after the scored one)."""
         model = self.model.to(self.device).eval()
         with drawing_from(model, self._stream(k)):
-            z, _ = client_outputs(model, self.x[self.spans[k]], self.device)
+            z, _ = client_outputs(model, self.x[self.spans[k]], self.device, self.plan.batch)
             return observed(model, self.adaptive, self.x[self.spans[k]], z, self.device)
 
     def _scored(self, k: int) -> tuple[Tensor, Tensor]:
         model = self.model.to(self.device).eval()
         with drawing_from(model, self._stream(k)):
-            return client_outputs(model, self.x[self.spans[k]], self.device)
+            return client_outputs(model, self.x[self.spans[k]], self.device, self.plan.batch)
