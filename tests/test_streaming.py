@@ -141,3 +141,18 @@ def test_activation_memory_is_recorded_only_when_set() -> None:
     assert "activation_memory" not in EvalConfig().to_dict()  # records and sweep cell keys as before
     assert EvalConfig(activation_memory=2**20).to_dict()["activation_memory"] == 2**20
     assert EvalConfig.from_dict(EvalConfig(activation_memory=2**20).to_dict()).activation_memory == 2**20
+
+
+@pytest.mark.slow
+def test_evaluate_of_10000_colour_images_at_resnet18_layer1_stays_under_4_gb(tmp_path) -> None:
+    """Issue 18's acceptance, measured by benchmarks/memory.py in processes of their own (~15 min on one core)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "memory.md"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.memory", "--out", str(out)], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    row = out.read_text().splitlines()[-1]
+    assert row.endswith("| yes |") and "10,000 photo-patches" in out.read_text(), out.read_text()
