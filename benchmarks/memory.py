@@ -1,6 +1,6 @@
 """Peak memory of `splitleak evaluate` on 10,000 32x32 colour images at resnet18 layer1.
 
-    .venv/bin/python -m benchmarks.memory                       # ~10-20 min on one core
+    .venv/bin/python -m benchmarks.memory                       # ~10 min of CPU, one thread
     .venv/bin/python -m benchmarks.memory --attacks decoder,rmle --attack-param rmle.steps=2
 
 Acceptance (issue 18): the evaluation's peak resident memory stays under 4 GB.

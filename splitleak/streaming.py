@@ -14,6 +14,8 @@
   working copy (12 bytes per activation value: the float32 activations and their float64 copy).
 * Attacks that fit on the observed activations (`Access.observed`: sdar, fora) get those of the
   first chunk when streaming (`observed_images`).
+* Forward passes of the client take 1,024 images, or, when streaming, as many as keep their
+  activations within an eighth of the budget (`batch`).
 
 `Releases` computes a chunk's release, logits and estimate on demand.
 """
@@ -162,17 +164,17 @@ class Releases:
 
     def logits(self) -> Tensor:
         """The head's logits on every scored image (each chunk's scored release, then dropped)."""
-        return torch.cat([self._scored(k)[1] for k in range(len(self.spans))])
+        return torch.cat([self._scored(k, self._stream(k))[1] for k in range(len(self.spans))])
 
     def observed(self, k: int) -> Tensor:
         """Chunk k's observation: its scored release, or the adaptive estimate (its further
         releases drawn from the same stream, after the scored one)."""
-        model = self.model.to(self.device).eval()
-        with drawing_from(model, self._stream(k)):
-            z, _ = client_outputs(model, self.x[self.spans[k]], self.device, self.plan.batch)
-            return observed(model, self.adaptive, self.x[self.spans[k]], z, self.device)
+        stream = self._stream(k)
+        z, _ = self._scored(k, stream)
+        with drawing_from(self.model, stream):
+            return observed(self.model, self.adaptive, self.x[self.spans[k]], z, self.device)
 
-    def _scored(self, k: int) -> tuple[Tensor, Tensor]:
+    def _scored(self, k: int, stream: torch.Generator) -> tuple[Tensor, Tensor]:
         model = self.model.to(self.device).eval()
-        with drawing_from(model, self._stream(k)):
+        with drawing_from(model, stream):
             return client_outputs(model, self.x[self.spans[k]], self.device, self.plan.batch)
