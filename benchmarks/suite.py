@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +45,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks._proc import run_watched
 from splitleak._cli.device import HELP as DEVICE_HELP, device_argument
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -314,36 +314,11 @@ def bench_penalty_floor(repeats: int, device: str, threads: tuple[int, ...] = (1
     return rows
 
 
-def _vm_hwm_kb(pid: int) -> int:
-    """Peak resident set size (VmHWM, kB) of a running process; 0 once it is gone.
-
-    Not getrusage / wait4: Linux hands a child the parent's high-water mark at exec, so those
-    report this process's own peak (GBs after the dCor section) instead of the demo's.
-    """
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
 def bench_demo(quick: bool, device: str) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, "-m", "splitleak.cli", "demo", "--out", tmp, "--quiet", "--device", device]
         command += ["--quick"] if quick else []
-        start = time.perf_counter()
-        with tempfile.TemporaryFile() as err:
-            child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
-            peak_kb = 0
-            while child.poll() is None:  # the child's own high-water mark, read while it runs
-                peak_kb = max(peak_kb, _vm_hwm_kb(child.pid))
-                time.sleep(0.2)
-            seconds = time.perf_counter() - start
-            if child.returncode != 0:
-                err.seek(0)
-                raise RuntimeError(f"{' '.join(command)} failed:\n{err.read().decode(errors='replace')[-2000:]}")
+        seconds, peak_kb = run_watched(command, ROOT)
     peak_mb = peak_kb / 1024
     limit = 120 if quick else 600
     name = "splitleak demo --quick" if quick else "splitleak demo"

@@ -56,13 +56,17 @@ class Adaptive:
         draw; the others are drawn from the client in order, batch by batch (on `device`; the
         estimate comes back on the CPU).
         """
-        out = []
+        out: Tensor | None = None  # preallocated: no second copy of the estimate
         for i in range(0, len(x), batch):
             chunk = x[i : i + batch].to(device)
             draws = [first[i : i + batch].to(device)] if first is not None else []
             draws += [client(chunk) for _ in range(self.releases - len(draws))]
-            out.append(self.estimator(torch.stack(draws)).cpu())
-        return torch.cat(out)
+            estimate = self.estimator(torch.stack(draws)).cpu()
+            if out is None:
+                out = torch.empty((len(x), *estimate.shape[1:]), dtype=estimate.dtype)
+            out[i : i + batch] = estimate
+        assert out is not None, "no images"
+        return out
 
     def query(self, client: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
         """A query interface answering with the estimate over `releases` fresh draws per input."""

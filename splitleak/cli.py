@@ -23,6 +23,7 @@ from splitleak import __version__
 from splitleak._cli.progress import progress_for as _progress
 from splitleak._entry import EXIT_INTERRUPTED, INTERRUPTED
 from splitleak.errors import InputError
+from splitleak.memory import DEFAULT_ACTIVATION_MEMORY
 
 log = logging.getLogger("splitleak")
 EXIT_INTERNAL_ERROR = 1
@@ -123,6 +124,9 @@ def _parser() -> argparse.ArgumentParser:
                          "evaluate takes much longer than the demo suggests; --limit-test 300 --aux-size 5000 matches the demo")
     ev.add_argument("--dcor-samples", type=int, help="test images used for dCor(x, z) (default: the scored ones; the whole test set is fine)")
     ev.add_argument("--dcor-memory-mb", type=int, default=512, help="memory budget of the blocked dCor computation in MiB (default 512)")
+    ev.add_argument("--activation-memory-mb", type=int, default=DEFAULT_ACTIVATION_MEMORY // 2**20,
+                    help=f"activations evaluate holds at once, in MiB (default {DEFAULT_ACTIVATION_MEMORY // 2**20}); above it the test images "
+                         "are streamed in chunks and dCor(x, z) uses at most the images that fit (docs/architecture.md)")
     ev.add_argument("--lpips", default="alex", choices=("alex", "vgg", "squeeze", "none"), help="LPIPS backbone, or none (default alex)")
     ev.add_argument("--lpips-weights", help="explicit backbone weights file for LPIPS, refused unless it is one (default: search, see splitleak weights)")
     ev.add_argument("--require-lpips", action="store_true", help="fail instead of reporting LPIPS unavailable when no real weights are found")
@@ -305,7 +309,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     config = EvalConfig(
         attacks=attacks, attack_params=_attack_params(args.attack_param), budget_scale=args.budget_scale,
         limit=DEFAULT_EVAL_LIMIT if args.limit is None else args.limit, dcor_samples=args.dcor_samples,
-        dcor_memory=args.dcor_memory_mb * 2**20, lpips=None if args.lpips == "none" else args.lpips,
+        dcor_memory=args.dcor_memory_mb * 2**20, activation_memory=args.activation_memory_mb * 2**20, lpips=None if args.lpips == "none" else args.lpips,
         lpips_weights=args.lpips_weights, require_lpips=args.require_lpips, gallery=args.gallery,
         semantic_epochs=args.semantic_epochs, seed=args.seed, device=args.device, metrics=metrics,
         observations=1 if args.observations is None else args.observations,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ from splitleak.attacks import ATTACKS, Access, TrainingServer, make_attack
 from splitleak.data import LOCATION_FIELDS, ArraySplit, DataConfig, Splits
 from splitleak.defenses import defense_record
 from splitleak.errors import InputError, NumericalError
+from splitleak.memory import peak_memory, reset_cuda_peak
 from splitleak.metrics import PRIMARY_METRIC, reconstruction_metrics
 from splitleak.metrics.dependence_scale import DEFAULT_MEMORY_BUDGET
 from splitleak.models.checkpoint import Checkpoint
@@ -29,6 +31,7 @@ from splitleak.provenance import environment
 from splitleak.records import CheckpointRecord, Provenance, RunProvenance
 from splitleak.resume import AttackProgress
 from splitleak.results import MODEL_LEVEL, Results
+from splitleak.streaming import DEFAULT_ACTIVATION_MEMORY, ActivationPlan, Releases, client_outputs, observed
 from splitleak.timing import Stopwatch, training_seconds
 from splitleak.scoring import (
     AccuracyScorer,
@@ -64,7 +67,9 @@ class EvalConfig(FromDict):
     `limit` test images are attacked and scored; dCor(x, z) uses the first `dcor_samples` test
     images (None: the scored ones). `observations`: how many releases of each image the attacker
     combines against a defense that draws (a number, or "epochs": the checkpoint's training
-    epochs; 1: the non-adaptive attacker; splitleak.adaptive). `lpips` names the LPIPS backbone (None: skip LPIPS); when its
+    epochs; 1: the non-adaptive attacker; splitleak.adaptive). `activation_memory` (bytes) bounds
+    the activation tensors evaluate holds at once: above it, it streams (splitleak.streaming) and
+    dCor(x, z) uses at most the images whose activations fit. `lpips` names the LPIPS backbone (None: skip LPIPS); when its
     real ImageNet weights are missing LPIPS is reported unavailable, or raises with `require_lpips` (and
     always when `lpips_weights` names a file that is not those weights).
     """
@@ -86,6 +91,7 @@ class EvalConfig(FromDict):
     seed: int = 0
     device: str = "cpu"
     observations: int | str = 1
+    activation_memory: int = DEFAULT_ACTIVATION_MEMORY
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "observations", check_observations(self.observations))
@@ -109,6 +115,7 @@ class EvalConfig(FromDict):
         positive_int("limit", self.limit, allow_none=True)
         positive_int("dcor_samples", self.dcor_samples, allow_none=True)
         positive_int("dcor_memory", self.dcor_memory)
+        positive_int("activation_memory", self.activation_memory)
         torch_seed("seed", self.seed)
         object.__setattr__(self, "device", resolve_device(self.device))
         device_string("device", self.device)
@@ -119,11 +126,14 @@ class EvalConfig(FromDict):
 
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able fields; `observations` only when it is not 1, so that the records (and sweep
-        cell keys) of non-adaptive evaluations read as before it existed."""
+        """JSON-able fields; `observations` only when it is not 1 and `activation_memory` only when
+        it is not the default, so that the records (and sweep cell keys) of evaluations that do not
+        set them read as before they existed."""
         values = {**asdict(self), "attacks": list(self.attacks), "metrics": list(self.metrics)}
         if self.observations == 1:
             del values["observations"]
+        if self.activation_memory == DEFAULT_ACTIVATION_MEMORY:
+            del values["activation_memory"]
         return values
 
     def test_images_needed(self) -> int | None:
@@ -155,27 +165,11 @@ def data_config_for(checkpoint: Checkpoint, **overrides: Any) -> DataConfig:
 
 
 @torch.no_grad()
-def _client_outputs(checkpoint: Checkpoint, x: Tensor, device: str, batch: int = 1024) -> tuple[Tensor, Tensor]:
-    model = checkpoint.model.to(device).eval()
-    zs, logits = [], []
-    for i in range(0, len(x), batch):
-        out, z = model(x[i : i + batch].to(device))
-        zs.append(z.cpu())
-        logits.append(out.cpu())
-    return _finite(torch.cat(zs)), torch.cat(logits)
-
-
-def _observed(checkpoint: Checkpoint, adaptive: Adaptive, x: Tensor, first: Tensor, device: str) -> Tensor:
-    """The adaptive attacker's estimate from `adaptive.releases` releases of each image (`first` the scored one)."""
-    model = checkpoint.model.to(device).eval()
-    return _finite(adaptive.observe(model.client, x, first=first, device=device))
-
-
-def _finite(z: Tensor) -> Tensor:
-    """`z`, refused when the encoder produced NaN or infinite activations."""
-    if not all_finite(z):
-        raise NumericalError("the encoder produced NaN or infinite activations on the test set")
-    return z
+def _activation_shape(checkpoint: Checkpoint, x: Tensor, config: EvalConfig) -> tuple[int, ...]:
+    """One image's activation shape, from a release drawn from a stream used for nothing else."""
+    model = checkpoint.model.to(config.device).eval()
+    with drawing_from(model, generator(config.seed, "evaluate", "shape")):
+        return tuple(model(x[:1].to(config.device))[1].shape[1:])
 
 
 class _Rows:
@@ -234,6 +228,7 @@ def _access(
     arch, cut, clone = checkpoint.architecture
     query = adaptive.query(model.client) if adaptive is not None else lambda x: model(x)[1]
     return Access(
+        activation_memory=config.activation_memory,
         server=_training_server(checkpoint),
         spec=model.spec, activation_shape=activation_shape, query=query, encoder=model,
         head=model.head if checkpoint.has_head else None, aux=splits.aux, arch=arch, cut=cut,
@@ -263,8 +258,11 @@ def evaluate(
     Randomness comes from named streams of `config.seed` (splitleak._random), never from torch's
     global generator: a drawing defense transform (noise, dropout) draws from
     "evaluate/activations" for the scored activations and from "evaluate/attack/<name>" while
-    that attack queries the client; each attack derives its own streams from the seed.
+    that attack queries the client; each attack derives its own streams from the seed. Above
+    `config.activation_memory` the activations are streamed (splitleak.streaming), each chunk's
+    release from its own stream "evaluate/activations/chunk/<k>".
     """
+    reset_cuda_peak(config.device)
     model, meta = checkpoint.model, checkpoint.meta
     if tuple(splits.spec.shape) != tuple(model.spec.shape):
         raise InputError(f"data shape {splits.spec.shape} does not match the model's input {model.spec.shape}")
@@ -283,6 +281,13 @@ def evaluate(
         arch=meta.arch, has_head=checkpoint.has_head, seed=config.seed, device=config.device, progress=progress,
     )
     adaptive = adaptive_for(config.observations, meta.defense.name, meta.defense.params, meta.train, model)
+    plan = ActivationPlan(config.activation_memory, _activation_shape(checkpoint, test.x, config), len(test), len(dcor_set), copies=1 if adaptive is None else 2)
+    if plan.dcor_images < MIN_TEST_IMAGES:
+        raise InputError(
+            f"activation_memory of {config.activation_memory} bytes holds the activations (shape {list(plan.activation_shape)}) of only "
+            f"{plan.dcor_images} images for dCor(x, z), which needs {MIN_TEST_IMAGES}; give it more memory"
+        )
+    dcor_set = _head(dcor_set, plan.dcor_images)
     stages = Stopwatch()
     trained = training_seconds(meta.log)
     if trained is not None:
@@ -290,11 +295,19 @@ def evaluate(
     for scorer in scorers:  # once: LPIPS's availability, the semantic classifier
         with stages.time(f"prepare/{scorer_name(scorer)}"):
             scorer.prepare(context)
-    with stages.time("activations"), drawing_from(model, generator(config.seed, "evaluate", "activations")):
-        z_dcor, _ = _client_outputs(checkpoint, dcor_set.x, config.device)
-        z_test, logits = _client_outputs(checkpoint, test.x, config.device)
-        # what the attacker observes: the scored release, or its estimate over several (adaptive)
-        z_observed = z_test if adaptive is None else _observed(checkpoint, adaptive, test.x, z_test, config.device)
+    model.to(config.device).eval()
+    z_observed: Tensor | None = None  # whole only when it fits the budget
+    releases = Releases(model, test.x, plan, adaptive, device=config.device, seed=config.seed) if plan.streamed else None
+    with stages.time("activations"):
+        if releases is not None:  # first: the chunks' releases are not held beside dCor's activations
+            logits = releases.logits()
+        with drawing_from(model, generator(config.seed, "evaluate", "activations")):
+            z_dcor, _ = client_outputs(model, dcor_set.x, config.device, plan.batch)
+            if releases is None:
+                z_test, logits = client_outputs(model, test.x, config.device, plan.batch)
+                # what the attacker observes: the scored release, or its estimate over several (adaptive)
+                z_observed = observed(model, adaptive, test.x, z_test, config.device)
+                del z_test
     rows = _Rows(
         {
             "run": checkpoint.sha256[:12],
@@ -318,7 +331,7 @@ def evaluate(
     samples = test.indices.numpy()
     shown = min(config.gallery, len(test))
     reconstructions = {"indices": test.indices[:shown].clone(), "original": test.x[:shown].clone()}
-    access = _access(checkpoint, splits, config, tuple(z_test.shape[1:]), observed=z_observed, adaptive=adaptive)
+    access = _access(checkpoint, splits, config, plan.activation_shape, observed=z_observed, adaptive=adaptive)
     attack_log: dict[str, Any] = {}
     if store is not None:
         store.bind(checkpoint_sha256=checkpoint.sha256, evaluation=config.to_dict(), data={**splits.config.to_dict(), "origin": splits.origin}, lpips=_logs(scorers)["lpips"])
@@ -336,10 +349,13 @@ def evaluate(
         attack = make_attack(name, config.attack_params.get(name), budget_scale=config.budget_scale, progress=progress)
         # each attack's randomness is its own: neither the attacks before it nor a resume change it
         with drawing_from(model, generator(config.seed, "evaluate", "attack", name)):
-            with stages.time(f"attack/{name}/fit"):
-                attack.fit(access)
-            with stages.time(f"attack/{name}/reconstruct"):
-                x_hat = attack.reconstruct(z_observed)
+            if releases is None:
+                with stages.time(f"attack/{name}/fit"):
+                    attack.fit(access)
+                with stages.time(f"attack/{name}/reconstruct"):
+                    x_hat = attack.reconstruct(z_observed)
+            else:
+                x_hat = _streamed_attack(name, attack, access, releases, stages)
         if x_hat.shape != test.x.shape:  # the attack's own bug, not the user's input
             raise RuntimeError(f"attack {name!r} returned reconstructions of shape {tuple(x_hat.shape)} for images of shape {tuple(test.x.shape)}")
         if not all_finite(x_hat):
@@ -379,9 +395,28 @@ def evaluate(
         **_logs(scorers),  # task_accuracy, dcor, lpips, semantic_classifier
         gallery_indices=tuple(reconstructions["indices"].tolist()),
         stages=dict(stages.seconds),
+        memory={**plan.to_dict(), **peak_memory(config.device)},
     )
     table = with_worst_case(rows.table())  # attack "worst": each image's best reconstruction over the attacks
     return Results(table=table, provenance=Provenance.single(rows.base["run"], provenance), reconstructions=reconstructions)
+
+
+def _streamed_attack(name: str, attack: Any, access: Access, releases: Releases, stages: Stopwatch) -> Tensor:
+    """Fit `attack` with the first chunk's observation as `Access.observed`, then reconstruct
+    chunk by chunk (that chunk reused, each later one drawn again from its own stream)."""
+    with stages.time("activations"):
+        z = releases.observed(0)
+    with stages.time(f"attack/{name}/fit"):
+        attack.fit(dataclasses.replace(access, observed=z))
+    parts = []
+    for k in range(len(releases.spans)):
+        if k:
+            with stages.time("activations"):
+                z = releases.observed(k)
+        with stages.time(f"attack/{name}/reconstruct"):
+            parts.append(attack.reconstruct(z))
+        del z
+    return torch.cat(parts)
 
 
 def registered_attacks() -> dict[str, dict[str, Any]]:

@@ -195,7 +195,7 @@ class CheckpointRecord:
         )
 
 
-_RUN_TABLES = ("environment", "model", "defense", "evaluation", "adaptive", "data", "attacks", "task_accuracy", "dcor", "lpips", "semantic_classifier")
+_RUN_TABLES = ("environment", "model", "defense", "evaluation", "adaptive", "data", "attacks", "task_accuracy", "dcor", "lpips", "semantic_classifier", "memory")
 
 
 @dataclass(frozen=True)
@@ -220,6 +220,8 @@ class RunProvenance:
     resumed_attacks: tuple[str, ...] = ()
     cells: tuple[str, ...] = ()  # the sweep cells whose rows a merged run holds
     stages: dict[str, float] = field(default_factory=dict)  # wall seconds per stage (splitleak.timing)
+    # how activations were held (splitleak.streaming) and the peak memory (splitleak.memory)
+    memory: dict[str, Any] = field(default_factory=dict)
 
     @property
     def meta(self) -> CheckpointMeta | None:

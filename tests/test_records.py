@@ -15,7 +15,7 @@ META = CheckpointMeta(arch="small-cnn", cut=2, num_classes=10, input_spec=InputS
                       train={"epochs": 1}, log=({"epoch": 1, "loss": 0.5},), test_accuracy=0.8, test_size=100)
 RUN = RunProvenance(checkpoint=CheckpointRecord(path="m.safetensors", sha256="ab" * 32, meta=META), evaluation={"attacks": ["decoder"]},
                     attacks={"decoder": {"budget": {"epochs": 3}}}, lpips={"available": False, "reason": "no weights"}, gallery_indices=(3, 1),
-                    stages={"train": 12.5, "attack/decoder/fit": 3.0})
+                    stages={"train": 12.5, "attack/decoder/fit": 3.0}, memory={"peak_rss_bytes": 2 * 10**9, "streamed": True, "chunk_images": 4096})
 
 
 def test_checkpoint_meta_round_trips_through_json() -> None:

@@ -4,6 +4,8 @@
 * `InputOptimiser`: Adam on a batch of inputs kept inside the spec's value range, started from
   mid-range grey. Gradients are taken with `torch.autograd.grad` with respect to the inputs
   only, so a victim encoder the objective runs through never gets `.grad` written into it.
+* `RunningMeans`: an objective's per-row means over every `reconstruct` call since `fit`
+  (evaluate reconstructs a streamed test set chunk by chunk).
 * `chunks`: split a batch of activations into fixed-size chunks (memory bound, not a per-sample
   loop).
 * `fresh_client`: a freshly initialised encoder of the victim's (public) architecture and cut,
@@ -47,6 +49,23 @@ def chunks(z: Tensor, size: int) -> Iterator[Tensor]:
     """Consecutive slices of `z` along the batch axis, `size` rows each (the last may be shorter)."""
     for i in range(0, len(z), size):
         yield z[i : i + size]
+
+
+class RunningMeans:
+    """Sums of per-row objective values (e.g. at the first and the last step) and the rows they
+    came from, over several `reconstruct` calls; `means()` is what one call on all rows reports."""
+
+    def __init__(self, size: int) -> None:
+        self.sums, self.rows = [0.0] * size, 0
+
+    def add(self, sums: list[float], rows: int) -> list[float]:
+        """Add one call's sums over `rows` rows; returns the means so far."""
+        self.sums = [a + b for a, b in zip(self.sums, sums)]
+        self.rows += rows
+        return self.means()
+
+    def means(self) -> list[float]:
+        return [s / max(self.rows, 1) for s in self.sums]
 
 
 class InputOptimiser:

@@ -61,6 +61,9 @@ class Access:
     # the server that trained the model, and what it kept (a malicious server's modules, from the
     # checkpoint): training-time attacks (FSHA) read it. None when unknown (a foreign model).
     server: TrainingServer | None = None
+    # bytes of activations an attack may hold at once of its own (the decoder's queried auxiliary
+    # activations); above it, it computes them batch by batch. None: unbounded.
+    activation_memory: int | None = None
 
 
 @dataclass(frozen=True)

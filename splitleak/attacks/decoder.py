@@ -4,6 +4,11 @@ The attacker queries the client with its own auxiliary images, collects (activat
 pairs and trains a convolutional decoder z -> x with an l2 loss; the decoder's shape is
 derived from the activation shape. It then decodes the activations it observes.
 
+Memory: the auxiliary images' activations are queried once and held when they fit
+`Access.activation_memory` (evaluate's `activation_memory`), else queried batch by batch in
+every epoch (one more pass of the client per epoch; under a defense that draws, each epoch then
+sees fresh draws instead of one fixed release of each auxiliary image).
+
 Randomness: the decoder's weights and the batch order come from the "init" and "order" streams
 of `access.seed` (splitleak.attacks._optim.attack_generator), new on every `fit`.
 """
@@ -77,6 +82,29 @@ class Decoder(nn.Module):
         return self.low + (self.high - self.low) * torch.sigmoid(x)
 
 
+class _AuxFeatures:
+    """The activations of the auxiliary images, by index: queried once and held when they fit
+    `access.activation_memory`, else queried afresh for every batch (memory bound: an
+    epoch then costs one more pass of the client over the auxiliary images, and a client that
+    draws answers each epoch with fresh draws)."""
+
+    def __init__(self, access: Access, device: str) -> None:
+        assert access.query is not None and access.aux is not None
+        self.query, self.x, self.device = access.query, access.aux.x, device
+        size = len(self.x) * math.prod(access.activation_shape) * 4  # float32
+        self.held: Tensor | None = None
+        if access.activation_memory is None or size <= access.activation_memory:
+            with torch.no_grad():
+                self.held = torch.cat([self.query(self.x[i : i + 1024].to(device)).cpu() for i in range(0, len(self.x), 1024)])
+        self.shape = tuple(self.held.shape[1:]) if self.held is not None else tuple(access.activation_shape)
+
+    def __call__(self, idx: Tensor) -> Tensor:
+        if self.held is not None:
+            return self.held[idx].to(self.device)
+        with torch.no_grad():
+            return self.query(self.x[idx].to(self.device))
+
+
 IMAGES_PER_SECOND = 1000.0  # fit throughput in image-epochs per second, one core, small-cnn
 
 
@@ -115,9 +143,8 @@ class DecoderAttack:
         self.decoder, self.history, self.device = None, [], access.device
         order = attack_generator(access.seed, self.name, "order")
         x_aux = access.aux.x
-        with torch.no_grad():
-            z_aux = torch.cat([access.query(x_aux[i : i + 1024].to(self.device)).cpu() for i in range(0, len(x_aux), 1024)])
-        z_shape = tuple(z_aux.shape[1:])
+        features = _AuxFeatures(access, self.device)
+        z_shape = features.shape
         decoder = build(lambda: Decoder(z_shape, access.spec, cfg.width), attack_generator(access.seed, self.name, "init")).to(self.device)
         optimiser = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
         n = len(x_aux)
@@ -131,7 +158,7 @@ class DecoderAttack:
                     idx = perm[i : i + cfg.batch_size]
                     if len(idx) < 2:  # BatchNorm needs two samples
                         continue
-                    z, x = z_aux[idx].to(self.device), x_aux[idx].to(self.device)
+                    z, x = features(idx), x_aux[idx].to(self.device)
                     loss = F.mse_loss(decoder(z), x)
                     optimiser.zero_grad(set_to_none=True)
                     loss.backward()

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from splitleak._random import without_draws
-from splitleak.attacks._optim import InputOptimiser, chunks, per_sample_mse, total_variation
+from splitleak.attacks._optim import InputOptimiser, RunningMeans, chunks, per_sample_mse, total_variation
 from splitleak.attacks.base import ATTACKS, Access, AttackConfig, ThreatModel, WorkSize
 from splitleak.data import InputSpec
 from splitleak.models.split import SplitModel
@@ -95,11 +95,12 @@ class RMLEAttack:
         self.spec: InputSpec | None = None
         self.device = "cpu"
         self.history: list[float] = []
+        self.objective = RunningMeans(2)  # first and last step, over the reconstruct calls since fit
 
     def fit(self, access: Access) -> "RMLEAttack":
         self.threat_model.check(self.name, access)
         assert access.encoder is not None
-        self.history = []
+        self.history, self.objective = [], RunningMeans(2)
         self.client = noiseless_client(access.encoder, access.spec)
         self.spec = access.spec
         self.device = access.device
@@ -127,7 +128,7 @@ class RMLEAttack:
                 with torch.no_grad():
                     last += objective(inputs.x).sum().item()
                 out.append(inputs.result().cpu())
-        self.history = [first / max(len(z), 1), last / max(len(z), 1)]
+        self.history = self.objective.add([first, last], len(z))
         return torch.cat(out) if out else torch.empty(0, *spec.shape)
 
     def budget(self) -> dict[str, Any]:

@@ -10,7 +10,9 @@ initialised clone f1' of the client, and alternates
 for `outer_steps` rounds (the paper: 1000 x (100 + 100), one image at a time; far beyond a
 CPU budget). Here a whole chunk of activations shares one clone, which must then explain all
 of them at once, and the clone carries over from chunk to chunk within one `reconstruct`
-call, as the paper's clone carries over from image to image. The distance is divided by the
+call, as the paper's clone carries over from image to image (an evaluation that streams its
+activations, splitleak.streaming, calls `reconstruct` once per chunk of `activation_memory`'s
+images: each such chunk starts from the fitted clone again). The distance is divided by the
 activation's energy as in rMLE, so `tv_weight` is comparable across cuts.
 
 The outcome depends on the activations' scale relative to the fresh clone's, although the
@@ -33,7 +35,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from splitleak.attacks._optim import InputOptimiser, attack_generator, chunks, fresh_client, per_sample_mse, total_variation
+from splitleak.attacks._optim import InputOptimiser, RunningMeans, attack_generator, chunks, fresh_client, per_sample_mse, total_variation
 from splitleak.attacks.base import ATTACKS, Access, AttackConfig, ThreatModel, WorkSize
 from splitleak.data import InputSpec
 from splitleak.models.split import SplitModel
@@ -95,12 +97,13 @@ class UnSplitAttack:
         self.spec: InputSpec | None = None
         self.device = "cpu"
         self.history: list[float] = []
+        self.objective = RunningMeans(self.config.outer_steps + 1)  # per round, over the reconstruct calls since fit
 
     def fit(self, access: Access) -> "UnSplitAttack":
         """Nothing to learn before seeing activations: build the random clone, its weights drawn
         from the "init" stream of `access.seed` (a second fit builds the same clone)."""
         self.threat_model.check(self.name, access)
-        self.clone, self.history = None, []
+        self.clone, self.history, self.objective = None, [], RunningMeans(self.config.outer_steps + 1)
         self.initial_clone = fresh_client(access, self.name, self.threat_model.summary, attack_generator(access.seed, self.name, "init"))
         self.spec, self.device = access.spec, access.device
         return self
@@ -142,7 +145,7 @@ class UnSplitAttack:
                         history[round_ + 1] += objective(x).sum().item()
                     bar.update(steps_per_round * len(target))
                 out.append(inputs.result().cpu())
-        self.history = [h / max(len(z), 1) for h in history]
+        self.history = self.objective.add(history, len(z))
         self.clone = clone.eval()
         return torch.cat(out) if out else torch.empty(0, *spec.shape)
 

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from splitleak import dp
 from splitleak.errors import InputError
+from splitleak.memory import memory_text
 from splitleak.metrics.specs import METRICS
 from splitleak.policy import SSIM_UNRECOGNISABLE
 from splitleak.reports.canvas import CONTENT_BOTTOM, CONTENT_TOP, MARGIN, page, text_at
@@ -181,10 +182,11 @@ def _evaluation_blocks(runs: Sequence[Run]) -> list[Block]:
 
 def _time_blocks(runs: Sequence[Run]) -> list[Block]:
     """Where each run's time went, one line per run (wall time; results of earlier releases record none)."""
-    lines = [f"{r.label}: {stages_line(r.provenance.stages)}" for r in runs if r.provenance.stages]
+    lines = [f"{r.label}: " + " · ".join(filter(None, (stages_line(r.provenance.stages), memory_text(r.provenance.memory)))) for r in runs if r.provenance.stages]
     if not lines:
         return []
-    return [Block("text", "Time per stage (wall clock; a sweep's model sums its cells; scorers' preparation includes training the semantic classifier):"),
+    return [Block("text", "Time per stage (wall clock; a sweep's model sums its cells; scorers' preparation includes training the semantic classifier) "
+                          "and peak memory (the evaluating process's peak resident set; a sweep's model: its largest cell's):"),
             *(Block("text", line) for line in lines)]
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from splitleak.records import Provenance, RunProvenance
+from splitleak.memory import merge_memory
 from splitleak.timing import merge_stages
 from splitleak.results import PROVENANCE_FILE, RECONSTRUCTIONS_FILE, SUMMARY_FILE, TABLE_FILE, Results, ResultsError
 from splitleak.worst_case import with_worst_case
@@ -49,7 +50,10 @@ def merge_results(cells: Sequence[tuple[str, Results]], sweep: Mapping[str, Any]
         evaluation["attacks"] = [*evaluation["attacks"], *(a for a in cell.evaluation.get("attacks", []) if a not in evaluation["attacks"])]
         evaluation["attack_params"] = {**evaluation["attack_params"], **copy.deepcopy(cell.evaluation.get("attack_params") or {})}
         stages = merge_stages(merged.stages, cell.stages)  # every cell's work on the model, summed
-        runs[run] = dataclasses.replace(merged, cells=(*merged.cells, name), attacks={**merged.attacks, **copy.deepcopy(cell.attacks)}, evaluation=evaluation, stages=stages)
+        memory = merge_memory(merged.memory, cell.memory)  # the largest peak of the model's cells
+        runs[run] = dataclasses.replace(
+            merged, cells=(*merged.cells, name), attacks={**merged.attacks, **copy.deepcopy(cell.attacks)}, evaluation=evaluation, stages=stages, memory=memory
+        )
         for key, tensor in results.reconstructions.items():
             reconstructions.setdefault(f"{run}/{key}", tensor)
     provenance = Provenance(runs=runs, sweep=dict(sweep or {}))

@@ -63,3 +63,23 @@ def test_registry_and_config_errors() -> None:
         make_attack("decoder", {"epochs": 0})
     with pytest.raises(RuntimeError, match="fit"):
         DecoderAttack().reconstruct(torch.zeros(1, 4))
+
+
+def test_aux_activations_beyond_the_memory_budget_are_queried_batch_by_batch(tiny_checkpoint, tiny_splits) -> None:
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    model = checkpoint.model.eval()
+    rows: list[int] = []
+
+    def query(x: torch.Tensor) -> torch.Tensor:
+        rows.append(len(x))
+        return model(x)[1]
+
+    config, n = DecoderConfig(epochs=2, batch_size=32, width=8), len(tiny_splits.aux)
+    held = DecoderAttack(config).fit(_access(checkpoint, tiny_splits, query=query, activation_memory=n * 16 * 28 * 28 * 4))
+    assert rows == [n]  # they fit: queried once and held
+    rows.clear()
+    streamed = DecoderAttack(config).fit(_access(checkpoint, tiny_splits, query=query, activation_memory=n * 16 * 28 * 28 * 4 - 1))
+    assert max(rows) == 32 and sum(rows) == 2 * n  # one batch at a time, every epoch
+    with torch.no_grad():
+        z = model.client(tiny_splits.test.x[:8])
+    torch.testing.assert_close(streamed.reconstruct(z), held.reconstruct(z), atol=1e-4, rtol=0)  # the same pairs, the same decoder

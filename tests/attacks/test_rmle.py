@@ -115,3 +115,19 @@ def test_rmle_recovers_fashion_mnist_at_the_shallowest_cut(fashion_cut1) -> None
     splits, model, x, z = fashion_cut1
     x_hat = RMLEAttack().fit(_access(model, splits)).reconstruct(z)
     assert ssim(x, x_hat).mean() > 0.9
+
+
+def test_the_objective_history_covers_every_reconstruct_call_since_fit() -> None:
+    torch.manual_seed(0)
+    encoder, head = get_architecture("small-cnn").build((1, 28, 28), 10, 2)
+    model = SplitModel(encoder, head, InputSpec(shape=(1, 28, 28)), arch="small-cnn", cut=2).eval()
+    with torch.no_grad():
+        z = model.client(torch.rand(6, 1, 28, 28))
+    access = Access(spec=model.spec, activation_shape=tuple(z.shape[1:]), encoder=model)
+    whole = RMLEAttack(RMLEConfig(steps=3, batch_size=2)).fit(access)
+    whole.reconstruct(z)
+    parts = RMLEAttack(RMLEConfig(steps=3, batch_size=2)).fit(access)
+    parts.reconstruct(z[:4])
+    parts.reconstruct(z[4:])  # as a streamed evaluation calls it: chunk by chunk
+    assert parts.history == pytest.approx(whole.history, rel=1e-6) and parts.history[1] < parts.history[0]
+    assert parts.fit(access).history == [] and parts.budget()["objective_start"] is None  # a new fit starts over

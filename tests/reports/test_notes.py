@@ -37,3 +37,18 @@ def test_a_nearly_empty_last_page_is_balanced_with_the_one_before() -> None:
     assert last_texts > sum(1 for kind, _, _ in natural[-1] if kind != "gap")
     floors = [CONTENT_BOTTOM] * (len(natural) - 2) + [CONTENT_TOP - (_used(natural[-2]) + _used(natural[-1])) / 2]
     assert _used(_flow(lines, floors)[-1]) >= LAST_PAGE_MIN * capacity
+
+
+def test_each_runs_time_line_ends_with_its_peak_memory() -> None:
+    from types import SimpleNamespace
+
+    from splitleak.records import RunProvenance
+    from splitleak.reports.notes import _time_blocks
+
+    memory = {"peak_rss_bytes": 2.5e9, "streamed": True, "chunk_images": 4096}
+    runs = [SimpleNamespace(label="ResNet-18 layer1", provenance=RunProvenance(stages={"activations": 12.0}, memory=memory)),
+            SimpleNamespace(label="older results", provenance=RunProvenance(stages={"activations": 1.0}))]
+    lines = [b.text for b in _time_blocks(runs)]  # type: ignore[arg-type]
+    assert "peak memory" in lines[0]
+    assert lines[1:] == ["ResNet-18 layer1: activations 12.0 s · peak memory 2.5 GB (process RSS); activations streamed in chunks of 4,096 images",
+                         "older results: activations 1.0 s"]
