@@ -86,6 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/attack-table")
     parser.add_argument("--dataset", default="fashion-mnist", help="a registered dataset (e.g. photo-patches, cifar10)")
+    parser.add_argument("--data-dir", default=None, help="where the dataset's files are (default: $SPLITLEAK_DATA_DIR, ~/.cache/splitleak/data, Debian's packages)")
     parser.add_argument("--arch", default="small-cnn", help="a registered architecture (e.g. resnet18)")
     parser.add_argument("--limit-train", type=int, default=None, help="training images per model (default: all)")
     parser.add_argument("--epochs", type=int, default=2)
@@ -99,7 +100,7 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=1.0, help="Gaussian activation noise scale (0: no noise model)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    data = DataConfig(dataset=args.dataset, limit_train=args.limit_train, limit_test=args.limit)
+    data = DataConfig(dataset=args.dataset, data_dir=args.data_dir, limit_train=args.limit_train, limit_test=args.limit)
     # the adaptive attacker (as in the demo): one release of each image per training epoch
     evaluation = EvalConfig(attacks=tuple(args.attacks.split(",")) if args.attacks else passive_attacks(), limit=args.limit, semantic_epochs=args.semantic_epochs, require_lpips=True, observations="epochs")
     arch = get_architecture(args.arch)

@@ -287,6 +287,8 @@ def evaluate(
             f"activation_memory of {config.activation_memory} bytes holds the activations (shape {list(plan.activation_shape)}) of only "
             f"{plan.dcor_images} images for dCor(x, z), which needs {MIN_TEST_IMAGES}; give it more memory"
         )
+    if plan.dcor_images < len(dcor_set):
+        log.info("dCor(x, z) on the first %d of the %d images asked: their activations fill activation_memory (%d bytes)", plan.dcor_images, len(dcor_set), config.activation_memory)
     dcor_set = _head(dcor_set, plan.dcor_images)
     stages = Stopwatch()
     trained = training_seconds(meta.log)
