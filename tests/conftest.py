@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,10 @@ TINY_DATA = DataConfig(dataset="digits", aux_pool=200, limit_train=400, limit_te
 
 @pytest.fixture(autouse=True)
 def _two_threads() -> None:
-    torch.set_num_threads(2)
+    """Two torch threads (the CI machine's cores), or $OMP_NUM_THREADS when set: on a loaded
+    machine `OMP_NUM_THREADS=1` keeps tests from waiting on thread barriers, and the
+    subprocesses tests start read the same variable."""
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 2))
 
 
 @pytest.fixture(scope="session")

@@ -82,7 +82,9 @@ def test_reconstruction_is_a_function_of_z(victim, tiny_splits) -> None:
     access = _access(victim, tiny_splits)
     attack = SDARAttack(TINY).fit(access)
     z = access.observed
-    assert torch.equal(attack.reconstruct(z)[:5], attack.reconstruct(z[:5]))
+    # equal up to float rounding: the convolutions may pick another kernel for another batch size
+    # (seen with one thread); a batch-dependent decoder (BatchNorm in training mode) differs by far more
+    torch.testing.assert_close(attack.reconstruct(z)[:5], attack.reconstruct(z[:5]), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(
