@@ -10,6 +10,7 @@ import pytest
 
 from splitleak.cli import main
 from tests._byo import write_colour_folder
+from tests.test_cifar import write_cifar
 
 PASSIVE = "decoder,rmle,shadow,unsplit,sdar,fora"
 TINY = ["--budget-scale", "0.02", "--limit", "16", "--aux-size", "64", "--lpips", "none", "--semantic-epochs", "0", "--gallery", "4", "--quiet"]
@@ -34,6 +35,22 @@ def _evaluate_every_attack(model: Path, folder: Path, out: Path, extra: list[str
     assert set(ssim["attack"]) >= set(PASSIVE.split(",")) and ssim["value"].notna().all()
     assert (ssim.groupby("attack").size() == 16).all()
     return table
+
+
+def test_every_passive_attack_on_resnet18_cifar_format_files(tmp_path: Path) -> None:
+    """CIFAR-10's own file format (pickled batches, read by the restricted unpickler): train and
+    attack resnet18 on it as on any dataset."""
+    write_cifar(tmp_path / "data", per_batch=24, test=16)
+    model = tmp_path / "r18.safetensors"
+    assert main(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "data"), "--arch", "resnet18", "--cut", "stem", "--epochs", "1",
+                 "--batch-size", "16", "--aux-pool", "64", "--limit-test", "16", "--out", str(model), "--quiet"]) == 0
+    small = [f"--attack-param={p}" for p in ("sdar.batch_size=16", "sdar.iterations=4", "fora.batch_size=16", "fora.substitute_steps=4", "shadow.batch_size=32")]
+    out = tmp_path / "res"
+    assert main(["evaluate", str(model), "--data-dir", str(tmp_path / "data"), "--attacks", PASSIVE, "--out", str(out), *TINY, *small]) == 0
+    table = pd.read_csv(out / "results.csv")
+    ssim = table[table["metric"] == "ssim"]
+    assert set(ssim["attack"]) >= set(PASSIVE.split(",")) and ssim["value"].notna().all()
+    assert set(table["dataset"]) == {"cifar10"}
 
 
 def test_every_passive_attack_on_resnet18_colour(colour: Path, tmp_path: Path) -> None:
