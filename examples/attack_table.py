@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from splitleak import DataConfig, EvalConfig, Results, TrainConfig
+from splitleak._cli.device import HELP as DEVICE_HELP, device_argument
 from splitleak.attacks import ATTACKS
 from splitleak.models import get_architecture
 from splitleak.sweep import run_sweep
@@ -32,10 +33,12 @@ from splitleak.sweep.grid import study_grid
 METRICS = {"ssim": "mean SSIM (higher = more leakage; < 0.3 unrecognisable)", "lpips": "mean LPIPS (lower = more leakage)", "semantic_accuracy": "semantic accuracy (attacker's classifier on reconstructions)"}
 
 
-def models(arch: str, cuts: list[int | str], epochs: int, alphas: list[float], noise: float | None, undefended: bool = True) -> list[tuple[str, TrainConfig]]:
+def models(
+    arch: str, cuts: list[int | str], epochs: int, alphas: list[float], noise: float | None, undefended: bool = True, device: str = "cpu"
+) -> list[tuple[str, TrainConfig]]:
     defenses = [*([("none", {})] if undefended else []), *(("nopeek", {"alpha": alpha}) for alpha in alphas), *([("noise", {"scale": noise})] if noise else [])]
     return [
-        (f"cut{cut}-{name}" + "".join(f"-{v:g}" for v in params.values()), TrainConfig(arch=arch, cut=cut, epochs=epochs, defense=name, defense_params=params))
+        (f"cut{cut}-{name}" + "".join(f"-{v:g}" for v in params.values()), TrainConfig(arch=arch, cut=cut, epochs=epochs, defense=name, defense_params=params, device=device))
         for cut in cuts
         for name, params in defenses
     ]
@@ -98,16 +101,17 @@ def main() -> None:
     parser.add_argument("--semantic-epochs", type=int, default=5, help="epochs of the attacker's semantic classifier (a whole network of the same architecture)")
     parser.add_argument("--attacks", default=None, help="comma-separated attacks (default: every passive one)")
     parser.add_argument("--no-undefended", action="store_true", help="leave out the undefended models (e.g. when another run has them)")
+    parser.add_argument("--device", default="cpu", type=device_argument, help=DEVICE_HELP)
     parser.add_argument("--noise", type=float, default=1.0, help="Gaussian activation noise scale (0: no noise model)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     data = DataConfig(dataset=args.dataset, data_dir=args.data_dir, limit_train=args.limit_train, limit_test=args.limit)
     # the adaptive attacker (as in the demo): one release of each image per training epoch
-    evaluation = EvalConfig(attacks=tuple(args.attacks.split(",")) if args.attacks else passive_attacks(), limit=args.limit, semantic_epochs=args.semantic_epochs, require_lpips=True, observations="epochs")
+    evaluation = EvalConfig(attacks=tuple(args.attacks.split(",")) if args.attacks else passive_attacks(), limit=args.limit, semantic_epochs=args.semantic_epochs, require_lpips=True, observations="epochs", device=args.device)
     arch = get_architecture(args.arch)
     cuts = [int(c) if c.isdigit() else c for c in args.cuts.split(",")] if args.cuts else list(arch.cuts[:3])
     alphas = [float(a) for a in args.alphas.split(",") if a]
-    outcome = run_sweep(study_grid("attack-table", data, models(args.arch, cuts, args.epochs, alphas, args.noise, undefended=not args.no_undefended), evaluation), args.out, workers=args.workers, threads=args.threads, report=False)
+    outcome = run_sweep(study_grid("attack-table", data, models(args.arch, cuts, args.epochs, alphas, args.noise, undefended=not args.no_undefended, device=args.device), evaluation), args.out, workers=args.workers, threads=args.threads, report=False)
     if outcome.failed:
         raise SystemExit(f"{len(outcome.failed)} model(s) failed; see {args.out}/sweep.json")
     text = tables(Results.load(args.out))
