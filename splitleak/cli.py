@@ -122,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
                          "larger than the data is refused). --limit is the same option's older name. The defaults (1000 test images, the "
                          "whole auxiliary pool: 10,000 images for Fashion-MNIST) are far larger than the demo's (300 and 5,000): a first "
                          "evaluate takes much longer than the demo suggests; --limit-test 300 --aux-size 5000 matches the demo")
-    ev.add_argument("--dcor-samples", type=int, help="test images used for dCor(x, z) (default: the scored ones; the whole test set is fine)")
+    ev.add_argument("--dcor-samples", type=int, help="test images used for dCor(x, z) (default: the scored ones), at most as many as --activation-memory-mb holds")
     ev.add_argument("--dcor-memory-mb", type=int, default=512, help="memory budget of the blocked dCor computation in MiB (default 512)")
     ev.add_argument("--activation-memory-mb", type=int, default=DEFAULT_ACTIVATION_MEMORY // 2**20,
                     help=f"activations evaluate holds at once, in MiB (default {DEFAULT_ACTIVATION_MEMORY // 2**20}); above it the test images "
