@@ -13,6 +13,8 @@ from tests._byo import write_colour_folder
 from tests.test_cifar import write_cifar
 
 PASSIVE = "decoder,rmle,shadow,unsplit,sdar,fora"
+# the clones' and simulators' batches and steps cut down, for the tests at the shallowest cut
+SMALL_CLONES = [f"--attack-param={p}" for p in ("sdar.batch_size=16", "sdar.iterations=4", "fora.batch_size=16", "fora.substitute_steps=4", "shadow.batch_size=32")]
 TINY = ["--budget-scale", "0.02", "--limit", "16", "--aux-size", "64", "--lpips", "none", "--semantic-epochs", "0", "--gallery", "4", "--quiet"]
 
 
@@ -28,8 +30,9 @@ def _train(folder: Path, cut: str, out: Path) -> Path:
     return out
 
 
-def _evaluate_every_attack(model: Path, folder: Path, out: Path, extra: list[str]) -> pd.DataFrame:
-    assert main(["evaluate", str(model), "--image-folder", str(folder), "--attacks", PASSIVE, "--out", str(out), *TINY, *extra]) == 0
+def _evaluate_every_attack(model: Path, data: list[str], out: Path, extra: list[str]) -> pd.DataFrame:
+    """Every passive attack on `model` with the data options `data`; each attack's SSIM rows present and finite."""
+    assert main(["evaluate", str(model), *data, "--attacks", PASSIVE, "--out", str(out), *TINY, *extra]) == 0
     table = pd.read_csv(out / "results.csv")
     ssim = table[table["metric"] == "ssim"]
     assert set(ssim["attack"]) >= set(PASSIVE.split(",")) and ssim["value"].notna().all()
@@ -44,20 +47,14 @@ def test_every_passive_attack_on_resnet18_cifar_format_files(tmp_path: Path) -> 
     model = tmp_path / "r18.safetensors"
     assert main(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "data"), "--arch", "resnet18", "--cut", "stem", "--epochs", "1",
                  "--batch-size", "16", "--aux-pool", "64", "--limit-test", "16", "--out", str(model), "--quiet"]) == 0
-    small = [f"--attack-param={p}" for p in ("sdar.batch_size=16", "sdar.iterations=4", "fora.batch_size=16", "fora.substitute_steps=4", "shadow.batch_size=32")]
-    out = tmp_path / "res"
-    assert main(["evaluate", str(model), "--data-dir", str(tmp_path / "data"), "--attacks", PASSIVE, "--out", str(out), *TINY, *small]) == 0
-    table = pd.read_csv(out / "results.csv")
-    ssim = table[table["metric"] == "ssim"]
-    assert set(ssim["attack"]) >= set(PASSIVE.split(",")) and ssim["value"].notna().all()
+    table = _evaluate_every_attack(model, ["--data-dir", str(tmp_path / "data")], tmp_path / "res", SMALL_CLONES)
     assert set(table["dataset"]) == {"cifar10"}
 
 
 def test_every_passive_attack_on_resnet18_colour(colour: Path, tmp_path: Path) -> None:
     """The shallowest cut keeps the clones cheap; the activations are resnet18's [64, 32, 32]."""
     model = _train(colour, "stem", tmp_path / "r18.safetensors")
-    small = [f"--attack-param={p}" for p in ("sdar.batch_size=16", "sdar.iterations=4", "fora.batch_size=16", "fora.substitute_steps=4", "shadow.batch_size=32")]
-    table = _evaluate_every_attack(model, colour, tmp_path / "res", small)
+    table = _evaluate_every_attack(model, ["--image-folder", str(colour)], tmp_path / "res", SMALL_CLONES)
     assert set(table["cut"].astype(str)) == {"stem"} and set(table["arch"]) == {"resnet18"} and set(table["dataset"]) == {"image-folder"}
 
 
@@ -65,7 +62,7 @@ def test_every_passive_attack_on_resnet18_colour(colour: Path, tmp_path: Path) -
 def test_every_passive_attack_on_resnet18_layer2(colour: Path, tmp_path: Path) -> None:
     """The issue's cut: [128, 16, 16] activations the decoders upsample to 3x32x32 (7 minutes here on one loaded thread)."""
     model = _train(colour, "layer2", tmp_path / "r18.safetensors")
-    table = _evaluate_every_attack(model, colour, tmp_path / "res", [])
+    table = _evaluate_every_attack(model, ["--image-folder", str(colour)], tmp_path / "res", [])
     assert set(table["cut"].astype(str)) == {"layer2"}
 
 
@@ -75,6 +72,5 @@ def test_every_passive_attack_on_resnet18_colour_64(tmp_path: Path) -> None:
     attack's decoder, inverse network and simulator must map back to 3x64x64."""
     folder = write_colour_folder(tmp_path / "images", n=120, size=64, classes=4)
     model = _train(folder, "stem", tmp_path / "r18.safetensors")
-    small = [f"--attack-param={p}" for p in ("sdar.batch_size=16", "sdar.iterations=4", "fora.batch_size=16", "fora.substitute_steps=4", "shadow.batch_size=32")]
-    table = _evaluate_every_attack(model, folder, tmp_path / "res", small)
+    table = _evaluate_every_attack(model, ["--image-folder", str(folder)], tmp_path / "res", SMALL_CLONES)
     assert set(table["cut"].astype(str)) == {"stem"}
