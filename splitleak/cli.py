@@ -158,6 +158,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="small budgets: 6,000 training images, 64 test images, quarter attack budgets")
     demo.add_argument("--seeds", type=_seed_list, help="training seeds, comma-separated (default 0): each setting is trained once per seed and the decision page shows the spread (e.g. 0,1,2: three times the work)")
     demo.add_argument("--data-dir", help="where datasets live (default: $SPLITLEAK_DATA_DIR, ~/.cache/splitleak/data, Debian's dataset packages)")
+    demo.add_argument("--workers", default="auto", help="processes training and attacking models side by side, each with --threads torch threads "
+                      "(default auto: on the CPU one per --threads cores, default 2, at most one per model; 1 on a GPU; 1: in this process, with stage progress)")
     _common_options(demo)
     demo.set_defaults(run=_cmd_demo)
 
@@ -363,9 +365,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     usable_device(args.device)
     from splitleak._cli.sweep import event_printer
 
+    from splitleak._cli.sweep import parse_workers
+
+    workers = None if args.workers == "auto" else parse_workers(args.workers, args.threads)
     path = run_demo(
-        args.out, quick=args.quick, data_dir=args.data_dir, device=args.device, seeds=args.seeds, on_event=event_printer(args.quiet),
-        progress=_progress(args.quiet),
+        args.out, quick=args.quick, data_dir=args.data_dir, device=args.device, seeds=args.seeds, workers=workers, threads=args.threads,
+        on_event=event_printer(args.quiet), progress=_progress(args.quiet),
     )
     from splitleak.results import Results
 

@@ -9,7 +9,8 @@ from splitleak.attacks import ATTACKS
 from splitleak.cli import main
 from splitleak.data import DEBIAN_FASHION_MNIST_DIR, DataConfig, DataError, load_splits
 from splitleak.defenses import DEFENSES
-from splitleak.demo import NOPEEK_ALPHAS, demo_plan
+from splitleak import demo
+from splitleak.demo import NOPEEK_ALPHAS, demo_plan, demo_workers
 
 
 def test_plan_covers_every_kind_of_defense_with_every_attack() -> None:
@@ -28,6 +29,14 @@ def test_plan_covers_every_kind_of_defense_with_every_attack() -> None:
     assert quick.evaluation.budget_scale < 1 and quick.data.limit_train < 10_000
     seeded = demo_plan(seeds=(0, 1, 2)).grid()  # --seeds: each setting once per training seed
     assert len(seeded.cells) == 3 * len(plan.models) and {c.train.seed for c in seeded.cells} == {0, 1, 2}
+
+
+def test_workers_fill_the_cores_but_never_exceed_the_models(monkeypatch) -> None:
+    monkeypatch.setattr(demo, "usable_cores", lambda: 2)
+    assert demo_workers("cpu", 7) == 1 and demo_workers("cpu", 7, threads=1) == 2 and demo_workers("cpu", 7, threads=4) == 1
+    monkeypatch.setattr(demo, "usable_cores", lambda: 16)
+    assert demo_workers("cpu", 7) == 7 and demo_workers("cpu", 3, threads=1) == 3 and demo_workers("cpu", 21) == 8
+    assert demo_workers("cuda", 7) == demo_workers("cuda:1", 7) == 1  # the models share one device
 
 
 @pytest.mark.slow

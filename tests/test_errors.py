@@ -131,7 +131,9 @@ def test_input_environment_and_interrupts_keep_their_codes(capsys, monkeypatch, 
         (["evaluate", "{ckpt}", "--out", "r", "--device", "meta"], "device 'meta' holds no data"),
         (["evaluate", "{ckpt}", "--out", "r", "--seed", str(2**64)], "seed must be a whole number from -2**63"),
         (["gate"], "gate needs a RESULTS_DIR"),
-        (["sweep", "grid.toml", "--workers", "many"], "--workers must be a whole number or 'auto'"),
+        (["sweep", "grid.toml", "--workers", "many"], "--workers must be a whole number >= 1 or 'auto'"),
+        (["sweep", "grid.toml", "--workers", "0"], "--workers must be a whole number >= 1 or 'auto'"),
+        (["demo", "--out", "d", "--workers", "-2"], "--workers must be a whole number >= 1 or 'auto'"),
     ],
 )
 def test_bad_input_is_exit_2_with_one_line(tmp_path: Path, tiny_checkpoint: Path, capsys, monkeypatch, argv: list[str], message: str) -> None:

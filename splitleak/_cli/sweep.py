@@ -47,15 +47,19 @@ def add_sweep_command(commands: Any) -> argparse.ArgumentParser:
     return sw
 
 
-def _workers(value: str, threads: int | None) -> int:
+def parse_workers(value: str, threads: int | None) -> int:
+    """`--workers`: a whole number >= 1, or 'auto' (one per `threads` cores)."""
     from splitleak.sweep.executors import usable_cores
 
     if value == "auto":
         return max(1, usable_cores() // (threads or 1))
     try:
-        return int(value)
+        workers = int(value)
     except ValueError:
-        raise InputError(f"--workers must be a whole number or 'auto', got {value!r}") from None
+        workers = 0
+    if workers < 1:
+        raise InputError(f"--workers must be a whole number >= 1 or 'auto', got {value!r}")
+    return workers
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
@@ -63,7 +67,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from splitleak.sweep import format_plan, load_grid, plan_sweep, run_sweep
     from splitleak.sweep.cost import duration
 
-    workers = _workers(args.workers, args.threads)
+    workers = parse_workers(args.workers, args.threads)
     grid = load_grid(args.grid, data_dir=args.data_dir, device=args.device)
     if args.dry_run:
         print(format_plan(plan_sweep(grid, args.out), parallel=workers if args.executor == "local" else None))
