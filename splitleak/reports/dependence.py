@@ -77,14 +77,14 @@ def dependence_page(summary: pd.DataFrame, subtitle: str) -> Figure | None:
     panels = (
         ("dcor", "dcor_ci_low", "dcor_ci_high", "dCor(x, z), V statistic", "NoPeek's estimator (biased up at small n)"),
         ("dcor_u2", "dcor_u2_ci_low", "dcor_u2_ci_high", "dCor²(x, z), U statistic", "bias-corrected, ≈ 0 if independent"),
-        ("ssim_max", "ssim_max_ci_low", "ssim_max_ci_high", "Worst-case SSIM over attacks", "does lower dCor stop the attacks?"),
+        ("ssim_worst", "ssim_worst_ci_low", "ssim_worst_ci_high", "Worst-case SSIM over attacks", "does lower dCor stop the attacks?"),
     )
     for k, (value, low, high, title, note) in enumerate(panels):
         ax = axes_at(fig, MARGIN + 0.55 + k * (width + gap), CONTENT_BOTTOM + 1.05, width, height)
         _panel(ax, rows, value, low, high, multiple)
         _alpha_axis(ax, alphas)
         ax.set_title(f"{title}\n{note}", fontsize=9, loc="left")
-        if value == "ssim_max":
+        if value == "ssim_worst":
             ssim_line(ax)
         if k == 0:
             ax.legend(loc="best", frameon=False)

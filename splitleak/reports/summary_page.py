@@ -98,8 +98,9 @@ def footnotes(summary: pd.DataFrame) -> list[str]:
         f"Verdict: reconstructable if the per-image worst case over the attacks (each image's best reconstruction; the leakiest "
         f"attack for results of earlier releases) has a mean SSIM above {SSIM_UNRECOGNISABLE:g}; borderline if it has not but "
         f"its 95% CI reaches above {SSIM_UNRECOGNISABLE:g}; unrecognisable otherwise (He, Zhang, Lee 2019 call SSIM < {SSIM_UNRECOGNISABLE:g} unrecognisable).",
-        "Worst case over attacks: highest mean SSIM, PSNR and semantic accuracy, lowest mean LPIPS (attack in brackets), "
-        "means over the scored test images with 95% bootstrap CIs. Semantic acc.: share of reconstructions an attacker's "
+        "Worst case: the per-image worst case over the attacks (each image's best reconstruction by that metric; what the verdict "
+        "judges), mean over the scored test images with its 95% bootstrap CI; in brackets the single attack with the most leaking "
+        "mean (its own mean: report.summary.csv, ssim_max etc.). Semantic acc.: share of reconstructions an attacker's "
         "own classifier labels correctly; orig. = that classifier on the original images (a reference, not a bound: "
         "a reconstruction can be recognised where its original is not, so the two may cross within their CIs); chance = the most "
         "frequent label's share among the scored images (a constant guess); \"at chance\": the 95% CI reaches down to it, no label leaks.",
@@ -168,7 +169,7 @@ def glance_bars(fig: Figure, summary: pd.DataFrame, top: float, bottom: float) -
     left_label = 2.1
     width = (CONTENT_WIDTH - left_label - 0.6) / 2
     panels = (
-        ("ssim_max", "Worst-case SSIM over attacks (95% CI)", True),
+        ("ssim_worst", "Worst-case SSIM over attacks (95% CI)", True),
         ("accuracy", "Task accuracy (95% Wilson interval)", False),
     )
     for k, (key, title, is_ssim) in enumerate(panels):

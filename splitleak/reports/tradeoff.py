@@ -41,9 +41,9 @@ def tradeoff_page(summary: pd.DataFrame, subtitle: str) -> Figure:
     """Accuracy (Wilson CI) against worst-case SSIM (bootstrap CI) for every checkpoint."""
     fig = page("Privacy-utility trade-off", subtitle)
     ax = axes_at(fig, MARGIN + 0.7, CONTENT_BOTTOM + 1.05, 7.3, CONTENT_TOP - CONTENT_BOTTOM - 1.25)
-    x = summary["ssim_max"].to_numpy(dtype=float)
+    x = summary["ssim_worst"].to_numpy(dtype=float)
     y = summary["accuracy"].to_numpy(dtype=float)
-    x_lo, x_hi = summary["ssim_max_ci_low"].to_numpy(dtype=float), summary["ssim_max_ci_high"].to_numpy(dtype=float)
+    x_lo, x_hi = summary["ssim_worst_ci_low"].to_numpy(dtype=float), summary["ssim_worst_ci_high"].to_numpy(dtype=float)
     y_lo, y_hi = summary["accuracy_ci_low"].to_numpy(dtype=float), summary["accuracy_ci_high"].to_numpy(dtype=float)
     low, high = axis_limits(x, x_lo, x_hi, -1.0, 1.0, 0.4)
     ax.set_xlim(min(low, -0.02), max(high, 1.03))  # always the whole 0..1 scale, so 0.3 is in view
@@ -114,9 +114,11 @@ def _caption(fig: Figure, summary: pd.DataFrame, ok: np.ndarray) -> None:
         "Left = less leakage, up = more utility.",
         "Pareto front: no other checkpoint leaks less",
         "and is at least as accurate (ringed, dotted).",
-        "Worst case = the attack with the highest mean",
-        "SSIM; error bars: bootstrap CI of that mean (x)",
-        "and Wilson interval of the accuracy (y).",
+        "Worst case = the per-image worst case over",
+        "the attacks (each image's best reconstruction;",
+        "the verdict's measure); error bars: bootstrap",
+        "CI of its mean (x) and Wilson interval of the",
+        "accuracy (y).",
     ]
     missing = [str(r) for r, good in zip(summary["label"], ok) if not good]
     if missing:

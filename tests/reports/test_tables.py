@@ -41,12 +41,18 @@ def test_summary_has_one_row_per_checkpoint_with_worst_cases(report_dirs) -> Non
         assert worst >= ssim.max() - 1e-12
         assert row.ssim_max == pytest.approx(ssim.max()) and row.ssim_max_attack == ssim.idxmax()
         assert row.ssim_max_ci_low <= row.ssim_max <= row.ssim_max_ci_high
+        assert row.ssim_worst == pytest.approx(worst) and row.ssim_worst_ci_low <= row.ssim_worst <= row.ssim_worst_ci_high  # what the verdict judges
         assert row.accuracy_ci_low <= row.accuracy <= row.accuracy_ci_high and row.accuracy_n == 20
         assert row.dcor_ci_low <= row.dcor <= row.dcor_ci_high
         assert np.isnan(row.lpips_min) and row.lpips_note == "LPIPS was not asked for"
         assert re.fullmatch(r"(reconstructable \(SSIM \d\.\d\d by the per-image worst case\)|unrecognisable \(worst SSIM -?\d\.\d\d\)|borderline .*)", row.verdict)
     cells = display_rows(summary)
     assert all(len(c) == 8 for c in cells) and cells[0][3].text == "n/a*"
+    for (_, row), cell in zip(summary.iterrows(), cells):  # the per-image worst case, the leakiest single attack in brackets
+        assert cell[2].text == f"{row.ssim_worst:.2f}  ({row.ssim_max_attack})"
+        assert f"{row.ssim_worst:.2f}" in row.verdict or not row.verdict.startswith("reconstructable")  # the table and the verdict read the same number
+    apart = summary.iloc[[0]].assign(ssim_worst=summary.ssim_max.iloc[0] + 0.05)  # different attacks rebuild different images
+    assert display_rows(apart)[0][2].text == f"{apart.ssim_worst.iloc[0]:.2f}  ({apart.ssim_max_attack.iloc[0]})"
     assert [c[0].text for c in cells] == [r.label for r in runs]  # rows are headed by defense and cut, not a hash
 
 
