@@ -352,10 +352,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _print_verdicts(results: Any) -> None:
     """One line per checkpoint: its verdict (the report's rule, docs/report.md)."""
     from splitleak.reports.runs import collect_runs
+    from splitleak._printable import printable
     from splitleak.reports.tables import verdict_lines
 
     for line in verdict_lines(collect_runs(results)):
-        print(f"verdict: {line}")
+        print(f"verdict: {printable(line)}")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -447,7 +448,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
+    from splitleak._printable import printable  # a message may quote a file's text
+
+    return printable(" ".join(str(err).split())) or type(err).__name__
 
 
 @contextlib.contextmanager

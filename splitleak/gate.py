@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from splitleak._io import write_text_atomic
+from splitleak._printable import printable
 from splitleak.cuts import Cut, parse_cut
 from splitleak.policy import (  # noqa: F401  (re-exported: the gate's public names)
     COMPARISONS,
@@ -415,11 +416,12 @@ def _summary_line(verdict: PolicyVerdict) -> str:
 
 def render_table(verdict: PolicyVerdict) -> str:
     """A plain-text table for the terminal, one line per check, then notes and the verdict."""
-    rows = [_HEADER, *_rows(verdict, _SYMBOL)]
+    rows = [[printable(cell) for cell in row] for row in (_HEADER, *_rows(verdict, _SYMBOL))]  # names from files stay text
     widths = [max(len(r[i]) for r in rows) for i in range(len(_HEADER) - 1)]
-    lines = [f"splitleak gate: {verdict.results} against {verdict.policy}" + (f" (baseline {verdict.baseline})" if verdict.baseline else "")]
+    head = f"splitleak gate: {verdict.results} against {verdict.policy}" + (f" (baseline {verdict.baseline})" if verdict.baseline else "")
+    lines = [printable(head)]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[-1] for r in rows]
-    lines += [f"note: {n}" for n in verdict.notes]
+    lines += [f"note: {printable(n)}" for n in verdict.notes]
     lines.append(_summary_line(verdict))
     return "\n".join(lines) + "\n"
 

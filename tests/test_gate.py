@@ -419,6 +419,17 @@ def test_markdown_shows_names_as_text_never_as_html_or_links() -> None:
     assert _code("a`b") == "``a`b``" and _code("`x") == "`` `x ``"
 
 
+def test_the_terminal_table_shows_control_characters_as_escapes() -> None:
+    import dataclasses
+
+    evil = "run\x1b[2J\x1b]0;owned\x07\r\u202e"  # clear the screen, retitle the window, overwrite the line, reverse the text
+    results = _results(_standard(evil, ssim={"dec\x1b[31m": 0.1}))
+    verdict = dataclasses.replace(check_policy(_policy(SSIM_03), results), results="runs/\x1b[1mx")
+    table = render_table(verdict)
+    assert all(ch == "\n" or ch.isprintable() for ch in table)
+    assert "run\\x1b[2J\\x1b]0;owned\\x07\\r\\u202e" in table and "runs/\\x1b[1mx" in table
+
+
 # ---------------------------------------------------------------------------------------------
 # the CLI
 

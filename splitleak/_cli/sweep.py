@@ -93,10 +93,12 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         cpus_per_task=args.cpus_per_task, gpus_per_task=args.gpus_per_task, report=not args.no_report, on_event=event_printer(args.quiet),
         progress=progress_for(args.quiet),
     )
+    from splitleak._printable import printable
+
     done = len(outcome.finished) + len(outcome.reused)
     print(f"sweep: {done}/{outcome.total} cells finished ({len(outcome.reused)} reused, {len(outcome.trained)} models trained), {len(outcome.failed)} failed")
     for failure in outcome.failed:
-        print(f"  failed {failure['label']} ({failure['stage']}): {failure['type']}: {failure['message']} -> {failure['folder']}/error.json")
+        print(printable(f"  failed {failure['label']} ({failure['stage']}): {failure['type']}: {failure['message']} -> {failure['folder']}/error.json"))
     if outcome.results:
         print(f"results: {outcome.results}")
     if outcome.report:
@@ -112,10 +114,11 @@ def event_printer(quiet: bool) -> Callable[[Any], None]:
     def show(event: Any) -> None:
         if quiet:
             return
+        from splitleak._printable import printable
         from splitleak.sweep.cost import duration
 
         took = f" in {duration(event.seconds)}" if event.seconds else ""
         extra = f" ({event.message})" if event.message else ""
-        print(f"[{event.done}/{event.total}] {event.kind:8} {event.label}{took}{extra}", file=sys.stderr)
+        print(printable(f"[{event.done}/{event.total}] {event.kind:8} {event.label}{took}{extra}"), file=sys.stderr)  # labels come from the grid file
 
     return show
