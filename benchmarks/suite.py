@@ -25,6 +25,9 @@ Sections (each timing is the fastest of `--repeats` runs after a warm-up, in thi
   shape, channels-last as the convolutions return them), against its floor: the two matrix
   products it cannot avoid (the [256, d] Gram matrix and one [256, 256] @ [256, d] product), at
   one and two torch threads.
+* pool: small-cnn's 2x2 max-pooling (`splitleak.models.pooling.MaxPool2x2`) vs `F.max_pool2d` on
+  the activations it pools (post-ReLU, [256, 16, 28, 28] and [256, 32, 14, 14]), forward alone and
+  forward + backward, equal to the last bit (values and input gradients).
 * demo: `splitleak demo --quick` and `splitleak demo` in a subprocess: wall time and peak RSS.
 
 Writes `BENCHMARKS.md`'s table to `benchmarks/results/suite.md` and `suite.csv` and prints it.
@@ -314,6 +317,33 @@ def bench_penalty_floor(repeats: int, device: str, threads: tuple[int, ...] = (1
     return rows
 
 
+def bench_pool(repeats: int, device: str) -> list[Row]:
+    import torch.nn.functional as F
+
+    from splitleak.models.pooling import MaxPool2x2
+
+    pool, gen, rows = MaxPool2x2(), torch.Generator().manual_seed(0), []
+    for shape in ((256, 16, 28, 28), (256, 32, 14, 14)):
+        x = torch.relu(torch.randn(*shape, generator=gen).round()).to(device)  # post-ReLU, with ties, as small-cnn pools them
+        upstream = torch.randn(shape[0], shape[1], shape[2] // 2, shape[3] // 2, generator=gen).to(device)
+
+        def gradient(fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+            leaf = x.clone().requires_grad_(True)
+            fn(leaf).backward(upstream)
+            _sync(device)
+            return leaf.grad
+
+        reference = lambda t: F.max_pool2d(t, 2)  # noqa: E731
+        diff = max(float((pool(x) - reference(x)).abs().max()), float((gradient(pool) - gradient(reference)).abs().max()))
+        for what, ours, theirs in (
+            ("forward", lambda: (pool(x), _sync(device)), lambda: (reference(x), _sync(device))),
+            ("forward + backward", lambda: gradient(pool), lambda: gradient(reference)),
+        ):
+            ours_s, ref_s = best_time(ours, max(repeats, 10)), best_time(theirs, max(repeats, 10))
+            rows.append(Row("pool", f"2x2 max-pool {list(shape)}, {what}: MaxPool2x2 (splitleak) vs F.max_pool2d (reference)", ours_s, ref_s, "s", ref_s / ours_s, diff))
+    return rows
+
+
 def bench_demo(quick: bool, device: str) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, "-m", "splitleak.cli", "demo", "--out", tmp, "--quiet", "--device", device]
@@ -369,7 +399,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", type=device_argument, help=f"{DEVICE_HELP}: the torch parts run there")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-demo", action="store_true", help="do not run the two demos")
-    parser.add_argument("--only", choices=("dcor", "ssim", "lpips", "nopeek", "nopeek-floor", "demo"), action="append", help="run only these sections")
+    parser.add_argument("--only", choices=("dcor", "ssim", "lpips", "nopeek", "nopeek-floor", "pool", "demo"), action="append", help="run only these sections")
     parser.add_argument("--out", default=str(RESULTS / "suite"), help="path prefix of the .md and .csv written")
     args = parser.parse_args(argv)
     sections: dict[str, Callable[[], list[Row]]] = {
@@ -378,6 +408,7 @@ def main(argv: list[str] | None = None) -> None:
         "lpips": lambda: bench_lpips(args.repeats, 1_000, args.device),
         "nopeek": lambda: bench_nopeek(args.repeats, (64, 256, 1024), (1, 2, 3, 4), 10_000, args.device),
         "nopeek-floor": lambda: bench_penalty_floor(args.repeats, args.device),
+        "pool": lambda: bench_pool(args.repeats, args.device),
         "demo": lambda: bench_demo(True, args.device) + bench_demo(False, args.device),
     }
     chosen = args.only or [s for s in sections if not (args.skip_demo and s == "demo")]

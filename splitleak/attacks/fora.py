@@ -57,6 +57,7 @@ from splitleak.attacks.base import ATTACKS, Access, AttackConfig, ThreatModel, T
 from splitleak.attacks.decoder import DecoderAttack, DecoderConfig
 from splitleak.data import InputSpec
 from splitleak.errors import InputError
+from splitleak.models.pooling import MaxPool2x2
 from splitleak.progress import ProgressFactory, silent
 
 KERNEL_ALPHAS = tuple(2.0**k for k in range(-3, 2))
@@ -150,7 +151,7 @@ class Substitute(nn.Module):
         channels = width
         for stage in range(stages):
             wider = channels if stage == 0 else min(256, channels * 2)
-            layers += [*_conv_bn_relu(channels, wider), *(_conv_bn_relu(wider, wider) if stage else []), nn.MaxPool2d(2)]
+            layers += [*_conv_bn_relu(channels, wider), *(_conv_bn_relu(wider, wider) if stage else []), MaxPool2x2()]
             channels = wider
         if vector:
             flat = channels * (height // 2**stages) * (width_px // 2**stages)
