@@ -351,8 +351,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _print_verdicts(results: Any) -> None:
     """One line per checkpoint: its verdict (the report's rule, docs/report.md)."""
-    from splitleak.reports.runs import collect_runs
     from splitleak._printable import printable
+    from splitleak.reports.runs import collect_runs
     from splitleak.reports.tables import verdict_lines
 
     for line in verdict_lines(collect_runs(results)):
@@ -364,9 +364,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from splitleak.demo import run_demo
 
     usable_device(args.device)
-    from splitleak._cli.sweep import event_printer
-
-    from splitleak._cli.sweep import parse_workers
+    from splitleak._cli.sweep import event_printer, parse_workers
 
     workers = None if args.workers == "auto" else parse_workers(args.workers, args.threads)
     path = run_demo(

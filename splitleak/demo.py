@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from splitleak._validate import resolve_device
 from splitleak.data import DataConfig, load_splits
 from splitleak.evaluation import EvalConfig
 from splitleak.progress import ProgressFactory, silent
@@ -99,7 +100,7 @@ workers against 10 min 47 s with one), and one worker keeps the stage progress."
 def demo_workers(device: str, models: int, threads: int | None = None) -> int:
     """Worker processes for `models` models: on the CPU one per `threads` cores (default
     WORKER_THREADS), at most one per model; on a GPU one (its models share the device)."""
-    if device != "cpu":
+    if resolve_device(device) != "cpu":
         return 1
     return max(1, min(usable_cores() // (threads or WORKER_THREADS), models))
 

@@ -37,6 +37,8 @@ def test_workers_fill_the_cores_but_never_exceed_the_models(monkeypatch) -> None
     monkeypatch.setattr(demo, "usable_cores", lambda: 16)
     assert demo_workers("cpu", 7) == 7 and demo_workers("cpu", 3, threads=1) == 3 and demo_workers("cpu", 21) == 8
     assert demo_workers("cuda", 7) == demo_workers("cuda:1", 7) == 1  # the models share one device
+    monkeypatch.setattr(demo, "resolve_device", lambda device: "cpu" if device == "auto" else device)  # auto on a machine without CUDA
+    assert demo_workers("auto", 7) == 7
 
 
 @pytest.mark.slow
