@@ -278,11 +278,9 @@ def bench_nopeek(repeats: int, batches: tuple[int, ...], cuts: tuple[int, ...], 
                 for defense, params in (("none", {}), ("nopeek", {"alpha": 5.0})):
                     config = TrainConfig(cut=cut, epochs=1, batch_size=batch, defense=defense, defense_params=params, device=device)
                     speed[defense] = max(speed[defense], train(config, splits).meta.log[0]["images_per_second"])
-            overhead = speed["none"] / speed["nopeek"] - 1
-            floor = "< 10% at batch 256" if batch == 256 else ""
+            overhead = speed["none"] / speed["nopeek"] - 1  # no floor: the penalty's own yardstick is nopeek-floor (issue 20)
             rows.append(Row(
-                "nopeek", f"cut {cut}, batch {batch}: img/s with penalty (splitleak) vs without (reference)", speed["nopeek"], speed["none"], "img/s",
-                overhead, None, floor, (overhead < 0.10) if batch == 256 else None,
+                "nopeek", f"cut {cut}, batch {batch}: img/s with penalty (splitleak) vs without (reference)", speed["nopeek"], speed["none"], "img/s", overhead,
             ))
     return rows
 
@@ -350,9 +348,9 @@ def bench_demo(quick: bool, device: str) -> list[Row]:
         command += ["--quick"] if quick else []
         seconds, peak_kb = run_watched(command, ROOT)
     peak_mb = peak_kb / 1024
-    limit = 120 if quick else 600
+    limit = 60 if quick else 300  # issue 20's goals: --quick within a minute, the demo within 5
     name = "splitleak demo --quick" if quick else "splitleak demo"
-    return [Row("demo", f"{name} (wall s; peak RSS {peak_mb:,.0f} MB)", seconds, None, "s", None, None, f"< {limit // 60} min", seconds < limit)]
+    return [Row("demo", f"{name} (wall s; peak RSS {peak_mb:,.0f} MB)", seconds, None, "s", None, None, f"≤ {limit} s", seconds <= limit)]
 
 
 # --------------------------------------------------------------------------------------------
