@@ -25,7 +25,7 @@ import pandas as pd
 
 from splitleak import DataConfig, EvalConfig, Results, TrainConfig
 from splitleak._cli.device import HELP as DEVICE_HELP, device_argument
-from splitleak.attacks import ATTACKS
+from splitleak.attacks import passive_attacks
 from splitleak.models import get_architecture
 from splitleak.sweep import run_sweep
 from splitleak.sweep.grid import study_grid
@@ -42,11 +42,6 @@ def models(
         for cut in cuts
         for name, params in defenses
     ]
-
-
-def passive_attacks() -> tuple[str, ...]:
-    """Every registered attack that attacks any honestly trained checkpoint (not training-time ones)."""
-    return tuple(name for name, attack in ATTACKS.items() if attack.threat_model.trained_by is None)
 
 
 def markdown(pivot: pd.DataFrame) -> str:

@@ -158,6 +158,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="small budgets: 6,000 training images, 64 test images, quarter attack budgets")
     demo.add_argument("--seeds", type=_seed_list, help="training seeds, comma-separated (default 0): each setting is trained once per seed and the decision page shows the spread (e.g. 0,1,2: three times the work)")
     demo.add_argument("--data-dir", help="where datasets live (default: $SPLITLEAK_DATA_DIR, ~/.cache/splitleak/data, Debian's dataset packages)")
+    demo.add_argument("--attacks", help="comma-separated attacks (default decoder,rmle,shadow,unsplit; 'all': every attack on an honestly trained model, "
+                      "sdar and fora included, each 5-8 CPU-minutes more per model)")
     demo.add_argument("--workers", default="auto", help="processes training and attacking models side by side, each with --threads torch threads "
                       "(default auto: on the CPU one per --threads cores, default 2, at most one per model; 1 on a GPU; 1: in this process, with stage progress)")
     _common_options(demo)
@@ -369,6 +371,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     workers = None if args.workers == "auto" else parse_workers(args.workers, args.threads)
     path = run_demo(
         args.out, quick=args.quick, data_dir=args.data_dir, device=args.device, seeds=args.seeds, workers=workers, threads=args.threads,
+        attacks=None if args.attacks is None else tuple(a.strip() for a in args.attacks.split(",")),
         on_event=event_printer(args.quiet), progress=_progress(args.quiet),
     )
     from splitleak.results import Results

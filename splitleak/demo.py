@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from splitleak._validate import resolve_device
+from splitleak.attacks import ATTACKS, passive_attacks
 from splitleak.data import DataConfig, load_splits
+from splitleak.errors import InputError
 from splitleak.evaluation import EvalConfig
 from splitleak.progress import ProgressFactory, silent
 from splitleak.sweep import SweepEvent, run_sweep
@@ -32,9 +34,31 @@ from splitleak.training import TrainConfig
 
 CUT = 2
 ATTACKS_RUN = ("decoder", "rmle", "shadow", "unsplit")
-"""The demo's attacks. sdar and fora (5-8 CPU-minutes per model each at their default budgets)
-would take the demo far past its time goal, and cut-down budgets weaken them on the defended
-models (docs/attacks.md); `splitleak evaluate --attacks sdar,fora` runs them."""
+"""The demo's attacks by default. sdar and fora (5-8 CPU-minutes per model each at their default
+budgets) would take the demo far past its time goal, and cut-down budgets weaken them on the
+defended models (docs/attacks.md); `splitleak demo --attacks all` adds them."""
+ALL_PASSIVE = "all"
+"""`attacks=("all",)`: every registered attack that attacks an honestly trained model."""
+
+
+def demo_attacks(names: Sequence[str] | None) -> tuple[str, ...]:
+    """The attacks the demo runs: `names` (None: ATTACKS_RUN; "all": every passive attack).
+    Unknown names and training-time attacks (fsha: the demo's models are trained honestly) are
+    refused with an InputError before any work."""
+    if names is None:
+        return ATTACKS_RUN
+    if tuple(names) == (ALL_PASSIVE,):
+        return passive_attacks()
+    if not names or len(set(names)) != len(names):
+        raise InputError(f"demo attacks must be distinct registered attacks, got {list(names)}")
+    for name in names:
+        if name not in ATTACKS:
+            raise InputError(f"unknown attack {name!r}; choose from {sorted(ATTACKS)} or {ALL_PASSIVE!r}")
+        server = ATTACKS[name].threat_model.trained_by
+        if server is not None:
+            raise InputError(f"attack {name!r} attacks only models trained by its {server!r} server; the demo trains every model honestly "
+                             f"(splitleak train --server {server}, then splitleak evaluate --attacks {name})")
+    return tuple(names)
 NOPEEK_ALPHAS = (5.0, 20.0)
 NOISE_SCALE = 1.0
 _NONE: tuple[str, dict[str, float]] = ("none", {})
@@ -71,9 +95,11 @@ def _label(defense: str, params: dict[str, float]) -> str:
     return "-".join([defense, *(f"{value:g}" for value in params.values())])
 
 
-def demo_plan(*, quick: bool = False, data_dir: str | None = None, device: str = "cpu", seeds: Sequence[int] | None = None) -> DemoPlan:
+def demo_plan(
+    *, quick: bool = False, data_dir: str | None = None, device: str = "cpu", seeds: Sequence[int] | None = None, attacks: Sequence[str] | None = None,
+) -> DemoPlan:
     """The demo's data, models and evaluation; `quick` shrinks every budget; `seeds` trains each
-    setting once per training seed (None: seed 0 only)."""
+    setting once per training seed (None: seed 0 only); `attacks`: see `demo_attacks`."""
     epochs, batch_size = (2, 64) if quick else (2, 256)
     models = tuple(
         (_label(name, params), TrainConfig(cut=CUT, epochs=epochs, batch_size=batch_size, defense=name, defense_params=params, device=device))
@@ -84,7 +110,7 @@ def demo_plan(*, quick: bool = False, data_dir: str | None = None, device: str =
         dataset="fashion-mnist", data_dir=data_dir, limit_train=6000 if quick else None, aux_size=2000 if quick else 5000, limit_test=limit
     )
     evaluation = EvalConfig(
-        attacks=ATTACKS_RUN, limit=limit, budget_scale=0.25 if quick else 1.0, semantic_epochs=1 if quick else 3, device=device,
+        attacks=demo_attacks(attacks), limit=limit, budget_scale=0.25 if quick else 1.0, semantic_epochs=1 if quick else 3, device=device,
         observations="epochs",  # the adaptive attacker: one release of each image per training epoch
     )
     return DemoPlan(data=data, models=models, evaluation=evaluation, seeds=None if seeds is None else tuple(seeds))
@@ -112,6 +138,7 @@ def run_demo(
     data_dir: str | None = None,
     device: str = "cpu",
     seeds: Sequence[int] | None = None,
+    attacks: Sequence[str] | None = None,
     workers: int | None = None,
     threads: int | None = None,
     on_event: Callable[[SweepEvent], None] | None = None,
@@ -122,8 +149,8 @@ def run_demo(
     train and attack models side by side, each with `threads` torch threads (None: `demo_workers`);
     `on_event`: each model's start and end; `progress`: the stages within (training epochs,
     attacks, scoring; shown only with one worker, in this process)."""
-    plan = demo_plan(quick=quick, data_dir=data_dir, device=device, seeds=seeds)
-    grid = plan.grid()  # bad seeds are refused before any work
+    plan = demo_plan(quick=quick, data_dir=data_dir, device=device, seeds=seeds, attacks=attacks)  # bad attacks are refused before any work
+    grid = plan.grid()  # bad seeds too
     claim_sweep_folder(Path(out))  # a folder splitleak did not write is refused before any work
     load_splits(plan.data)  # missing data is the user's to fix: one line, before any work
     workers = demo_workers(device, len(grid.cells), threads) if workers is None else workers

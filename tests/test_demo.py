@@ -31,6 +31,19 @@ def test_plan_covers_every_kind_of_defense_with_every_attack() -> None:
     assert len(seeded.cells) == 3 * len(plan.models) and {c.train.seed for c in seeded.cells} == {0, 1, 2}
 
 
+def test_attacks_default_all_or_named_and_training_time_ones_are_refused_before_any_work() -> None:
+    from splitleak.attacks import passive_attacks
+    from splitleak.errors import InputError
+
+    assert demo_plan().evaluation.attacks == ("decoder", "rmle", "shadow", "unsplit")
+    assert demo_plan(attacks=("all",)).evaluation.attacks == passive_attacks() and {"sdar", "fora"} <= set(passive_attacks())
+    assert "fsha" not in passive_attacks()
+    assert demo_plan(quick=True, attacks=("decoder", "sdar")).evaluation.attacks == ("decoder", "sdar")
+    for bad, message in ((("fsha",), "trained by its 'fsha' server"), (("decoder", "nope"), "unknown attack 'nope'"), (("rmle", "rmle"), "distinct")):
+        with pytest.raises(InputError, match=message):
+            demo_plan(attacks=bad)
+
+
 def test_workers_fill_the_cores_but_never_exceed_the_models(monkeypatch) -> None:
     monkeypatch.setattr(demo, "usable_cores", lambda: 2)
     assert demo_workers("cpu", 7) == 1 and demo_workers("cpu", 7, threads=1) == 2 and demo_workers("cpu", 7, threads=4) == 1

@@ -134,6 +134,7 @@ def test_input_environment_and_interrupts_keep_their_codes(capsys, monkeypatch, 
         (["sweep", "grid.toml", "--workers", "many"], "--workers must be a whole number >= 1 or 'auto'"),
         (["sweep", "grid.toml", "--workers", "0"], "--workers must be a whole number >= 1 or 'auto'"),
         (["demo", "--out", "d", "--workers", "-2"], "--workers must be a whole number >= 1 or 'auto'"),
+        (["demo", "--out", "d", "--attacks", "decoder,fsha"], "attack 'fsha' attacks only models trained by its 'fsha' server"),
     ],
 )
 def test_bad_input_is_exit_2_with_one_line(tmp_path: Path, tiny_checkpoint: Path, capsys, monkeypatch, argv: list[str], message: str) -> None:

@@ -17,6 +17,12 @@ from splitleak.registry import import_submodules
 import_submodules(__name__, __path__)  # a new module here registers itself: no edit of this file
 
 
+def passive_attacks() -> tuple[str, ...]:
+    """Every registered attack that attacks any honestly trained checkpoint (not a training-time
+    attack such as fsha, which needs a model trained by its own server), in registry order."""
+    return tuple(name for name, attack in ATTACKS.items() if attack.threat_model.trained_by is None)
+
+
 def make_attack(
     name: str, params: Mapping[str, Any] | None = None, *, budget_scale: float = 1.0, progress: ProgressFactory = silent
 ) -> Attack:
@@ -42,4 +48,5 @@ __all__ = [
     "UnSplitAttack",
     "UnSplitConfig",
     "make_attack",
+    "passive_attacks",
 ]
