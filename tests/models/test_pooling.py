@@ -12,10 +12,11 @@ def _inputs() -> list[torch.Tensor]:
     ties = (x * 2).round() / 2  # many equal values in a window
     flat = torch.relu(ties)  # runs of zeros, as after a ReLU over an image's background
     odd = torch.randn(3, 2, 7, 9, generator=g)  # max_pool2d drops the last row and column
-    return [x, ties, flat, odd, torch.full((2, 3, 4, 4), 0.25)]
+    channels_last = flat.contiguous(memory_format=torch.channels_last)  # as mkldnn convolutions may return them
+    return [x, ties, flat, odd, torch.full((2, 3, 4, 4), 0.25), channels_last]
 
 
-@pytest.mark.parametrize("k", range(5))
+@pytest.mark.parametrize("k", range(6))
 def test_values_indices_and_gradients_are_bitwise_max_pool2d(k: int) -> None:
     x = _inputs()[k]
     values, indices = F.max_pool2d(x, 2, return_indices=True)
