@@ -11,7 +11,8 @@ trained model (all but training-time attacks such as fsha) at its default budget
 with its 95% bootstrap CI over the attacked images; the per-image worst case over attacks is
 the `worst` row) into the output folder, a sweep folder (the study is a sweep of one cell per
 model: checkpoints/, cells/, the merged results). Re-running with the same options reuses
-finished cells. docs/attacks.md shows the table this produced here.
+finished cells; `--tables-only` writes the tables of the models finished so far (a long run's
+progress, from another shell). docs/attacks.md shows the table this produced here.
 """
 
 from __future__ import annotations
@@ -80,6 +81,20 @@ def tables(results: Results) -> str:
     return "\n".join(parts)
 
 
+def write_finished_tables(out: Path) -> str:
+    """Merge the finished cells of `out` (a sweep folder) and write their tables to
+    attack_table.md, headed by how many models they are; returns a one-line summary."""
+    from splitleak.sweep.merge import merge_results
+
+    cells = sorted(p for p in (out / "cells").iterdir() if (p / "results.csv").is_file()) if (out / "cells").is_dir() else []
+    if not cells:
+        return f"no finished cells in {out}/cells"
+    text = f"Tables of the {len(cells)} model(s) finished so far.\n\n" + tables(merge_results([(c.name, Results.load(c)) for c in cells]))
+    (out / "attack_table.md").write_text(text + "\n")
+    print(text)
+    return f"wrote {out / 'attack_table.md'} ({len(cells)} models)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/attack-table")
@@ -98,7 +113,11 @@ def main() -> None:
     parser.add_argument("--no-undefended", action="store_true", help="leave out the undefended models (e.g. when another run has them)")
     parser.add_argument("--device", default="cpu", type=device_argument, help=DEVICE_HELP)
     parser.add_argument("--noise", type=float, default=1.0, help="Gaussian activation noise scale (0: no noise model)")
+    parser.add_argument("--tables-only", action="store_true", help="run nothing: write the tables of the models finished so far in --out (a long run's progress)")
     args = parser.parse_args()
+    if args.tables_only:
+        print(write_finished_tables(Path(args.out)))
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     data = DataConfig(dataset=args.dataset, data_dir=args.data_dir, limit_train=args.limit_train, limit_test=args.limit)
     # the adaptive attacker (as in the demo): one release of each image per training epoch
