@@ -86,7 +86,11 @@ def write_finished_tables(out: Path) -> str:
     attack_table.md, headed by how many models they are; returns a one-line summary."""
     from splitleak.sweep.merge import merge_results
 
-    cells = sorted(p for p in (out / "cells").iterdir() if (p / "results.csv").is_file()) if (out / "cells").is_dir() else []
+    try:  # the grid's order (cut, then defense), as the finished run's tables
+        order = [out / cell["folder"] for cell in json.loads((out / "sweep.json").read_text())["cells"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        order = sorted((out / "cells").iterdir()) if (out / "cells").is_dir() else []
+    cells = [p for p in order if (p / "results.csv").is_file()]
     if not cells:
         return f"no finished cells in {out}/cells"
     text = f"Tables of the {len(cells)} model(s) finished so far.\n\n" + tables(merge_results([(c.name, Results.load(c)) for c in cells]))
