@@ -2,11 +2,11 @@
 
 torch's CPU max_pool2d on NCHW tensors is slow for a 2x2 window: 16.5 ms forward at [256, 16,
 28, 28] on one thread, where three elementwise maxima of the window's four strided views take 2.5
-ms (`python -m benchmarks --only pool`: 6.5x forward, 1.1-1.4x forward + backward; a quick demo's
-stages ran ~10% faster, with bitwise the same results). `MaxPool2x2` computes the values that way; when a gradient is needed it also derives the argmax
-the way max_pool2d picks it (the first maximum in row-major order within the window, so ties, such
-as the flat background of an image, go where max_pool2d sends them) and hands the backward to
-torch's own max_pool2d backward. Values, indices and gradients are bitwise those of
+ms (`python -m benchmarks --only pool`: 6-7x forward, 1.3x forward + backward; a quick demo's
+stages ran ~10% faster, with bitwise the same results). `MaxPool2x2` computes the values that
+way; when a gradient is needed it also derives the argmax the way max_pool2d picks it (the
+first maximum in row-major order within the window, so ties, such as the flat background of an
+image, go where max_pool2d sends them) and hands the backward to torch's own max_pool2d backward. Values, indices and gradients are bitwise those of
 `F.max_pool2d(x, 2)` for finite inputs (tests/models/test_pooling.py); where a NaN is in a window
 the value is NaN as well, and the gradient may go to another NaN of the window. Elsewhere (CUDA,
 TorchScript, torch.export, not 4-D) it is `F.max_pool2d`.
