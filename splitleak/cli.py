@@ -22,6 +22,7 @@ from typing import Any
 from splitleak import __version__
 from splitleak._cli.progress import progress_for as _progress
 from splitleak._entry import EXIT_INTERRUPTED, INTERRUPTED
+from splitleak._printable import printable
 from splitleak.errors import InputError
 from splitleak.memory import DEFAULT_ACTIVATION_MEMORY
 
@@ -353,7 +354,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _print_verdicts(results: Any) -> None:
     """One line per checkpoint: its verdict (the report's rule, docs/report.md)."""
-    from splitleak._printable import printable
     from splitleak.reports.runs import collect_runs
     from splitleak.reports.tables import verdict_lines
 
@@ -449,9 +449,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _one_line(err: BaseException) -> str:
-    from splitleak._printable import printable  # a message may quote a file's text
-
-    return printable(" ".join(str(err).split())) or type(err).__name__
+    return printable(" ".join(str(err).split())) or type(err).__name__  # a message may quote a file's text
 
 
 @contextlib.contextmanager

@@ -52,9 +52,7 @@ def demo_attacks(names: Sequence[str] | None) -> tuple[str, ...]:
     if not names or len(set(names)) != len(names):
         raise InputError(f"demo attacks must be distinct registered attacks, got {list(names)}")
     for name in names:
-        if name not in ATTACKS:
-            raise InputError(f"unknown attack {name!r}; choose from {sorted(ATTACKS)} or {ALL_PASSIVE!r}")
-        server = ATTACKS[name].threat_model.trained_by
+        server = ATTACKS.get_entry(name).threat_model.trained_by  # an unknown name: the registry's own error, listing the known ones
         if server is not None:
             raise InputError(f"attack {name!r} attacks only models trained by its {server!r} server; the demo trains every model honestly "
                              f"(splitleak train --server {server}, then splitleak evaluate --attacks {name})")

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from splitleak._cli.device import HELP as DEVICE_HELP, device_argument
+from splitleak._printable import printable
 from splitleak.errors import InputError
 
 DESCRIPTION = (
@@ -93,8 +94,6 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         cpus_per_task=args.cpus_per_task, gpus_per_task=args.gpus_per_task, report=not args.no_report, on_event=event_printer(args.quiet),
         progress=progress_for(args.quiet),
     )
-    from splitleak._printable import printable
-
     done = len(outcome.finished) + len(outcome.reused)
     print(f"sweep: {done}/{outcome.total} cells finished ({len(outcome.reused)} reused, {len(outcome.trained)} models trained), {len(outcome.failed)} failed")
     for failure in outcome.failed:
@@ -114,7 +113,6 @@ def event_printer(quiet: bool) -> Callable[[Any], None]:
     def show(event: Any) -> None:
         if quiet:
             return
-        from splitleak._printable import printable
         from splitleak.sweep.cost import duration
 
         took = f" in {duration(event.seconds)}" if event.seconds else ""
