@@ -2,18 +2,22 @@
 
     .venv/bin/splitleak sweep examples/defense_comparison.toml --out runs/defenses --workers 2
     .venv/bin/python examples/defense_table.py runs/defenses [--png docs/img/defense_decision.png]
+        [--training-times benchmarks/results/defense_training.csv]
 
 Per setting (the runs that differ only in the training seed, as the report's decision page
 groups them): the seeds, task accuracy, the worst case over the attacks that ran of mean SSIM,
 LPIPS and semantic accuracy, each as the mean over the seeds with a 95% t-interval over them;
 dCor(x, z) (V statistic) and the training time per seed (the checkpoint's log), as means over
-the seeds. Prints the Markdown table and the decision's paragraph, and saves the decision page
-(the Pareto front with the chosen setting) as a PNG.
+the seeds; with `--training-times`, the training time measured on a quiet machine by
+`python -m benchmarks.defense_training` instead (a sweep's own times depend on what else ran).
+Prints the Markdown table and the decision's paragraph, and saves the decision page (the Pareto
+front with the chosen setting) as a PNG.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import statistics
 
 from splitleak.reports.decision import Setting, group_settings
@@ -21,6 +25,7 @@ from splitleak.reports.decision_page import decision_page
 from splitleak.reports.document import build_content
 from splitleak.reports.runs import Run
 from splitleak.reports.style import report_style
+from splitleak.sweep.grid import canonical
 from splitleak.timing import training_seconds
 
 
@@ -36,10 +41,20 @@ def _train_seconds(runs: list[Run]) -> float:
     return statistics.fmean(values) if values else float("nan")
 
 
-def row(setting: Setting, runs: list[Run]) -> str:
+def quiet_times(path: str) -> dict[tuple[str, str], float]:
+    """(defense, canonical parameters) -> training wall seconds, from benchmarks.defense_training's CSV."""
+    with open(path, newline="") as handle:
+        return {(r["defense"], r["defense_params"]): float(r["train_wall_s"]) for r in csv.DictReader(handle)}
+
+
+def row(setting: Setting, runs: list[Run], times: dict[tuple[str, str], float] | None) -> str:
+    if times is None:
+        seconds = _train_seconds(runs)
+    else:
+        seconds = times.get((runs[0].defense, canonical(runs[0].params)), float("nan"))
     cells = [
         setting.defense_label, str(setting.n_seeds), setting.accuracy.text(3), setting.ssim.text(3), setting.lpips.text(3),
-        setting.semantic.text(2), f"{_model_mean(runs, 'dcor'):.3f}", f"{_train_seconds(runs):.0f} s",
+        setting.semantic.text(2), f"{_model_mean(runs, 'dcor'):.3f}", f"{seconds:.0f} s",
     ]
     return "| " + " | ".join(cells) + " |"
 
@@ -49,13 +64,15 @@ def main() -> None:
     parser.add_argument("folder", help="the sweep folder of examples/defense_comparison.toml")
     parser.add_argument("--png", help="save the decision page here")
     parser.add_argument("--accuracy-budget", type=float, default=3.0)
+    parser.add_argument("--training-times", help="benchmarks/results/defense_training.csv: training times from a quiet machine")
     args = parser.parse_args()
+    times = quiet_times(args.training_times) if args.training_times else None
     content = build_content([args.folder], accuracy_budget=args.accuracy_budget)
     by_id = {r.run: r for r in content.runs}
     print("| defense | seeds | accuracy | worst-case SSIM | worst-case LPIPS | worst-case semantic acc. | dCor(x, z) | training per seed |")
     print("|---|---|---|---|---|---|---|---|")
     for setting in group_settings(content.runs):
-        print(row(setting, [by_id[r] for r in setting.runs]))
+        print(row(setting, [by_id[r] for r in setting.runs], times))
     for decision in content.decisions:
         print("\n" + decision.paragraph)
     if args.png:
