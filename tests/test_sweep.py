@@ -13,7 +13,7 @@ import pytest
 from splitleak.cli import main
 from splitleak.results import Results, validate
 from splitleak.sweep import GridError, load_grid, parse_grid, plan_sweep, run_sweep
-from splitleak.sweep import jobs
+from splitleak.sweep import jobs, runner
 from splitleak.sweep.executors import ProcessExecutor, make_executor, usable_cores
 
 SHARED = """
@@ -306,6 +306,34 @@ def test_cells_of_one_model_share_its_checkpoint_and_model_rows(tmp_path: Path) 
     assert len(merged.provenance.runs[run].cells) == 2
     assert {f"{run}/attack/decoder", f"{run}/attack/rmle", f"{run}/original"} <= set(merged.reconstructions)
     assert len(list((tmp_path / "checkpoints").glob("*.safetensors"))) == 1
+
+
+def test_several_workers_start_the_longest_jobs_first() -> None:
+    grid = parse_grid(
+        """
+        [grid]
+        dataset = "digits"
+        cut = [2]
+        seed = [0]
+        attack = ["decoder", "sdar"]
+
+        [[defense]]
+        name = "none"
+
+        [[defense]]
+        name = "adversarial"
+        """
+    )
+    cell_of = {c.key: c for c in grid.cells}.__getitem__
+    trainings = [
+        jobs.TrainJob(key=k, label=cells[0].model_label, keys=tuple(c.key for c in cells), data=cells[0].data, train=cells[0].train)
+        for k, cells in grid.trainings().items()
+    ]
+    assert [j.train.defense for j in runner.longest_first(trainings, cell_of)] == ["adversarial", "none"]
+    evals = [jobs.EvalJob(key=c.key, label=c.label, data=c.data, evaluation=c.evaluation, checkpoint=b"") for c in grid.cells]
+    ordered = [cell_of(j.key).attack for j in runner.longest_first(evals, cell_of)]
+    assert ordered[:2] == ["sdar", "sdar"] and ordered[2:] == ["decoder", "decoder"]
+    assert runner.job_seconds(evals[1], cell_of) > runner.job_seconds(evals[0], cell_of) > 0
 
 
 @pytest.mark.slow

@@ -67,7 +67,7 @@ class AdversarialTraining:
     label: ClassVar[str] = "adversarial"
     strength: ClassVar[str | None] = "lam"
     symbol: ClassVar[str] = "λ"
-    training_speed: ClassVar[float] = 0.22  # training throughput relative to no defense (4.5x the CPU time per step, docs/defenses.md)
+    training_speed: ClassVar[float] = 0.21  # training throughput relative to no defense (4.75x the time, benchmarks/results/defense_training.md)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lam", finite_number("adversarial lam", self.lam, minimum=0.0))

@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -380,6 +380,8 @@ def run_sweep(
                 keys = tuple(c.key for c in todo)
                 queue.append(TrainJob(key=first.train_key, label=first.model_label, keys=keys, data=first.data, train=first.train, state_file=state))
         ledger.trainings = sum(isinstance(job, TrainJob) for job in queue)
+        if runner.capacity > 1:
+            queue = deque(longest_first(queue, ledger.cell))
         ledger.write("running")
         _drain(runner, queue, ledger)
     except BaseException as err:
@@ -406,6 +408,20 @@ def claim_sweep_folder(out: Path) -> None:
             return False
 
     claim_folder(out, FOLDER_KIND, legacy=legacy)
+
+
+def job_seconds(job: Job, cell_of: Callable[[str], SweepCell]) -> float:
+    """A job's estimated seconds of one core; a training counts the cells that wait for it too."""
+    if isinstance(job, TrainJob):
+        cells = [cell_of(key) for key in job.keys]
+        return cost.training_seconds(cells[0]) + sum(cost.evaluation_seconds(c) for c in cells)
+    return cost.evaluation_seconds(cell_of(job.key))
+
+
+def longest_first(jobs: Iterable[Job], cell_of: Callable[[str], SweepCell]) -> list[Job]:
+    """The jobs by estimated cost, longest first (grid order among equals): with several workers
+    the last job to finish is then a short one, not the grid's largest model started last."""
+    return sorted(jobs, key=lambda job: -job_seconds(job, cell_of))
 
 
 def _eval_job(out: Path, cell: SweepCell, blob: bytes) -> EvalJob:
