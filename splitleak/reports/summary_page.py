@@ -47,8 +47,9 @@ def _wrap_header(header: str, width: float) -> str:
     return "\n".join(lines)
 
 
-def _column_widths(headers: Sequence[str], rows: Sequence[Sequence[TableCell]]) -> list[float]:
-    """Measured widths in inches (widest cell or header word), spare room shared out evenly."""
+def _column_widths(headers: Sequence[str], rows: Sequence[Sequence[TableCell]]) -> tuple[list[float], float]:
+    """Measured widths in inches (widest cell or header word), spare room shared out evenly, and
+    the font scale (< 1 when the measured columns are wider than the page and shrink to fit)."""
     widths = []
     for j, header in enumerate(headers):
         bold = j in (0, len(headers) - 1)
@@ -58,14 +59,15 @@ def _column_widths(headers: Sequence[str], rows: Sequence[Sequence[TableCell]]) 
         widths.append(need + PAD)
     spare = CONTENT_WIDTH - sum(widths)
     if spare >= 0:
-        return [w + spare / len(widths) for w in widths]
-    return [w * CONTENT_WIDTH / sum(widths) for w in widths]
+        return [w + spare / len(widths) for w in widths], 1.0
+    scale = CONTENT_WIDTH / sum(widths)
+    return [w * scale for w in widths], scale
 
 
-def _draw_header(fig: Figure, headers: Sequence[str], widths: Sequence[float], top: float) -> None:
+def _draw_header(fig: Figure, headers: Sequence[str], widths: Sequence[float], top: float, scale: float = 1.0) -> None:
     x = MARGIN
     for header, width in zip(headers, widths):
-        text_at(fig, x + 0.05, top - HEADER_HEIGHT / 2, _wrap_header(header, width - 0.1), fontsize=MAIN_SIZE, weight="bold", va="center", ha="left")
+        text_at(fig, x + 0.05, top - HEADER_HEIGHT / 2, _wrap_header(header, (width - 0.1) / scale), fontsize=MAIN_SIZE * scale, weight="bold", va="center", ha="left")
         x += width
     fig.add_artist(_hline(top - HEADER_HEIGHT, 1.0))
 
@@ -74,7 +76,7 @@ def _hline(y: float, linewidth: float) -> Line2D:
     return Line2D([MARGIN / WIDTH, 1 - MARGIN / WIDTH], [y / HEIGHT, y / HEIGHT], color="#999999", linewidth=linewidth)
 
 
-def _draw_row(fig: Figure, cells: Sequence[TableCell], widths: Sequence[float], top: float, category: str, shaded: bool) -> None:
+def _draw_row(fig: Figure, cells: Sequence[TableCell], widths: Sequence[float], top: float, category: str, shaded: bool, scale: float = 1.0) -> None:
     bottom = top - ROW_HEIGHT
     if shaded:
         fig.add_artist(Rectangle((MARGIN / WIDTH, bottom / HEIGHT), CONTENT_WIDTH / WIDTH, ROW_HEIGHT / HEIGHT, color="#f5f5f5", zorder=0))
@@ -85,10 +87,10 @@ def _draw_row(fig: Figure, cells: Sequence[TableCell], widths: Sequence[float], 
             fig.add_artist(Rectangle(((x + 0.02) / WIDTH, (bottom + 0.04) / HEIGHT), (width - 0.04) / WIDTH, (ROW_HEIGHT - 0.08) / HEIGHT, color=color, zorder=0))
         weight = "bold" if j in (0, len(cells) - 1) else "normal"
         if cell.sub:
-            text_at(fig, x + 0.05, top - 0.15, cell.text, fontsize=MAIN_SIZE, weight=weight, va="center", ha="left")
-            text_at(fig, x + 0.05, top - 0.33, cell.sub, fontsize=SUB_SIZE, color=MUTED, va="center", ha="left")
+            text_at(fig, x + 0.05, top - 0.15, cell.text, fontsize=MAIN_SIZE * scale, weight=weight, va="center", ha="left")
+            text_at(fig, x + 0.05, top - 0.33, cell.sub, fontsize=SUB_SIZE * scale, color=MUTED, va="center", ha="left")
         else:
-            text_at(fig, x + 0.05, top - ROW_HEIGHT / 2, cell.text, fontsize=MAIN_SIZE, weight=weight, va="center", ha="left")
+            text_at(fig, x + 0.05, top - ROW_HEIGHT / 2, cell.text, fontsize=MAIN_SIZE * scale, weight=weight, va="center", ha="left")
         x += width
     fig.add_artist(_hline(bottom, 0.4))
 
@@ -133,7 +135,7 @@ def summary_pages(summary: pd.DataFrame, subtitle: str) -> list[Figure]:
     """The summary table, ROWS_PER_PAGE checkpoints a page, at-a-glance bars of worst-case SSIM
     and accuracy where there is room, and the verdict rule as footnotes at the bottom."""
     rows = display_rows(summary)
-    widths = _column_widths(DISPLAY_HEADERS, rows)
+    widths, scale = _column_widths(DISPLAY_HEADERS, rows)
     notes = _wrapped_footnotes(footnotes(summary))
     notes_top = CONTENT_BOTTOM + _footnote_height(notes)
     pages = []
@@ -142,10 +144,10 @@ def summary_pages(summary: pd.DataFrame, subtitle: str) -> list[Figure]:
         title = "Leakage summary" + (f" (continued, {number + 1}/{len(chunks)})" if number else "")
         fig = page(title, subtitle)
         top = CONTENT_TOP
-        _draw_header(fig, DISPLAY_HEADERS, widths, top)
+        _draw_header(fig, DISPLAY_HEADERS, widths, top, scale)
         top -= HEADER_HEIGHT
         for k, i in enumerate(chunk):
-            _draw_row(fig, rows[i], widths, top, str(summary["verdict_category"].iloc[i]), shaded=k % 2 == 1)
+            _draw_row(fig, rows[i], widths, top, str(summary["verdict_category"].iloc[i]), shaded=k % 2 == 1, scale=scale)
             top -= ROW_HEIGHT
         if top - notes_top - 0.9 >= CHART_MIN_HEIGHT:
             glance_bars(fig, summary.iloc[chunk], top - 0.45, notes_top + 0.45)
