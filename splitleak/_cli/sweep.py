@@ -84,7 +84,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     plan = plan_sweep(grid, args.out)
     if not args.quiet:
         print(
-            f"sweep {grid.name!r}: {len(plan.cells)} cells, {plan.to_run} to run ({plan.trainings} models to train); "
+            f"sweep {grid.name!r}: {len(plan.cells)} cells, {plan.to_run} to run ({plan.trainings} model{'' if plan.trainings == 1 else 's'} to train); "
             f"roughly {duration(plan.seconds)} of one CPU core (estimate)",
             file=sys.stderr,
         )
