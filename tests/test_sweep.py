@@ -14,7 +14,7 @@ from splitleak.cli import main
 from splitleak.results import Results, validate
 from splitleak.sweep import GridError, load_grid, parse_grid, plan_sweep, run_sweep
 from splitleak.sweep import jobs, runner
-from splitleak.sweep.executors import ProcessExecutor, make_executor, usable_cores
+from splitleak.sweep.executors import InlineExecutor, ProcessExecutor, make_executor, usable_cores
 
 SHARED = """
 [data]
@@ -334,6 +334,27 @@ def test_several_workers_start_the_longest_jobs_first() -> None:
     ordered = [cell_of(j.key).attack for j in runner.longest_first(evals, cell_of)]
     assert ordered[:2] == ["sdar", "sdar"] and ordered[2:] == ["decoder", "decoder"]
     assert runner.job_seconds(evals[1], cell_of) > runner.job_seconds(evals[0], cell_of) > 0
+
+
+def test_a_trained_models_cells_start_longest_first_with_several_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    grid = parse_grid('name = "order"\n[grid]\ndataset = "digits"\ncut = [2]\nseed = [0]\nattack = ["rmle", "decoder"]\n' + SHARED)
+    submitted: list[jobs.Job] = []
+
+    class TwoSlots(InlineExecutor):  # runs inline, but lets the scheduler see two slots
+        capacity = 2
+
+        def submit(self, job):  # noqa: ANN001, ANN202
+            submitted.append(job)
+            return super().submit(job)
+
+    monkeypatch.setattr(runner, "make_executor", lambda *a, **k: TwoSlots(threads=1))
+    assert run_sweep(grid, tmp_path / "out", report=False).exit_code == 0
+    cell_of = {c.key: c for c in grid.cells}.__getitem__
+    evals = [j for j in submitted if isinstance(j, jobs.EvalJob)]
+    estimates = [runner.job_seconds(j, cell_of) for j in evals]
+    assert isinstance(submitted[0], jobs.TrainJob) and len(evals) == 2
+    assert estimates[0] > estimates[1]  # decoder (more work) before rmle, against grid order
+    assert [cell_of(j.key).attack for j in evals] == ["decoder", "rmle"]
 
 
 @pytest.mark.slow

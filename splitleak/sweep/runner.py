@@ -430,7 +430,8 @@ def _eval_job(out: Path, cell: SweepCell, blob: bytes) -> EvalJob:
 
 
 def _drain(runner: Executor, queue: deque[Job], ledger: _Ledger) -> None:
-    """Submit jobs up to the executor's capacity; when a model is trained, its cells go first."""
+    """Submit jobs up to the executor's capacity; when a model is trained, its cells go first
+    (longest first, with several workers)."""
     out = ledger.out
     in_flight: dict[Future[Outcome], Job] = {}
     while queue or in_flight:
@@ -455,7 +456,8 @@ def _drain(runner: Executor, queue: deque[Job], ledger: _Ledger) -> None:
                 partial_path(path).unlink(missing_ok=True)
                 ledger.outcome.trained.append(job.key)
                 ledger.emit("trained", job.label, outcome.seconds, f"test accuracy {outcome.value['test_accuracy']:.4f}")
-                queue.extendleft(reversed([_eval_job(out, cell, blob) for cell in cells]))
+                ready = [_eval_job(out, cell, blob) for cell in cells]
+                queue.extendleft(reversed(longest_first(ready, ledger.cell) if runner.capacity > 1 else ready))
             else:
                 cell = ledger.cell(job.key)
                 if not outcome.ok:
