@@ -9,7 +9,8 @@ trained model (all but training-time attacks such as fsha) at its default budget
 (against noise the attacker averages one release per training epoch), and writes
 `attack_table.md` (task accuracy, then mean SSIM, mean LPIPS and semantic accuracy, each mean
 with its 95% bootstrap CI over the attacked images; the per-image worst case over attacks is
-the `worst` row) into the output folder, a sweep folder (the study is a sweep of one cell per
+the `worst` row; and, when sdar or fora ran, how much they add to the worst case over the
+four older attacks) into the output folder, a sweep folder (the study is a sweep of one cell per
 model: checkpoints/, cells/, the merged results). Re-running with the same options reuses
 finished cells; `--tables-only` writes the tables of the models finished so far (a long run's
 progress, from another shell). docs/attacks.md shows the table this produced here.
@@ -30,6 +31,7 @@ from splitleak.attacks import passive_attacks
 from splitleak.models import get_architecture
 from splitleak.sweep import run_sweep
 from splitleak.sweep.grid import study_grid
+from splitleak.worst_case import worst_case_rows
 
 METRICS = {"ssim": "mean SSIM (higher = more leakage; < 0.3 unrecognisable)", "lpips": "mean LPIPS (lower = more leakage)", "semantic_accuracy": "semantic accuracy (attacker's classifier on reconstructions)"}
 
@@ -67,6 +69,26 @@ def label(defense: str, params: str) -> str:
     return " ".join([defense, *(f"{k}={v:g}" for k, v in values.items())])
 
 
+OLDER = ("decoder", "rmle", "shadow", "unsplit")  # the 2019-2022 attacks; sdar (2025) and fora (2024) are the newer
+
+
+def newer_attacks_gain(results: Results) -> str:
+    """Per model, the per-image worst case over the older attacks and over every attack that ran:
+    what the newer ones add (empty text when none of them ran)."""
+    table = results.table
+    if not set(table["attack"]) - {*OLDER, "", "worst"} or not set(OLDER) <= set(table["attack"]):
+        return ""
+    before = worst_case_rows(table[table["attack"].isin(OLDER)])
+    after = table[table["attack"] == "worst"]
+    means = [frame[frame["metric"].isin(list(METRICS))].groupby(["run", "metric"], sort=False)["value"].mean() for frame in (before, after)]
+    first = table.drop_duplicates("run").set_index("run")
+    lines = ["| cut | defense | " + " | ".join(f"{m}: older → all" for m in METRICS) + " |", "|" + "---|" * (2 + len(METRICS))]
+    for run in dict.fromkeys(after["run"]):
+        cells = [f"{means[0].get((run, m), float('nan')):.3f} → {means[1].get((run, m), float('nan')):.3f}" for m in METRICS]
+        lines.append(f"| {first.loc[run, 'cut']} | {label(first.loc[run, 'defense'], first.loc[run, 'defense_params'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def tables(results: Results) -> str:
     """Task accuracy, then one table per metric: rows (attack, defense), columns cuts."""
     summary = results.summary()
@@ -78,6 +100,9 @@ def tables(results: Results) -> str:
         rows = rows.assign(cell=with_ci(rows))
         body = markdown(rows.pivot_table(index=["attack", "defense"], columns="cut", values="cell", aggfunc="first", sort=False)) if len(rows) else "not computed"
         parts += [f"### {title}\n", body, ""]
+    gain = newer_attacks_gain(results)
+    if gain:
+        parts += [f"### What the newer attacks add: per-image worst case over {', '.join(OLDER)} → over every attack\n", gain, ""]
     return "\n".join(parts)
 
 
