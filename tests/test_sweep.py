@@ -283,6 +283,21 @@ def test_quick_grid_runs_resumes_and_never_duplicates(quick_grid: Path, tmp_path
     assert len(train_calls.calls) == 1 and len(eval_calls.calls) == 2
     assert (out / "results.csv").read_bytes() == before  # same checkpoint, same seed: the same numbers
 
+    # 4. a cell recorded under another run id (another release's content hash, or a checkpoint
+    #    retrained since) is not finished: a model's cells must attack the same weights
+    other = grid.cells[2]
+    provenance = json.loads((out / "cells" / other.folder / "provenance.json").read_text())
+    (run,) = provenance["runs"]
+    provenance["runs"][run]["checkpoint"]["sha256"] = "f" * 64
+    (out / "cells" / other.folder / "provenance.json").write_text(json.dumps(provenance))
+    assert plan_sweep(grid, out).to_run == 1
+    outcome = run_sweep(grid, out, report=False)
+    assert outcome.finished == [other.key] and outcome.trained == [] and len(eval_calls.calls) == 3
+    assert (out / "results.csv").read_bytes() == before
+    retrained = grid.cells[3]
+    shutil.copyfile(out / "checkpoints" / grid.cells[0].checkpoint, out / "checkpoints" / retrained.checkpoint)  # other weights, same name
+    assert plan_sweep(grid, out).to_run == 1 and not runner.is_cell_finished(out, retrained)
+
 
 def test_cells_of_one_model_share_its_checkpoint_and_model_rows(tmp_path: Path) -> None:
     from splitleak.progress import lines

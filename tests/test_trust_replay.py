@@ -3,9 +3,10 @@ or create folders where the file chose (docs/trust.md, "What a file says is data
 
 from __future__ import annotations
 
-import gzip
 import dataclasses
+import gzip
 import json
+import shutil
 import socket
 from pathlib import Path
 from types import SimpleNamespace
@@ -140,16 +141,18 @@ def test_study_reuse_compares_without_locations(tiny_splits, tiny_checkpoint: Pa
     """A results folder's recorded data_dir / download are never acted on and are left out of the reuse comparison."""
     from splitleak.evaluation import EvalConfig
     from splitleak.sweep.grid import study_grid
-    from splitleak.sweep.runner import cell_folder, is_cell_finished
+    from splitleak.sweep.runner import cell_folder, checkpoint_path, is_cell_finished
 
     evaluation = EvalConfig(lpips=None)
     (cell,) = study_grid("s", tiny_splits.config, [("none", TrainConfig(cut=1, epochs=1))], evaluation).cells
     folder = cell_folder(tmp_path, cell)
     folder.mkdir(parents=True)
     (folder / "results.csv").write_text("run\n")
+    checkpoint_path(tmp_path, cell).parent.mkdir(parents=True)
+    shutil.copyfile(tiny_checkpoint, checkpoint_path(tmp_path, cell))  # the model the results name
     recorded = {**tiny_splits.config.to_dict(), "data_dir": str(tmp_path / "evil"), "download": True}
     meta = {**load_checkpoint(tiny_checkpoint).meta.to_dict(), "train": cell.train.to_dict(), "data": recorded}
-    provenance = {"checkpoint": {"meta": meta, "sha256": "0" * 64}, "evaluation": evaluation.to_dict()}
+    provenance = {"checkpoint": {"meta": meta, "sha256": load_checkpoint(tiny_checkpoint).sha256}, "evaluation": evaluation.to_dict()}
     (folder / "provenance.json").write_text(json.dumps(provenance))
     assert is_cell_finished(tmp_path, cell)
     provenance["checkpoint"]["meta"]["data"]["split_seed"] += 1  # type: ignore[index]

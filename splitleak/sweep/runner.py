@@ -18,6 +18,7 @@ cells included). The merged table is rebuilt from the cell folders every time, n
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import logging
@@ -70,10 +71,10 @@ def checkpoint_path(out: Path, cell: SweepCell) -> Path:
     return out / CHECKPOINTS_DIR / cell.checkpoint
 
 
-def recorded_configs(folder: Path) -> tuple[Any, Any, Any] | None:
-    """The (training, data, evaluation) configs a results folder's provenance records, or None
-    when the folder holds no readable results of one splitleak checkpoint. What the folder says
-    is only compared, never acted on."""
+def recorded_configs(folder: Path) -> tuple[Any, Any, Any, str] | None:
+    """The (training, data, evaluation) configs a results folder's provenance records and the
+    SHA-256 of the checkpoint it attacked, or None when the folder holds no readable results of
+    one splitleak checkpoint. What the folder says is only compared, never acted on."""
     try:
         if not (folder / TABLE_FILE).is_file():
             return None
@@ -81,19 +82,43 @@ def recorded_configs(folder: Path) -> tuple[Any, Any, Any] | None:
     except (OSError, ValueError):  # RecordError and JSONDecodeError are ValueErrors
         return None
     meta = run.meta
-    return None if meta is None else (meta.train, meta.data, run.evaluation)
+    return None if meta is None or run.checkpoint is None else (meta.train, meta.data, run.evaluation, run.checkpoint.sha256)
+
+
+@functools.lru_cache(maxsize=256)
+def _run_id(path: str, size: int, mtime_ns: int) -> str | None:
+    """A checkpoint's run id (its content hash), cached while the file's size and time stay the same."""
+    try:
+        return load_checkpoint(path).sha256
+    except (ValueError, OSError):
+        return None
+
+
+def checkpoint_run_id(path: Path) -> str | None:
+    """The content hash that results of the checkpoint at `path` record, None when there is no
+    readable one."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return _run_id(str(path), stat.st_size, stat.st_mtime_ns)
 
 
 def is_cell_finished(out: Path, cell: SweepCell) -> bool:
-    """Whether the cell's folder holds results of exactly its data, training and evaluation configs."""
+    """Whether the cell's folder holds results of exactly its data, training and evaluation configs,
+    recorded under the run id of the checkpoint now in DIR/checkpoints: a retrained checkpoint, or
+    results recorded under another release's run id, make the cell run again (the merge joins a
+    model's cells by run id, and a model's cells must attack the same weights)."""
     recorded = recorded_configs(cell_folder(out, cell))
     if recorded is None:
         return False
-    train, data, evaluation = recorded
+    train, data, evaluation, sha256 = recorded
     if isinstance(evaluation, dict):
         evaluation = {k: v for k, v in evaluation.items() if k not in LOCATION_OPTIONS["evaluate"]}
     wanted = (cell.train.to_dict(), resolved_data(cell.data), resolved_eval(cell.evaluation))
-    return canonical((train, without_locations(data), evaluation)) == canonical(wanted)
+    if canonical((train, without_locations(data), evaluation)) != canonical(wanted):
+        return False
+    return checkpoint_run_id(checkpoint_path(out, cell)) == sha256
 
 
 def is_checkpoint_ready(out: Path, cell: SweepCell) -> bool:
