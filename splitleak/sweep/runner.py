@@ -72,9 +72,10 @@ def checkpoint_path(out: Path, cell: SweepCell) -> Path:
 
 
 def recorded_configs(folder: Path) -> tuple[Any, Any, Any, str] | None:
-    """The (training, data, evaluation) configs a results folder's provenance records and the
-    SHA-256 of the checkpoint it attacked, or None when the folder holds no readable results of
-    one splitleak checkpoint. What the folder says is only compared, never acted on."""
+    """The (training, data, evaluation) configs a results folder's provenance records and the run
+    id it recorded (the attacked checkpoint's content hash), or None when the folder holds no
+    readable results of one splitleak checkpoint. What the folder says is only compared, never
+    acted on."""
     try:
         if not (folder / TABLE_FILE).is_file():
             return None
@@ -112,13 +113,13 @@ def is_cell_finished(out: Path, cell: SweepCell) -> bool:
     recorded = recorded_configs(cell_folder(out, cell))
     if recorded is None:
         return False
-    train, data, evaluation, sha256 = recorded
+    train, data, evaluation, run_id = recorded
     if isinstance(evaluation, dict):
         evaluation = {k: v for k, v in evaluation.items() if k not in LOCATION_OPTIONS["evaluate"]}
     wanted = (cell.train.to_dict(), resolved_data(cell.data), resolved_eval(cell.evaluation))
     if canonical((train, without_locations(data), evaluation)) != canonical(wanted):
         return False
-    return checkpoint_run_id(checkpoint_path(out, cell)) == sha256
+    return checkpoint_run_id(checkpoint_path(out, cell)) == run_id
 
 
 def is_checkpoint_ready(out: Path, cell: SweepCell) -> bool:
