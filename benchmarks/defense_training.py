@@ -53,8 +53,13 @@ def time_training(cell: SweepCell, splits) -> tuple[float, float]:
     return wall, cpu
 
 
+def means(times: list[tuple[float, float]]) -> tuple[float, float]:
+    """(mean wall seconds, mean CPU seconds) over a setting's timed seeds."""
+    return statistics.fmean(w for w, _ in times), statistics.fmean(c for _, c in times)
+
+
 def markdown(rows: dict[str, list[tuple[float, float]]], threads: int) -> str:
-    base = statistics.fmean(w for w, _ in rows["none"]) if "none" in rows else float("nan")
+    base = means(rows["none"])[0] if "none" in rows else float("nan")
     lines = [
         f"Training cost of the defense study's models (examples/defense_comparison.toml: small-cnn cut 2 on Fashion-MNIST, "
         f"2 epochs at batch 256), {threads} torch thread(s), one model at a time on an otherwise idle machine; "
@@ -63,8 +68,7 @@ def markdown(rows: dict[str, list[tuple[float, float]]], threads: int) -> str:
         "|---|---|---|---|---|",
     ]
     for label, times in rows.items():
-        wall = statistics.fmean(w for w, _ in times)
-        cpu = statistics.fmean(c for _, c in times)
+        wall, cpu = means(times)
         lines.append(f"| {label} | {len(times)} | {wall:.1f} | {cpu:.1f} | {wall / base:.2f}x |")
     return "\n".join(lines) + "\n"
 
@@ -76,8 +80,7 @@ def write_csv(path: Path, cells: dict[str, SweepCell], rows: dict[str, list[tupl
         writer.writerow(["defense", "defense_params", "seeds", "train_wall_s", "train_cpu_s"])
         for label, times in rows.items():
             train = cells[label].train
-            writer.writerow([train.defense, canonical(dict(train.defense_params)), len(times),
-                             f"{statistics.fmean(w for w, _ in times):.2f}", f"{statistics.fmean(c for _, c in times):.2f}"])
+            writer.writerow([train.defense, canonical(dict(train.defense_params)), len(times), *(f"{m:.2f}" for m in means(times))])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,8 @@ from splitleak.attacks import passive_attacks
 from splitleak.models import get_architecture
 from splitleak.sweep import run_sweep
 from splitleak.sweep.grid import study_grid
-from splitleak.worst_case import worst_case_rows
+from splitleak.results import MODEL_LEVEL
+from splitleak.worst_case import WORST_CASE, worst_case_rows
 
 METRICS = {"ssim": "mean SSIM (higher = more leakage; < 0.3 unrecognisable)", "lpips": "mean LPIPS (lower = more leakage)", "semantic_accuracy": "semantic accuracy (attacker's classifier on reconstructions)"}
 
@@ -76,10 +77,10 @@ def newer_attacks_gain(results: Results) -> str:
     """Per model, the per-image worst case over the older attacks and over every attack that ran:
     what the newer ones add (empty text when none of them ran)."""
     table = results.table
-    if not set(table["attack"]) - {*OLDER, "", "worst"} or not set(OLDER) <= set(table["attack"]):
+    if not set(table["attack"]) - {*OLDER, MODEL_LEVEL, WORST_CASE} or not set(OLDER) <= set(table["attack"]):
         return ""
     before = worst_case_rows(table[table["attack"].isin(OLDER)])
-    after = table[table["attack"] == "worst"]
+    after = table[table["attack"] == WORST_CASE]
     means = [frame[frame["metric"].isin(list(METRICS))].groupby(["run", "metric"], sort=False)["value"].mean() for frame in (before, after)]
     first = table.drop_duplicates("run").set_index("run")
     lines = ["| cut | defense | " + " | ".join(f"{m}: older → all" for m in METRICS) + " |", "|" + "---|" * (2 + len(METRICS))]

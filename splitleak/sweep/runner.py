@@ -39,7 +39,7 @@ from splitleak.data import without_locations
 from splitleak.models import load_checkpoint
 from splitleak.outputs import add_to_marker, claim_folder, mark_folder
 from splitleak.progress import ProgressFactory, silent
-from splitleak.records import Provenance
+from splitleak.records import CheckpointMeta, Provenance
 from splitleak.results import FOLDER_KIND as RESULTS_KIND
 from splitleak.results import PROVENANCE_FILE, TABLE_FILE, Results, ResultsError, claim_results_folder
 from splitleak.resume import partial_path
@@ -86,23 +86,25 @@ def recorded_configs(folder: Path) -> tuple[Any, Any, Any, str] | None:
     return None if meta is None or run.checkpoint is None else (meta.train, meta.data, run.evaluation, run.checkpoint.sha256)
 
 
-@functools.lru_cache(maxsize=256)
-def _run_id(path: str, size: int, mtime_ns: int) -> str | None:
-    """A checkpoint's run id (its content hash), cached while the file's size and time stay the same."""
+@functools.lru_cache(maxsize=1024)
+def _checkpoint_identity(path: str, size: int, mtime_ns: int) -> tuple[CheckpointMeta, str] | None:
+    """A checkpoint's metadata and run id (its content hash), loaded once while the file's size
+    and time stay the same; None when it does not load."""
     try:
-        return load_checkpoint(path).sha256
-    except (ValueError, OSError):
+        checkpoint = load_checkpoint(path)
+    except (ValueError, OSError) as err:
+        log.warning("sweep: ignoring checkpoint %s (%s)", path, err)
         return None
+    return checkpoint.meta, checkpoint.sha256
 
 
-def checkpoint_run_id(path: Path) -> str | None:
-    """The content hash that results of the checkpoint at `path` record, None when there is no
-    readable one."""
+def checkpoint_identity(path: Path) -> tuple[CheckpointMeta, str] | None:
+    """The metadata and run id of the checkpoint file at `path`, None when there is no readable one."""
     try:
         stat = path.stat()
     except OSError:
         return None
-    return _run_id(str(path), stat.st_size, stat.st_mtime_ns)
+    return _checkpoint_identity(str(path), stat.st_size, stat.st_mtime_ns) if path.is_file() else None
 
 
 def is_cell_finished(out: Path, cell: SweepCell) -> bool:
@@ -119,19 +121,16 @@ def is_cell_finished(out: Path, cell: SweepCell) -> bool:
     wanted = (cell.train.to_dict(), resolved_data(cell.data), resolved_eval(cell.evaluation))
     if canonical((train, without_locations(data), evaluation)) != canonical(wanted):
         return False
-    return checkpoint_run_id(checkpoint_path(out, cell)) == run_id
+    identity = checkpoint_identity(checkpoint_path(out, cell))
+    return identity is not None and identity[1] == run_id
 
 
 def is_checkpoint_ready(out: Path, cell: SweepCell) -> bool:
     """Whether the cell's checkpoint file exists, loads, and records the cell's data and training configs."""
-    path = checkpoint_path(out, cell)
-    if not path.is_file():
+    identity = checkpoint_identity(checkpoint_path(out, cell))
+    if identity is None:
         return False
-    try:
-        meta = load_checkpoint(path).meta
-    except (ValueError, OSError) as err:
-        log.warning("sweep: ignoring checkpoint %s (%s)", path, err)
-        return False
+    meta = identity[0]
     recorded = (meta.train, without_locations(meta.data))
     return canonical(recorded) == canonical((cell.train.to_dict(), resolved_data(cell.data)))
 
@@ -251,6 +250,7 @@ class _Ledger:
 
     def __init__(self, grid: Grid, out: Path, executor: dict[str, object], on_event: Callable[[SweepEvent], None] | None) -> None:
         self.grid, self.out, self.executor, self.on_event = grid, out, executor, on_event
+        self.cells = {c.key: c for c in grid.cells}
         self.status: dict[str, str] = {c.key: PENDING for c in grid.cells}
         self.errors: dict[str, dict[str, Any]] = {}
         self.runs: dict[str, str] = {}
@@ -268,7 +268,7 @@ class _Ledger:
             self.emit("attacking", job.label)
 
     def cell(self, key: str) -> SweepCell:
-        return next(c for c in self.grid.cells if c.key == key)
+        return self.cells[key]
 
     def _done(self) -> int:
         return sum(s != PENDING for s in self.status.values())
