@@ -177,11 +177,42 @@ def _tail(path: Path, size: int) -> bytes:
         return handle.read()
 
 
+_CREATOR = b"/Creator (splitleak"
+_TRAILER = re.compile(rb"/Info\s+(\d+)\s+0\s+R.*?startxref\s+(\d+)\s+%%EOF\s*$", re.S)
+_XREF_SECTION = re.compile(rb"xref\s+(\d+)\s+(\d+)\s*?(\r\n|\n|\r)")
+
+
+def _info_object(path: Path) -> bytes:
+    """The start of the document information object a PDF's trailer points at (b"" when the file
+    does not lead there through a classic xref table, as matplotlib writes it). Reads three
+    bounded pieces: the trailer, one xref entry and the object."""
+    trailer = _TRAILER.search(_tail(path, 4096))
+    if trailer is None:
+        return b""
+    number, xref = int(trailer.group(1)), int(trailer.group(2))
+    with open(path, "rb") as handle:
+        handle.seek(xref)
+        section = _XREF_SECTION.match(handle.read(64))
+        if section is None or not int(section.group(1)) <= number < int(section.group(1)) + int(section.group(2)):
+            return b""
+        handle.seek(xref + section.end() + 20 * (number - int(section.group(1))))  # entries are 20 bytes each
+        entry = handle.read(20)
+        if not re.fullmatch(rb"\d{10} \d{5} n\s{2}", entry):
+            return b""
+        handle.seek(int(entry[:10]))
+        obj = handle.read(4096)
+    return obj if obj.startswith(b"%d 0 obj" % number) else b""
+
+
 def is_splitleak_pdf(path: Path) -> bool:
-    """A PDF whose document information names splitleak as its creator."""
+    """A PDF whose document information names splitleak as its creator, found by following the
+    trailer to the information object: the words anywhere else (a page that quotes them) do not
+    count, and a report of any size is recognised (a large report's xref table alone can be
+    longer than any fixed tail: 111 KB for the defense study's 5,566 objects)."""
     if not _head(path, 5) == b"%PDF-":
         return False
-    return b"/Creator (splitleak" in _tail(path, 1 << 16) or b"/Creator (splitleak" in _head(path, 1 << 16)
+    obj = _info_object(path)
+    return b"endobj" in obj and _CREATOR in obj[: obj.find(b"endobj")]
 
 
 def starts_with(*prefixes: bytes) -> Recogniser:

@@ -10,6 +10,7 @@ import pytest
 from splitleak.cli import main
 from splitleak.outputs import MARKER, OutputError, claim_file, claim_folder, folder_kind, mark_folder
 from splitleak.results import PROVENANCE_FILE, TABLE_FILE
+from tests._pdf import SPLITLEAK_INFO, minimal_pdf
 
 TINY = ["--dataset", "digits", "--limit-train", "300", "--aux-pool", "200", "--limit-test", "100", "--quiet"]
 FAST_EVAL = ["--limit", "20", "--attack-param", "decoder.epochs=1", "--semantic-epochs", "0", "--lpips", "none", "--aux-size", "32", "--quiet"]
@@ -176,3 +177,43 @@ def test_claims_on_markers_kinds_and_odd_paths(tmp_path: Path) -> None:
     (tmp_path / "link").symlink_to(tmp_path / "file")
     with pytest.raises(OutputError, match="not a regular file"):
         claim_file(tmp_path / "link", lambda p: True, "thing")
+
+
+@pytest.mark.parametrize("objects", [3, 6000])
+def test_a_report_pdf_is_recognised_however_many_objects_it_has(tmp_path: Path, objects: int) -> None:
+    from splitleak.outputs import is_splitleak_pdf
+
+    path = tmp_path / "report.pdf"
+    path.write_bytes(minimal_pdf(SPLITLEAK_INFO, objects))  # 6,000 objects: a 120 KB xref table between the info and the end
+    assert is_splitleak_pdf(path)
+    claim_file(path, is_splitleak_pdf, "report PDF")
+
+
+def test_a_large_pdf_by_someone_else_is_not_a_report(tmp_path: Path) -> None:
+    from splitleak.outputs import is_splitleak_pdf
+
+    path = tmp_path / "paper.pdf"
+    path.write_bytes(minimal_pdf(b"<< /Creator (LaTeX) >>", 6000, other=b"(/Creator (splitleak 0.1.0))"))  # the words inside a page, not its information
+    assert not is_splitleak_pdf(path)
+    with pytest.raises(OutputError, match="not a report PDF"):
+        claim_file(path, is_splitleak_pdf, "report PDF")
+
+
+@pytest.mark.parametrize("damage", ["startxref", "xref entry", "object number", "past the end"])
+def test_a_damaged_trailer_is_not_followed_anywhere(tmp_path: Path, damage: str) -> None:
+    from splitleak.outputs import is_splitleak_pdf
+
+    data = minimal_pdf(SPLITLEAK_INFO, 6000)
+    xref = int(data.rsplit(b"startxref\n", 1)[1].split(b"\n")[0])
+    if damage == "startxref":
+        data = data.replace(b"startxref\n%d" % xref, b"startxref\n%d" % (xref + 7))
+    elif damage == "xref entry":
+        entry = xref + len(b"xref\n0 6001\n") + 20 * 6000
+        data = data[:entry] + b"garbage, not entry\n" + data[entry + 20 :]
+    elif damage == "object number":
+        data = data.replace(b"/Info 6000 0 R", b"/Info 5999 0 R")  # points at an object without the creator
+    else:
+        data = data.replace(b"startxref\n%d" % xref, b"startxref\n%d" % (10 * len(data)))
+    path = tmp_path / "report.pdf"
+    path.write_bytes(data)
+    assert not is_splitleak_pdf(path)

@@ -12,6 +12,7 @@ import splitleak
 from splitleak.cli import main
 from splitleak.reports.document import build_content, figure_pages
 from splitleak.reports.notes import notes_pages
+from tests._pdf import minimal_pdf
 from splitleak.reports.style import report_style
 
 FIGURE_PAGES = 1 + 1 + 1 + 1 + 1  # decision, summary, trade-off, dCor vs alpha, distributions (3 checkpoints fit on one)
@@ -135,7 +136,7 @@ def quick_writers(monkeypatch):
     from splitleak.reports import document
 
     def pdf(pages, path, **_):
-        Path(path).write_bytes(b"%PDF-1.4 " + str(len(pages)).encode() + b" /Creator (splitleak x)")
+        Path(path).write_bytes(minimal_pdf(objects=3 + len(pages)))
 
     def html(path, **kw):
         Path(path).write_text(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{document.TITLE}</title> {kw["subtitle"]}')
