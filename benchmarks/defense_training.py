@@ -26,7 +26,9 @@ from pathlib import Path
 
 import torch
 
+from splitleak.cli import run_guarded, seed_list
 from splitleak.data import load_splits
+from splitleak.errors import InputError
 from splitleak.sweep.grid import SweepCell, canonical, load_grid
 from splitleak.timing import training_seconds
 from splitleak.training import train
@@ -86,12 +88,16 @@ def write_csv(path: Path, cells: dict[str, SweepCell], rows: dict[str, list[tupl
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.defense_training", description=__doc__.splitlines()[0])
     parser.add_argument("--grid", default=str(GRID), help="the grid file whose models are timed")
-    parser.add_argument("--seeds", default="0", help="comma-separated training seeds (default 0)")
+    parser.add_argument("--seeds", default=(0,), type=seed_list, help="comma-separated training seeds (default 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--out", default=str(RESULTS / "defense_training.md"), help="Markdown file written")
     args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    cells = models(Path(args.grid), set(args.seeds))
+    if not cells:
+        raise InputError(f"{args.grid} has no model with training seed {', '.join(map(str, args.seeds))}")
     torch.set_num_threads(args.threads)
-    cells = models(Path(args.grid), {int(s) for s in args.seeds.split(",")})
     splits = load_splits(cells[0].data)
     rows: dict[str, list[tuple[float, float]]] = {}
     for cell in cells:
@@ -108,4 +114,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_guarded(main))

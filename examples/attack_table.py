@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +30,8 @@ import pandas as pd
 from splitleak import DataConfig, EvalConfig, Results, TrainConfig
 from splitleak._cli.device import HELP as DEVICE_HELP, device_argument
 from splitleak.attacks import passive_attacks
+from splitleak.cli import run_guarded
+from splitleak.cuts import parse_cut
 from splitleak.models import get_architecture
 from splitleak.sweep import run_sweep
 from splitleak.sweep.grid import study_grid
@@ -125,6 +129,17 @@ def write_finished_tables(out: Path) -> str:
     return f"wrote {out / 'attack_table.md'} ({len(cells)} models)"
 
 
+def _alphas(text: str) -> tuple[float, ...]:
+    """'5,20' -> (5.0, 20.0); '' -> (): NoPeek alphas, finite numbers > 0."""
+    try:
+        alphas = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        alphas = (math.nan,)
+    if not all(math.isfinite(a) and a > 0 for a in alphas):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers > 0 such as 5,20, got {text!r}")
+    return alphas
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/attack-table")
@@ -135,7 +150,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--limit", type=int, default=200, help="test images attacked per model")
     parser.add_argument("--cuts", default=None, help="comma-separated cuts, numbers or names (default: the architecture's first three)")
-    parser.add_argument("--alphas", default="5,20", help="comma-separated NoPeek alphas (empty: none)")
+    parser.add_argument("--alphas", default=(5.0, 20.0), type=_alphas, help="comma-separated NoPeek alphas (empty: none)")
     parser.add_argument("--workers", type=int, default=1, help="models evaluated in parallel (each with cores // workers threads)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: cores // workers)")
     parser.add_argument("--semantic-epochs", type=int, default=5, help="epochs of the attacker's semantic classifier (a whole network of the same architecture)")
@@ -153,8 +168,8 @@ def main() -> None:
     # the adaptive attacker (as in the demo): one release of each image per training epoch
     evaluation = EvalConfig(attacks=tuple(args.attacks.split(",")) if args.attacks else passive_attacks(), limit=args.limit, semantic_epochs=args.semantic_epochs, require_lpips=True, observations="epochs", device=args.device)
     arch = get_architecture(args.arch)
-    cuts = [int(c) if c.isdigit() else c for c in args.cuts.split(",")] if args.cuts else list(arch.cuts[:3])
-    alphas = [float(a) for a in args.alphas.split(",") if a]
+    cuts = [parse_cut(c) for c in args.cuts.split(",")] if args.cuts else list(arch.cuts[:3])
+    alphas = list(args.alphas)
     outcome = run_sweep(study_grid("attack-table", data, models(args.arch, cuts, args.epochs, alphas, args.noise, undefended=not args.no_undefended, device=args.device), evaluation), args.out, workers=args.workers, threads=args.threads, report=False)
     if outcome.failed:
         raise SystemExit(f"{len(outcome.failed)} model(s) failed; see {args.out}/sweep.json")
@@ -164,4 +179,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_guarded(main))

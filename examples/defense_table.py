@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import statistics
+import sys
 
+from splitleak.cli import run_guarded
+from splitleak.errors import InputError
 from splitleak.reports.decision import Setting, group_settings
 from splitleak.reports.decision_page import decision_page
 from splitleak.reports.document import build_content
@@ -41,10 +45,29 @@ def _train_seconds(runs: list[Run]) -> float:
     return statistics.fmean(values) if values else float("nan")
 
 
+TIMES_COLUMNS = ("defense", "defense_params", "train_wall_s")
+
+
 def quiet_times(path: str) -> dict[tuple[str, str], float]:
-    """(defense, canonical parameters) -> training wall seconds, from benchmarks.defense_training's CSV."""
-    with open(path, newline="") as handle:
-        return {(r["defense"], r["defense_params"]): float(r["train_wall_s"]) for r in csv.DictReader(handle)}
+    """(defense, canonical parameters) -> training wall seconds, from benchmarks.defense_training's
+    CSV; a file without its columns or with a time that is not a finite number >= 0 is refused."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        try:
+            rows = list(csv.DictReader(handle))
+        except (csv.Error, UnicodeDecodeError) as err:
+            raise InputError(f"{path} is not a CSV file: {err}") from None
+    times = {}
+    for line, r in enumerate(rows, start=2):
+        if any(r.get(column) is None for column in TIMES_COLUMNS):
+            raise InputError(f"{path} line {line}: expected the columns {', '.join(TIMES_COLUMNS)} (python -m benchmarks.defense_training writes them)")
+        try:
+            seconds = float(r["train_wall_s"])
+        except ValueError:
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds < 0:
+            raise InputError(f"{path} line {line}: train_wall_s must be a number of seconds >= 0, got {r['train_wall_s']!r}")
+        times[(r["defense"], r["defense_params"])] = seconds
+    return times
 
 
 def row(setting: Setting, runs: list[Run], times: dict[tuple[str, str], float] | None) -> str:
@@ -82,4 +105,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_guarded(main))

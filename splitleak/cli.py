@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from splitleak import __version__
@@ -60,7 +60,7 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
     _verbose_option(parser)
 
 
-def _seed_list(text: str) -> tuple[int, ...]:
+def seed_list(text: str) -> tuple[int, ...]:
     """'0,1,2' -> (0, 1, 2): distinct training seeds, whole numbers >= 0."""
     try:
         seeds = tuple(int(part) for part in text.split(","))
@@ -157,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the main job: train, attack and report on Fashion-MNIST", description="Train small-cnn on Fashion-MNIST without a defense and under NoPeek, noise, dp-noise, dropout and adversarial training; attack each adaptively with the decoder, rMLE, shadow and UnSplit attacks; write report.pdf, which opens with the defense to ship within 3 points of accuracy (--quick: three models, under a minute on 2 CPU cores).")
     demo.add_argument("--out", required=True, help="a sweep folder for checkpoints/, cells/, the merged results and report.pdf (finished models are reused)")
     demo.add_argument("--quick", action="store_true", help="small budgets: 6,000 training images, 64 test images, quarter attack budgets")
-    demo.add_argument("--seeds", type=_seed_list, help="training seeds, comma-separated (default 0): each setting is trained once per seed and the decision page shows the spread (e.g. 0,1,2: three times the work)")
+    demo.add_argument("--seeds", type=seed_list, help="training seeds, comma-separated (default 0): each setting is trained once per seed and the decision page shows the spread (e.g. 0,1,2: three times the work)")
     demo.add_argument("--data-dir", help="where datasets live (default: $SPLITLEAK_DATA_DIR, ~/.cache/splitleak/data, Debian's dataset packages)")
     demo.add_argument("--attacks", help="comma-separated attacks (default decoder,rmle,shadow,unsplit; 'all': every attack on an honestly trained model, "
                       "sdar and fora included, each 5-8 CPU-minutes more per model)")
@@ -486,20 +486,14 @@ def _interrupted() -> int:
     return EXIT_INTERRUPTED
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `splitleak` command; returns the exit code (see the module docstring)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    verbose = any(arg in ("-v", "--verbose") for arg in argv)  # until the arguments are parsed
+def run_guarded(run: Callable[[], int | None], verbose: Callable[[], bool] = lambda: False) -> int:
+    """Run `run` under the command line's conventions and return the exit code: its own (None: 0);
+    bad input (InputError) or the environment (OSError): one line `splitleak: error: ...` and 2;
+    Ctrl-C: one line and 130; anything else is a bug: one line naming it and 1, with the traceback
+    when `verbose()`. The `splitleak` command and the example and benchmark scripts use it."""
     with _noting_interrupts() as interrupts:
         try:
-            args = _parser().parse_args(argv)
-            verbose = bool(getattr(args, "verbose", False))
-            logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-            if getattr(args, "threads", None) is not None and args.command != "sweep":  # sweep: per worker, set in each
-                import torch
-
-                torch.set_num_threads(args.threads)
-            code = args.run(args)
+            code = run() or 0
             return _interrupted() if interrupts else code  # an interrupt Python dropped: the work is done, but say so
         except KeyboardInterrupt:
             return _interrupted()
@@ -514,13 +508,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = _one_line(err)
             if len(message) > MAX_INTERNAL_MESSAGE:
                 message = message[: MAX_INTERNAL_MESSAGE - 3] + "..."
-            if verbose:
+            if verbose():
                 traceback.print_exc()
                 hint = "please report it"
             else:
                 hint = "run again with -v for the traceback; please report it"
             print(f"splitleak: internal error: {type(err).__name__}: {message} ({hint})", file=sys.stderr)
             return EXIT_INTERNAL_ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `splitleak` command; returns the exit code (see the module docstring)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    verbose = [any(arg in ("-v", "--verbose") for arg in argv)]  # until the arguments are parsed
+
+    def run() -> int:
+        args = _parser().parse_args(argv)
+        verbose[0] = bool(getattr(args, "verbose", False))
+        logging.basicConfig(level=logging.INFO if verbose[0] else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        if getattr(args, "threads", None) is not None and args.command != "sweep":  # sweep: per worker, set in each
+            import torch
+
+            torch.set_num_threads(args.threads)
+        return args.run(args)
+
+    return run_guarded(run, lambda: verbose[0])
 
 
 if __name__ == "__main__":

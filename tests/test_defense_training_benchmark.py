@@ -1,12 +1,19 @@
-"""benchmarks/defense_training.py and examples/defense_table.py agree on which setting a time belongs to."""
+"""benchmarks/defense_training.py and examples/defense_table.py agree on which setting a time belongs to,
+and the scripts answer bad input as the command line does."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.defense_training import GRID, models, write_csv
+from splitleak.errors import InputError
 from splitleak.sweep.grid import canonical
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,3 +43,38 @@ def test_times_are_found_by_the_parameters_results_record(tmp_path):
         # evaluate writes the resolved parameters as JSON (floats stay floats: "alpha": 5.0)
         recorded = json.loads(json.dumps({k: float(v) if isinstance(v, int) else v for k, v in cell.train.defense_params.items()}))
         assert times[(cell.train.defense, canonical(recorded))] == float(i)
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "content, complaint",
+    [
+        ("defense,seeds\nnone,1\n", "expected the columns"),
+        ("defense,defense_params,train_wall_s\nnone,{},fast\n", "must be a number of seconds"),
+        ("defense,defense_params,train_wall_s\nnone,{},-3\n", "must be a number of seconds"),
+        ("defense,defense_params,train_wall_s\nnone,{},nan\n", "must be a number of seconds"),
+    ],
+)
+def test_a_malformed_times_file_is_refused_in_one_line(tmp_path, content, complaint):
+    path = tmp_path / "t.csv"
+    path.write_text(content)
+    with pytest.raises(InputError, match=complaint):
+        _defense_table().quiet_times(str(path))
+
+
+def test_the_scripts_answer_bad_input_in_one_line(tmp_path):
+    """A script's bad input ends as the command line's does: one line, exit 2, nothing written."""
+    for args, complaint in (
+        (["examples/defense_table.py", str(tmp_path / "missing")], "no such results folder"),
+        (["examples/defense_table.py", str(tmp_path), "--training-times", str(tmp_path / "absent.csv")], "absent.csv"),
+        (["-m", "benchmarks.defense_training", "--seeds", "7", "--out", str(tmp_path / "t.md")], "no model with training seed 7"),
+        (["examples/attack_table.py", "--cuts", "2.5", "--out", str(tmp_path / "table")], "a cut is a whole number"),
+    ):
+        done = _run(args)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("splitleak: error:") and complaint in lines[0], (args, done.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
