@@ -28,7 +28,8 @@ Deviations, and why:
   get the head's prediction argmax f2(z) instead (the head's accuracy on them: ~0.85 undefended,
   ~0.8 under NoPeek here). The reconstruction of z uses the same pseudo-label.
 * **Budget.** The paper runs 20,000 iterations (CIFAR); the default here is 1,000 (a 2-core CPU),
-  a `budget_field`. The discriminators are narrower and shallower than the authors' (their
+  a `budget_field`. Post hoc, longer is not stronger: undefended, 3,000 iterations reconstruct
+  far worse than 1,000 (the simulator drifts from the client; docs/attacks.md, `sdar`). The discriminators are narrower and shallower than the authors' (their
   feature discriminator has up to six 256-wide convolutions) for the same reason; the decoder is
   the `decoder` attack's network (its input widened by one label channel), close to the
   authors' upsample + conv + BN + ReLU decoder with a sigmoid.
