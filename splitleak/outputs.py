@@ -190,12 +190,18 @@ def _info_object(path: Path) -> bytes:
     if trailer is None:
         return b""
     number, xref = int(trailer.group(1)), int(trailer.group(2))
+    size = path.stat().st_size
+    if xref >= size:  # offsets past the end (a damaged or hostile trailer) lead nowhere
+        return b""
     with open(path, "rb") as handle:
         handle.seek(xref)
         section = _XREF_SECTION.match(handle.read(64))
         if section is None or not int(section.group(1)) <= number < int(section.group(1)) + int(section.group(2)):
             return b""
-        handle.seek(xref + section.end() + 20 * (number - int(section.group(1))))  # entries are 20 bytes each
+        at = xref + section.end() + 20 * (number - int(section.group(1)))  # entries are 20 bytes each
+        if at + 20 > size:
+            return b""
+        handle.seek(at)
         entry = handle.read(20)
         if not re.fullmatch(rb"\d{10} \d{5} n\s{2}", entry):
             return b""

@@ -199,7 +199,7 @@ def test_a_large_pdf_by_someone_else_is_not_a_report(tmp_path: Path) -> None:
         claim_file(path, is_splitleak_pdf, "report PDF")
 
 
-@pytest.mark.parametrize("damage", ["startxref", "xref entry", "object number", "past the end"])
+@pytest.mark.parametrize("damage", ["startxref", "xref entry", "object number", "past the end", "huge numbers"])
 def test_a_damaged_trailer_is_not_followed_anywhere(tmp_path: Path, damage: str) -> None:
     from splitleak.outputs import is_splitleak_pdf
 
@@ -212,8 +212,10 @@ def test_a_damaged_trailer_is_not_followed_anywhere(tmp_path: Path, damage: str)
         data = data[:entry] + b"garbage, not entry\n" + data[entry + 20 :]
     elif damage == "object number":
         data = data.replace(b"/Info 6000 0 R", b"/Info 5999 0 R")  # points at an object without the creator
-    else:
+    elif damage == "past the end":
         data = data.replace(b"startxref\n%d" % xref, b"startxref\n%d" % (10 * len(data)))
+    else:  # numbers no file offset can be
+        data = data.replace(b"/Info 6000 0 R", b"/Info %d 0 R" % 10**40).replace(b"xref\n0 6001\n", b"xref\n0 %d\n" % 10**41)
     path = tmp_path / "report.pdf"
     path.write_bytes(data)
     assert not is_splitleak_pdf(path)

@@ -29,8 +29,9 @@ Deviations, and why:
   ~0.8 under NoPeek here). The reconstruction of z uses the same pseudo-label.
 * **Budget.** The paper runs 20,000 iterations (CIFAR); the default here is 1,000 (a 2-core CPU),
   a `budget_field`. Post hoc, longer is not stronger: undefended, 3,000 iterations reconstruct
-  far worse than 1,000 (the simulator drifts from the client; docs/attacks.md, `sdar`). The discriminators are narrower and shallower than the authors' (their
-  feature discriminator has up to six 256-wide convolutions) for the same reason; the decoder is
+  far worse than 1,000 (the simulator drifts from the client; docs/attacks.md, `sdar`). The
+  discriminators are narrower and shallower than the authors' (their feature discriminator has
+  up to six 256-wide convolutions) for the same reason; the decoder is
   the `decoder` attack's network (its input widened by one label channel), close to the
   authors' upsample + conv + BN + ReLU decoder with a sigmoid.
 * **Simulator.** A fresh clone of the client's architecture (as the paper's default) when the
