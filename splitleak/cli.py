@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--dp-epsilon", type=float, help="dp-noise: epsilon of each released activation (default 8; smaller = more private)")
     train.add_argument("--dp-delta", type=float, help="dp-noise: delta of each released activation (default 1e-5)")
     train.add_argument("--dp-clip", type=float, help="dp-noise: L2 norm C each activation is clipped to (default 1)")
-    train.add_argument("--server", default="honest", help="the training server: honest (trains the task) or fsha (a malicious server hijacking the client's training; docs/attacks.md#fsha)")
+    train.add_argument("--server", default="honest", help="the training server: honest (trains the task), sdar (honest, and runs SDAR on every batch it receives: passive; attack sdar-online) or fsha (a malicious server hijacking the client's training; docs/attacks.md#fsha)")
     train.add_argument("--server-param", action="append", default=[], metavar="SERVER.KEY=VALUE", help="set a server parameter, e.g. fsha.lr_critic=1e-4 (repeatable; the server must be --server)")
     train.add_argument("--detector", help="a client-side detector of a hijacking server: splitguard (fake batches with randomised labels; docs/defenses.md#detecting-a-hijacking-server)")
     train.add_argument("--detector-param", action="append", default=[], metavar="DETECTOR.KEY=VALUE", help="set a detector parameter, e.g. splitguard.p_fake=0.2 (repeatable; the detector must be --detector)")

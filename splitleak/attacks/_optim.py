@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from splitleak._random import build, generator
-from splitleak.attacks.base import Access, ThreatModelError
+from splitleak.attacks.base import Access, ThreatModelError, TrainingServer
 from splitleak.data import InputSpec
 from splitleak.errors import InputError
 from splitleak.models.architectures import activation_shape, get_architecture
@@ -154,6 +154,34 @@ def fresh_client(access: Access, attack: str, summary: str, init: torch.Generato
             f"but the observed ones are {tuple(access.activation_shape)}"
         )
     return model.to(access.device)
+
+
+def server_copy(model: SplitModel, init: torch.Generator, server: str, what: str) -> SplitModel:
+    """A freshly initialised copy of `model`'s architecture up to its cut, for a training-time
+    server's own network (FSHA's pilot, SDAR's simulator); its head is never used."""
+    if model.arch is None or model.cut is None:
+        raise InputError(f"server {server!r} needs a registered architecture to build its {what}")
+    arch = get_architecture(model.arch)
+    # the copy's head is never used; its size does not change the encoder
+    return build(lambda: SplitModel(*arch.build(model.spec.shape, 2, model.cut), model.spec, arch=arch.name, cut=model.cut), init)
+
+
+def encoder_output_shape(model: SplitModel) -> tuple[int, ...]:
+    """The shape of one image's activation from `model`'s encoder (no transform)."""
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        return tuple(model.encoder(torch.zeros(1, *model.spec.shape, device=device)).shape[1:])
+
+
+def load_server_module(attack: str, module: nn.Module, server: TrainingServer, prefix: str, shape: tuple[int, ...]) -> nn.Module:
+    """`module` with the weights a training-time server kept under `prefix.` in the checkpoint
+    (strict: a module that does not fit them is the checkpoint's problem, one line)."""
+    state = {k[len(prefix) + 1 :]: v for k, v in server.state.items() if k.startswith(prefix + ".")}
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise InputError(f"attack {attack!r}: the checkpoint's server {prefix} does not fit activations {shape}: {str(err).splitlines()[0]}") from None
+    return module
 
 
 def frozen(module: nn.Module) -> nn.Module:

@@ -64,10 +64,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from splitleak._random import build, constructed
+from splitleak.attacks._optim import encoder_output_shape, load_server_module, server_copy
 from splitleak.attacks.base import ATTACKS, Access, AttackConfig, ThreatModel, WorkSize
 from splitleak.attacks.decoder import Decoder
 from splitleak.errors import InputError
-from splitleak.models.architectures import get_architecture
 from splitleak.models.split import SplitModel
 from splitleak.progress import ProgressFactory, silent
 from splitleak.protocol import SERVERS, ServerReply, ServerSetup
@@ -142,24 +142,6 @@ def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, generator: t
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
 
 
-def _pilot(model: SplitModel, generator: torch.Generator) -> SplitModel:
-    """A freshly initialised copy of the client's architecture up to the cut (f~)."""
-    if model.arch is None or model.cut is None:
-        raise InputError("server 'fsha' needs a registered architecture to build its pilot encoder")
-    arch = get_architecture(model.arch)
-    # the pilot's head is never used; its size does not change the encoder
-    return build(lambda: SplitModel(*arch.build(model.spec.shape, 2, model.cut), model.spec, arch=arch.name, cut=model.cut), generator)
-
-
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def _activation_shape(model: SplitModel) -> tuple[int, ...]:
-    with torch.no_grad():
-        return tuple(model.encoder(torch.zeros(1, *model.spec.shape, device=_device(model))).shape[1:])
-
-
 @SERVERS.register
 class FSHAServer:
     """The feature-space hijacking server (see the module docstring)."""
@@ -179,8 +161,8 @@ class FSHAServer:
 
     def __init__(self, model: SplitModel, config: FSHAServerConfig, *, public: Tensor, generator: torch.Generator, device: torch.device) -> None:
         self.config, self.public, self.generator, self.device = config, public, generator, torch.device(device)
-        z_shape = _activation_shape(model)
-        self.pilot = _pilot(model, generator).to(self.device)
+        z_shape = encoder_output_shape(model)
+        self.pilot = server_copy(model, generator, self.name, "pilot encoder").to(self.device)
         self.decoder = build(lambda: Decoder(z_shape, model.spec, config.decoder_width), generator).to(self.device)
         self.critic = build(lambda: Critic(z_shape, config.critic_width, config.critic_blocks), generator).to(self.device)
         self.autoencoder_optimiser = torch.optim.Adam([*self.pilot.encoder.parameters(), *self.decoder.parameters()], lr=config.lr_autoencoder)
@@ -279,12 +261,8 @@ class FSHAAttack:
         assert access.server is not None
         self.decoder, self.device = None, access.device
         width = access.server.params.get("decoder_width", FSHAServerConfig.decoder_width)
-        state = {k[len("decoder."):]: v for k, v in access.server.state.items() if k.startswith("decoder.")}
-        decoder = constructed(lambda: Decoder(tuple(access.activation_shape), access.spec, int(width)))
-        try:
-            decoder.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            raise InputError(f"attack 'fsha': the checkpoint's server decoder does not fit activations {tuple(access.activation_shape)}: {str(err).splitlines()[0]}") from None
+        shape = tuple(access.activation_shape)
+        decoder = load_server_module(self.name, constructed(lambda: Decoder(shape, access.spec, int(width))), access.server, "decoder", shape)
         self.decoder = decoder.to(self.device).eval()
         return self
 

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -55,24 +56,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from splitleak._random import Stochastic, build
-from splitleak.attacks._optim import attack_generator, fresh_client, frozen
+from splitleak._random import Stochastic, build, constructed
+from splitleak.attacks._optim import attack_generator, encoder_output_shape, fresh_client, frozen, load_server_module, server_copy
 from splitleak.attacks.base import ATTACKS, Access, AttackConfig, ThreatModel, ThreatModelError, WorkSize
 from splitleak.attacks.decoder import Decoder
+from splitleak.data import ArraySplit
+from splitleak.dataspec import InputSpec
 from splitleak.errors import InputError
+from splitleak.models.split import SplitModel
 from splitleak.progress import ProgressFactory, silent
+from splitleak.protocol import SERVERS, HonestServer, ServerReply, ServerSetup
 
 EMBEDDING = 50  # label embedding size of the authors' conditional models
 
 
 @dataclass(frozen=True)
-class SDARConfig(AttackConfig):
-    """Budget and hyper-parameters of SDAR (defaults: the authors' vanilla split learning ones)."""
+class SDARServerConfig(AttackConfig):
+    """SDAR's recipe (defaults: the authors' vanilla split learning ones): what the server that
+    runs it during training takes (`--server-param sdar.KEY=VALUE`), one iteration per training step."""
 
-    what: ClassVar[str] = "sdar"
-    budget_fields: ClassVar[tuple[str, ...]] = ("iterations",)
+    what: ClassVar[str] = "sdar server"
 
-    iterations: int = 1000
     batch_size: int = 128
     simulator_lr: float = 1e-3
     decoder_lr: float = 5e-4
@@ -82,6 +86,16 @@ class SDARConfig(AttackConfig):
     decoder_disc_lr: float = 5e-9  # the authors': decoder_lr * lambda2
     decoder_width: int = 32
     disc_width: int = 32
+
+
+@dataclass(frozen=True)
+class SDARConfig(SDARServerConfig):
+    """Budget and hyper-parameters of SDAR on a finished model: the recipe and its iterations."""
+
+    what: ClassVar[str] = "sdar"
+    budget_fields: ClassVar[tuple[str, ...]] = ("iterations",)
+
+    iterations: int = 1000
 
 
 class _Dropout(Stochastic):
@@ -146,7 +160,7 @@ class Discriminator(nn.Module):
 class ConditionalDecoder(nn.Module):
     """The decoder attack's network on (z, label): the label is one more channel (or 50 features)."""
 
-    def __init__(self, z_shape: tuple[int, ...], num_classes: int, attack: Access, width: int) -> None:
+    def __init__(self, z_shape: tuple[int, ...], num_classes: int, spec: InputSpec, width: int) -> None:
         super().__init__()
         if len(z_shape) == 3:
             self.label: nn.Module = _LabelMap(num_classes, (z_shape[1], z_shape[2]))
@@ -154,7 +168,7 @@ class ConditionalDecoder(nn.Module):
         else:
             self.label = nn.Embedding(num_classes, EMBEDDING)
             widened = (z_shape[0] + EMBEDDING,)
-        self.decoder = Decoder(widened, attack.spec, width)
+        self.decoder = Decoder(widened, spec, width)
 
     def forward(self, z: Tensor, y: Tensor) -> Tensor:
         joined = self.label(z, y) if isinstance(self.label, _LabelMap) else torch.cat([z, self.label(y)], 1)
@@ -217,6 +231,59 @@ def _play(*moves: tuple[torch.optim.Optimizer, list[nn.Parameter], Tensor]) -> N
         optimiser.step()
 
 
+class Game:
+    """SDAR's four players -- simulator f~ (through the head f2), feature discriminator D_f,
+    conditional decoder g, decoder discriminator D_g -- with their Adam optimisers; `play` is one
+    iteration of the paper's Algorithm 1 on a batch of auxiliary images and one of observed
+    activations. The post-hoc attack plays it `iterations` times on a finished model, the
+    training-time server once per training step on the batch it just received."""
+
+    def __init__(
+        self, sim_module: nn.Module, simulate: Any, head: nn.Module, shape: tuple[int, ...], spec: InputSpec, classes: int,
+        cfg: SDARServerConfig, init: torch.Generator, dropout: torch.Generator, device: str | torch.device,
+    ) -> None:
+        self.simulate, self.head, self.cfg = simulate, head, cfg
+        self.sim_module = sim_module
+        self.feature_disc = build(lambda: Discriminator(shape, classes, cfg.disc_width), init).to(device)
+        self.decoder = build(lambda: ConditionalDecoder(shape, classes, spec, cfg.decoder_width), init).to(device)
+        self.image_disc = build(lambda: Discriminator(tuple(spec.shape), classes, cfg.disc_width), init).to(device)
+        for layer in [*self.feature_disc.modules(), *self.image_disc.modules()]:
+            if isinstance(layer, _Dropout):
+                layer.generator = dropout
+        players = [
+            (sim_module, cfg.simulator_lr), (self.feature_disc, cfg.feature_disc_lr), (self.decoder, cfg.decoder_lr), (self.image_disc, cfg.decoder_disc_lr),
+        ]
+        self.params = [[p for p in m.parameters() if p.requires_grad] for m, _ in players]
+        self.optimisers = [torch.optim.Adam(p, lr=lr) for p, (_, lr) in zip(self.params, players)]
+        for m, _ in players:
+            m.train()
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"simulator": self.sim_module, "feature_disc": self.feature_disc, "decoder": self.decoder, "image_disc": self.image_disc}
+
+    def play(self, xs: Tensor, ys: Tensor, z: Tensor, y: Tensor) -> Tensor:
+        """One iteration; returns (simulator CE, D_f loss, decoder MSE, D_f right on real, right on fake)."""
+        cfg, params, optimisers = self.cfg, self.params, self.optimisers
+        # 1. simulator vs feature discriminator
+        zs = self.simulate(xs)
+        ce = F.cross_entropy(self.head(zs), ys)
+        fake, real = self.feature_disc(zs, ys), self.feature_disc(z, y)
+        disc_loss = _bce(real, True) + _bce(fake, False)
+        sim_loss = ce + cfg.lambda1 * _bce(fake, True) if cfg.lambda1 > 0 else ce
+        _play((optimisers[0], params[0], sim_loss), *([(optimisers[1], params[1], disc_loss)] if cfg.lambda1 > 0 else []))
+        # 2. decoder vs decoder discriminator, on the updated simulator
+        with torch.no_grad():
+            zs = self.simulate(xs)
+        mse = F.mse_loss(self.decoder(zs, ys), xs)
+        if cfg.lambda2 > 0:
+            fake_x = self.image_disc(self.decoder(z, y), y)
+            image_loss = _bce(self.image_disc(xs, ys), True) + _bce(fake_x, False)
+            _play((optimisers[2], params[2], mse + cfg.lambda2 * _bce(fake_x, True)), (optimisers[3], params[3], image_loss))
+        else:
+            _play((optimisers[2], params[2], mse))
+        return torch.stack([ce.detach(), disc_loss.detach(), mse.detach(), (real > 0).float().mean(), (fake < 0).float().mean()])
+
+
 SAMPLES_PER_SECOND = 300.0  # iteration-samples (one aux + one observed image) per second, one core, small-cnn cut 2
 
 
@@ -272,51 +339,20 @@ class SDARAttack:
         init = attack_generator(access.seed, self.name, "init")
         sim_module, simulate = _simulator(access, self.name, self.threat_model.summary, init)
         shape = tuple(access.activation_shape)
-        feature_disc = build(lambda: Discriminator(shape, classes, cfg.disc_width), init).to(device)
-        decoder = build(lambda: ConditionalDecoder(shape, classes, access, cfg.decoder_width), init).to(device)
-        image_disc = build(lambda: Discriminator(tuple(access.spec.shape), classes, cfg.disc_width), init).to(device)
-        dropout = attack_generator(access.seed, self.name, "dropout")
-        for layer in [*feature_disc.modules(), *image_disc.modules()]:
-            if isinstance(layer, _Dropout):
-                layer.generator = dropout
-        players = [
-            (sim_module, cfg.simulator_lr), (feature_disc, cfg.feature_disc_lr), (decoder, cfg.decoder_lr), (image_disc, cfg.decoder_disc_lr),
-        ]
-        params = [[p for p in m.parameters() if p.requires_grad] for m, _ in players]
-        optimisers = [torch.optim.Adam(p, lr=lr) for p, (_, lr) in zip(params, players)]
-        for m, _ in players:
-            m.train()
+        game = Game(sim_module, simulate, head, shape, access.spec, classes, cfg, init, attack_generator(access.seed, self.name, "dropout"), device)
         aux_batches = _cycle(len(x_aux), min(cfg.batch_size, len(x_aux)), attack_generator(access.seed, self.name, "order"))
         obs_batches = _cycle(len(z_obs), min(cfg.batch_size, len(z_obs)), attack_generator(access.seed, self.name, "observed"))
         logs = torch.zeros(cfg.iterations, 5)
         with self.progress(total=cfg.iterations, desc="sdar attack: fit") as bar:
             for it in range(cfg.iterations):
                 a, o = next(aux_batches), next(obs_batches)
-                xs, ys, z, y = x_aux[a].to(device), y_aux[a].to(device), z_obs[o].to(device), y_obs[o].to(device)
-                # 1. simulator vs feature discriminator
-                zs = simulate(xs)
-                ce = F.cross_entropy(head(zs), ys)
-                fake, real = feature_disc(zs, ys), feature_disc(z, y)
-                disc_loss = _bce(real, True) + _bce(fake, False)
-                sim_loss = ce + cfg.lambda1 * _bce(fake, True) if cfg.lambda1 > 0 else ce
-                _play((optimisers[0], params[0], sim_loss), *([(optimisers[1], params[1], disc_loss)] if cfg.lambda1 > 0 else []))
-                # 2. decoder vs decoder discriminator, on the updated simulator
-                with torch.no_grad():
-                    zs = simulate(xs)
-                mse = F.mse_loss(decoder(zs, ys), xs)
-                if cfg.lambda2 > 0:
-                    fake_x = image_disc(decoder(z, y), y)
-                    image_loss = _bce(image_disc(xs, ys), True) + _bce(fake_x, False)
-                    _play((optimisers[2], params[2], mse + cfg.lambda2 * _bce(fake_x, True)), (optimisers[3], params[3], image_loss))
-                else:
-                    _play((optimisers[2], params[2], mse))
-                logs[it] = torch.stack([ce.detach(), disc_loss.detach(), mse.detach(), (real > 0).float().mean(), (fake < 0).float().mean()])
+                logs[it] = game.play(x_aux[a].to(device), y_aux[a].to(device), z_obs[o].to(device), y_obs[o].to(device))
                 bar.update(1)
                 if (it + 1) % 50 == 0:
-                    bar.set_postfix(ce=f"{ce.item():.3f}", mse=f"{mse.item():.4f}", disc=f"{disc_loss.item():.3f}")
-        decoder.eval()
+                    bar.set_postfix(ce=f"{logs[it, 0]:.3f}", mse=f"{logs[it, 2]:.4f}", disc=f"{logs[it, 1]:.3f}")
+        game.decoder.eval()
         sim_module.eval()
-        self.decoder, self.head = decoder, head
+        self.decoder, self.head = game.decoder, head
         self.history, self.diagnostics = self._summaries(logs, simulate, head, x_aux, y_aux, device)
         return self
 
@@ -355,3 +391,156 @@ class SDARAttack:
 
     def budget(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self.config), **self.diagnostics}
+
+
+@SERVERS.register
+class SDARServer(HonestServer):
+    """SDAR during training (the paper's main setting): a passive server that trains the head on
+    the task exactly as the honest server does -- the client receives the same gradients and ends
+    with the same weights -- and after each step plays one SDAR iteration with the batch it just
+    received (activations and their true labels, which a vanilla split-learning server holds) as
+    the real examples, a random batch of its labelled auxiliary data, and the head as it is now
+    (in eval mode, so its BatchNorm statistics are the honest ones)."""
+
+    name: ClassVar[str] = "sdar"
+    threat: ClassVar[str] = "honest-but-curious: trains the head honestly and runs SDAR on every batch it receives (passive)"
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        return dataclasses.asdict(SDARServerConfig.from_dict(params))
+
+    @classmethod
+    def setup(cls, model: SplitModel, setup: ServerSetup) -> SDARServer:
+        if setup.aux is None or len(setup.aux) < 2:
+            raise InputError("server 'sdar' needs at least 2 labelled auxiliary images (the data splits' aux part)")
+        return cls(model, SDARServerConfig.from_dict(setup.params), aux=setup.aux, generator=setup.generator, device=setup.device, lr=setup.lr)
+
+    def __init__(
+        self, model: SplitModel, config: SDARServerConfig, *, aux: ArraySplit, generator: torch.Generator, device: torch.device, lr: float = 1e-3
+    ) -> None:
+        super().__init__(model, lr=lr)
+        self.config, self.generator, self.device = config, generator, torch.device(device)
+        self.x_aux, self.y_aux = aux.x, aux.y.long()
+        shape = encoder_output_shape(model)
+        with torch.no_grad():
+            was = self.head.training
+            classes = int(self.head.eval()(torch.zeros(1, *shape, device=self.device)).shape[1])
+            self.head.train(was)
+        simulator = server_copy(model, generator, self.name, "simulator").to(self.device)
+        self.game = Game(simulator.encoder, simulator.client, self.head, shape, model.spec, classes, config, generator, generator, self.device)
+        self._pending: tuple[Tensor, Tensor] | None = None
+        self.logs: list[Tensor] = []  # one row per iteration (Game.play)
+
+    def respond(self, z: Tensor, y: Tensor) -> ServerReply:
+        """The honest reply; the batch is kept for this step's SDAR iteration (in `update`)."""
+        reply = super().respond(z, y)
+        self._pending = (z.detach(), y)
+        return reply
+
+    def update(self) -> None:
+        super().update()
+        if self._pending is None:
+            return
+        z, y = self._pending
+        self._pending = None
+        idx = torch.randint(len(self.x_aux), (min(self.config.batch_size, len(self.x_aux)),), generator=self.generator)
+        was = self.head.training
+        self.head.eval()
+        try:
+            self.logs.append(self.game.play(self.x_aux[idx].to(self.device), self.y_aux[idx].to(self.device), z, y.long()))
+        finally:
+            self.head.train(was)
+
+    def modules(self) -> dict[str, nn.Module]:
+        """What the checkpoint keeps (`server/<module>.<key>`): f~, D_f, g and D_g."""
+        return self.game.modules()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            **{name: module.state_dict() for name, module in self.modules().items()},
+            "game_optimisers": [o.state_dict() for o in self.game.optimisers],
+            "generator": self.generator.get_state(),
+            "logs": torch.stack(self.logs) if self.logs else torch.zeros(0, 5),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        for name, module in self.modules().items():
+            module.load_state_dict(state[name])
+        for optimiser, saved in zip(self.game.optimisers, state["game_optimisers"]):
+            optimiser.load_state_dict(saved)
+        self.generator.set_state(state["generator"])
+        self.logs = list(state["logs"])
+
+    def describe(self) -> dict[str, Any]:
+        """Name, threat and parameters; once it has played, the iterations and the last tenth's
+        means (as the post-hoc attack's budget reports them)."""
+        record: dict[str, Any] = {"name": self.name, "threat": self.threat, "params": dataclasses.asdict(self.config)}
+        if self.logs:
+            last = torch.stack(self.logs[-max(1, len(self.logs) // 10) :]).mean(0)
+            names = ("final_simulator_ce", "final_feature_disc_loss", "final_train_mse", "feature_disc_real_accuracy", "feature_disc_fake_accuracy")
+            record["diagnostics"] = {"iterations": len(self.logs), **{k: float(v) for k, v in zip(names, last)}}
+        return record
+
+
+@dataclass(frozen=True)
+class SDAROnlineConfig(AttackConfig):
+    """sdar-online has no options: its budget was spent during training, by the server."""
+
+    what: ClassVar[str] = "sdar-online"
+
+
+@ATTACKS.register
+class SDAROnlineAttack:
+    """Decode observed activations with the conditional decoder the SDAR server trained during training."""
+
+    name: ClassVar[str] = "sdar-online"
+    label: ClassVar[str] = "SDAR (in training)"
+    reference: ClassVar[str] = "Zhu et al. 2025 (SDAR, NDSS), attacking while the model trains"
+    config_class: ClassVar[type[SDAROnlineConfig]] = SDAROnlineConfig
+    threat_model: ClassVar[ThreatModel] = ThreatModel(
+        summary="passive server during training: trained the head honestly and ran SDAR on every batch it received (kept its decoder)",
+        server_head=True,
+        trained_by="sdar",
+    )
+
+    @classmethod
+    def estimate_seconds(cls, config: SDAROnlineConfig, size: WorkSize) -> float:
+        """Decoding only (the server trained during training): about a second per 10,000 images."""
+        return size.scored / 10_000
+
+    def __init__(self, config: SDAROnlineConfig | None = None, *, progress: ProgressFactory = silent) -> None:
+        self.config = config or SDAROnlineConfig()
+        self.progress = progress
+        self.decoder: ConditionalDecoder | None = None
+        self.head: nn.Module | None = None
+        self.device = "cpu"
+
+    def fit(self, access: Access) -> SDAROnlineAttack:
+        """Rebuild the server's decoder from what it kept; a second fit starts over (same result)."""
+        self.threat_model.check(self.name, access)
+        assert access.server is not None and access.head is not None
+        self.decoder, self.head, self.device = None, None, access.device
+        head = frozen(access.head).to(self.device)
+        shape = tuple(access.activation_shape)
+        with torch.no_grad():
+            classes = int(head(torch.zeros(1, *shape, device=self.device)).shape[1])
+        width = access.server.params.get("decoder_width", SDARServerConfig.decoder_width)
+        decoder = constructed(lambda: ConditionalDecoder(shape, classes, access.spec, int(width)))
+        self.decoder = load_server_module(self.name, decoder, access.server, "decoder", shape).to(self.device).eval()
+        self.head = head
+        return self
+
+    @torch.no_grad()
+    def reconstruct(self, z: Tensor) -> Tensor:
+        """The decoder on each activation and the head's label for it (the observed ones carry no label)."""
+        if self.decoder is None or self.head is None:
+            raise RuntimeError("call fit() before reconstruct()")
+        labels = SDARAttack._labels(self.head, z)
+        return torch.cat(
+            [self.decoder(z[i : i + 1024].to(self.device), labels[i : i + 1024].to(self.device)).cpu() for i in range(0, len(z), 1024)]
+        )
+
+    def budget(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
