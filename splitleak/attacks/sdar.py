@@ -426,6 +426,8 @@ class SDARServer(HonestServer):
             was = self.head.training
             classes = int(self.head.eval()(torch.zeros(1, *shape, device=self.device)).shape[1])
             self.head.train(was)
+        if int(self.y_aux.min()) < 0 or int(self.y_aux.max()) >= classes:
+            raise InputError(f"server 'sdar' needs auxiliary images labelled with the task's {classes} classes (its conditional models embed the labels)")
         simulator = server_copy(model, generator, self.name, "simulator").to(self.device)
         self.game = Game(simulator.encoder, simulator.client, self.head, shape, model.spec, classes, config, generator, generator, self.device)
         self._pending: tuple[Tensor, Tensor] | None = None

@@ -124,3 +124,11 @@ def test_a_server_decoder_that_does_not_fit_is_refused_in_one_line(few: Splits, 
     path = save_checkpoint(tmp_path / "m.safetensors", online.model, online.meta, online.defense_state, state)
     with pytest.raises(InputError, match="attack 'sdar-online': the checkpoint's server decoder does not fit"):
         evaluate(load_checkpoint(path), EvalConfig(attacks=("sdar-online",), limit=20, lpips=None, semantic_epochs=0), few)
+
+
+def test_unlabelled_auxiliary_data_is_refused_before_training(few: Splits) -> None:
+    from splitleak.data import ArraySplit
+
+    unlabelled = dataclasses.replace(few, aux=ArraySplit(few.aux.x, torch.full_like(few.aux.y, -1), few.aux.indices))
+    with pytest.raises(InputError, match="labelled with the task's 10 classes"):
+        train(_config(), unlabelled)
