@@ -166,13 +166,6 @@ def server_copy(model: SplitModel, init: torch.Generator, server: str, what: str
     return build(lambda: SplitModel(*arch.build(model.spec.shape, 2, model.cut), model.spec, arch=arch.name, cut=model.cut), init)
 
 
-def encoder_output_shape(model: SplitModel) -> tuple[int, ...]:
-    """The shape of one image's activation from `model`'s encoder (no transform)."""
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        return tuple(model.encoder(torch.zeros(1, *model.spec.shape, device=device)).shape[1:])
-
-
 def load_server_module(attack: str, module: nn.Module, server: TrainingServer, prefix: str, shape: tuple[int, ...]) -> nn.Module:
     """`module` with the weights a training-time server kept under `prefix.` in the checkpoint
     (strict: a module that does not fit them is the checkpoint's problem, one line)."""

@@ -64,10 +64,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from splitleak._random import build, constructed
-from splitleak.attacks._optim import encoder_output_shape, load_server_module, server_copy
+from splitleak.attacks._optim import load_server_module, server_copy
 from splitleak.attacks.base import ATTACKS, Access, AttackConfig, ThreatModel, WorkSize
 from splitleak.attacks.decoder import Decoder
 from splitleak.errors import InputError
+from splitleak.models.architectures import activation_shape
 from splitleak.models.split import SplitModel
 from splitleak.progress import ProgressFactory, silent
 from splitleak.protocol import SERVERS, ServerReply, ServerSetup
@@ -161,7 +162,7 @@ class FSHAServer:
 
     def __init__(self, model: SplitModel, config: FSHAServerConfig, *, public: Tensor, generator: torch.Generator, device: torch.device) -> None:
         self.config, self.public, self.generator, self.device = config, public, generator, torch.device(device)
-        z_shape = encoder_output_shape(model)
+        z_shape = activation_shape(model.encoder, model.spec.shape)
         self.pilot = server_copy(model, generator, self.name, "pilot encoder").to(self.device)
         self.decoder = build(lambda: Decoder(z_shape, model.spec, config.decoder_width), generator).to(self.device)
         self.critic = build(lambda: Critic(z_shape, config.critic_width, config.critic_blocks), generator).to(self.device)

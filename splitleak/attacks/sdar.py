@@ -57,12 +57,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from splitleak._random import Stochastic, build, constructed
-from splitleak.attacks._optim import attack_generator, encoder_output_shape, fresh_client, frozen, load_server_module, server_copy
+from splitleak.attacks._optim import attack_generator, fresh_client, frozen, load_server_module, server_copy
 from splitleak.attacks.base import ATTACKS, Access, AttackConfig, ThreatModel, ThreatModelError, WorkSize
 from splitleak.attacks.decoder import Decoder
 from splitleak.data import ArraySplit
 from splitleak.dataspec import InputSpec
 from splitleak.errors import InputError
+from splitleak.models.architectures import activation_shape
 from splitleak.models.split import SplitModel
 from splitleak.progress import ProgressFactory, silent
 from splitleak.protocol import SERVERS, HonestServer, ServerReply, ServerSetup
@@ -284,6 +285,30 @@ class Game:
         return torch.stack([ce.detach(), disc_loss.detach(), mse.detach(), (real > 0).float().mean(), (fake < 0).float().mean()])
 
 
+@torch.no_grad()
+def head_labels(head: nn.Module, z: Tensor) -> Tensor:
+    """The head's predicted labels for activations `z` (the pseudo-labels of observed ones)."""
+    device = next(iter(head.parameters()), torch.empty(0)).device
+    return torch.cat([head(z[i : i + 1024].to(device)).argmax(1).cpu() for i in range(0, len(z), 1024)])
+
+
+@torch.no_grad()
+def head_classes(head: nn.Module, shape: tuple[int, ...], device: str | torch.device) -> int:
+    """How many classes `head` scores, from a zero activation of `shape` (in eval mode; its mode is kept)."""
+    was = head.training
+    try:
+        return int(head.eval()(torch.zeros(1, *shape, device=device)).shape[1])
+    finally:
+        head.train(was)
+
+
+@torch.no_grad()
+def decode(decoder: ConditionalDecoder, head: nn.Module, z: Tensor, device: str | torch.device) -> Tensor:
+    """x^ = g(z, y^) for each activation, y^ the head's label for it (observed activations carry none)."""
+    labels = head_labels(head, z)
+    return torch.cat([decoder(z[i : i + 1024].to(device), labels[i : i + 1024].to(device)).cpu() for i in range(0, len(z), 1024)])
+
+
 SAMPLES_PER_SECOND = 300.0  # iteration-samples (one aux + one observed image) per second, one core, small-cnn cut 2
 
 
@@ -334,7 +359,7 @@ class SDARAttack:
         self.decoder, self.head, self.history, self.diagnostics, self.device = None, None, [], {}, device
         head = frozen(access.head).to(device)
         x_aux, y_aux = access.aux.x, access.aux.y.long()
-        y_obs = self._labels(head, z_obs)
+        y_obs = head_labels(head, z_obs)
         classes = max(int(head(z_obs[:1].to(device)).shape[1]), int(y_aux.max()) + 1)
         init = attack_generator(access.seed, self.name, "init")
         sim_module, simulate = _simulator(access, self.name, self.threat_model.summary, init)
@@ -358,13 +383,6 @@ class SDARAttack:
 
     @staticmethod
     @torch.no_grad()
-    def _labels(head: nn.Module, z: Tensor) -> Tensor:
-        """The head's predicted labels for activations `z` (the pseudo-labels of the observed ones)."""
-        device = next(iter(head.parameters()), torch.empty(0)).device
-        return torch.cat([head(z[i : i + 1024].to(device)).argmax(1).cpu() for i in range(0, len(z), 1024)])
-
-    @staticmethod
-    @torch.no_grad()
     def _summaries(logs: Tensor, simulate: Any, head: nn.Module, x: Tensor, y: Tensor, device: str) -> tuple[list[float], dict[str, float | None]]:
         """History (decoder MSE averaged over tenths of the run) and final diagnostics."""
         tenth = max(1, len(logs) // 10)
@@ -380,14 +398,10 @@ class SDARAttack:
             "simulator_aux_accuracy": float((logits.argmax(1) == y).float().mean()),
         }
 
-    @torch.no_grad()
     def reconstruct(self, z: Tensor) -> Tensor:
         if self.decoder is None or self.head is None:
             raise RuntimeError("call fit() before reconstruct()")
-        labels = self._labels(self.head, z)
-        return torch.cat(
-            [self.decoder(z[i : i + 1024].to(self.device), labels[i : i + 1024].to(self.device)).cpu() for i in range(0, len(z), 1024)]
-        )
+        return decode(self.decoder, self.head, z, self.device)
 
     def budget(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self.config), **self.diagnostics}
@@ -421,11 +435,8 @@ class SDARServer(HonestServer):
         super().__init__(model, lr=lr)
         self.config, self.generator, self.device = config, generator, torch.device(device)
         self.x_aux, self.y_aux = aux.x, aux.y.long()
-        shape = encoder_output_shape(model)
-        with torch.no_grad():
-            was = self.head.training
-            classes = int(self.head.eval()(torch.zeros(1, *shape, device=self.device)).shape[1])
-            self.head.train(was)
+        shape = activation_shape(model.encoder, model.spec.shape)
+        classes = head_classes(self.head, shape, self.device)
         if int(self.y_aux.min()) < 0 or int(self.y_aux.max()) >= classes:
             raise InputError(f"server 'sdar' needs auxiliary images labelled with the task's {classes} classes (its conditional models embed the labels)")
         simulator = server_copy(model, generator, self.name, "simulator").to(self.device)
@@ -526,23 +537,18 @@ class SDAROnlineAttack:
         self.decoder, self.head, self.device = None, None, access.device
         head = frozen(access.head).to(self.device)
         shape = tuple(access.activation_shape)
-        with torch.no_grad():
-            classes = int(head(torch.zeros(1, *shape, device=self.device)).shape[1])
+        classes = head_classes(head, shape, self.device)
         width = access.server.params.get("decoder_width", SDARServerConfig.decoder_width)
         decoder = constructed(lambda: ConditionalDecoder(shape, classes, access.spec, int(width)))
         self.decoder = load_server_module(self.name, decoder, access.server, "decoder", shape).to(self.device).eval()
         self.head = head
         return self
 
-    @torch.no_grad()
     def reconstruct(self, z: Tensor) -> Tensor:
         """The decoder on each activation and the head's label for it (the observed ones carry no label)."""
         if self.decoder is None or self.head is None:
             raise RuntimeError("call fit() before reconstruct()")
-        labels = SDARAttack._labels(self.head, z)
-        return torch.cat(
-            [self.decoder(z[i : i + 1024].to(self.device), labels[i : i + 1024].to(self.device)).cpu() for i in range(0, len(z), 1024)]
-        )
+        return decode(self.decoder, self.head, z, self.device)
 
     def budget(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)

@@ -154,6 +154,8 @@ def classifier_architecture(shape: tuple[int, int, int], preferred: str | None =
 
 
 def activation_shape(encoder: nn.Module, shape: tuple[int, int, int]) -> tuple[int, ...]:
-    """The shape of one sample's activation (without the batch axis)."""
+    """The shape of one sample's activation (without the batch axis), from a zero input on the
+    encoder's own device."""
+    param = next(iter(encoder.parameters()), None)
     with torch.no_grad():
-        return tuple(encoder(torch.zeros(1, *shape)).shape[1:])
+        return tuple(encoder(torch.zeros(1, *shape, device=param.device if param is not None else None)).shape[1:])
