@@ -153,9 +153,9 @@ def classifier_architecture(shape: tuple[int, int, int], preferred: str | None =
     return None
 
 
-def activation_shape(encoder: nn.Module, shape: tuple[int, int, int]) -> tuple[int, ...]:
-    """The shape of one sample's activation (without the batch axis), from a zero input on the
-    encoder's own device."""
-    param = next(iter(encoder.parameters()), None)
+def activation_shape(encoder: nn.Module | Callable[[torch.Tensor], torch.Tensor], shape: tuple[int, int, int]) -> tuple[int, ...]:
+    """The shape of one sample's activation (without the batch axis), from a zero input: on the
+    module's own device (a plain function such as a model's `client` gets a CPU input)."""
+    param = next(iter(encoder.parameters()), None) if isinstance(encoder, nn.Module) else None
     with torch.no_grad():
         return tuple(encoder(torch.zeros(1, *shape, device=param.device if param is not None else None)).shape[1:])
