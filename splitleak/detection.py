@@ -181,6 +181,7 @@ class SplitGuard:
 
     name: ClassVar[str] = "splitguard"
     label: ClassVar[str] = "SplitGuard"
+    training_speed: ClassVar[float] = 0.9  # sweep estimates: a fake batch (one more exchange) on 10% of steps at the default p_fake
 
     @classmethod
     def check_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:

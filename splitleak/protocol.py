@@ -60,6 +60,8 @@ class Server(Protocol):
 
     name: ClassVar[str]
     threat: ClassVar[str]  # "honest", or what a malicious server does, for checkpoints and reports
+    # optional: `training_speed: ClassVar[float]`, training throughput relative to the honest
+    # server, for the sweep's cost estimate (1.0 when absent)
 
     def respond(self, z: Tensor, y: Tensor) -> ServerReply: ...
 
@@ -126,6 +128,7 @@ class HonestServer:
 
     name: ClassVar[str] = "honest"
     threat: ClassVar[str] = "honest"
+    training_speed: ClassVar[float] = 1.0  # training throughput relative to this server (sweep estimates)
 
     @classmethod
     def check_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:

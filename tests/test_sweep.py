@@ -543,3 +543,23 @@ def test_named_cuts_in_a_grid() -> None:
     assert grid.cells[2].describe()["cut"] == "layer2" and "cutlayer2" in grid.cells[2].folder
     with pytest.raises(GridError, match="has cuts"):
         parse_grid('[grid]\narch = "resnet18"\ncut = [2]\n' + SHARED)
+
+
+def test_cost_model_counts_the_server_and_detector_of_training() -> None:
+    """A malicious or attacking server and a detector slow training down; the dry run's estimate says so."""
+    from splitleak.sweep.cost import OVERHEAD_SECONDS, training_seconds, training_speed
+    from splitleak.training import TrainConfig
+
+    honest = TrainConfig(cut=2)
+    assert training_speed(honest) == 1.0
+    assert training_speed(TrainConfig(cut=2, defense="adversarial")) < 0.5
+    sdar, fsha = TrainConfig(cut=2, server="sdar"), TrainConfig(cut=2, server="fsha")
+    guarded = TrainConfig(cut=2, detector="splitguard")
+    assert training_speed(sdar) < training_speed(fsha) < training_speed(guarded) < 1.0
+    both = TrainConfig(cut=2, server="fsha", detector="splitguard", defense="adversarial")
+    assert training_speed(both) == pytest.approx(training_speed(fsha) * training_speed(guarded) * training_speed(TrainConfig(cut=2, defense="adversarial")))
+
+    one = QUICK.replace("alpha = [1, 5]", "alpha = [1]").replace("cut = [1, 2]", "cut = [2]")
+    (cell,) = parse_grid(one.replace("[train]", '[train]\nserver = "sdar"'), source="sdar.toml").cells
+    (honest_cell,) = parse_grid(one, source="honest.toml").cells
+    assert training_seconds(cell) - OVERHEAD_SECONDS == pytest.approx((training_seconds(honest_cell) - OVERHEAD_SECONDS) / training_speed(sdar))

@@ -149,6 +149,7 @@ class FSHAServer:
 
     name: ClassVar[str] = "fsha"
     threat: ClassVar[str] = "malicious: sends the gradient of a feature-space adversarial loss instead of the task's (FSHA)"
+    training_speed: ClassVar[float] = 0.23  # relative to the honest server (sweep estimates; 2,299 s vs 523 s, small-cnn cut 2, NoPeek, batch 64, one thread)
 
     @classmethod
     def check_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -418,6 +418,7 @@ class SDARServer(HonestServer):
 
     name: ClassVar[str] = "sdar"
     threat: ClassVar[str] = "honest-but-curious: trains the head honestly and runs SDAR on every batch it receives (passive)"
+    training_speed: ClassVar[float] = 0.06  # relative to the honest server (sweep estimates; 654 s vs 38.7 s, the demo's settings, one thread)
 
     @classmethod
     def check_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """A rough cost model for `splitleak sweep --dry-run`: seconds of one CPU core per job.
 
-training    = training images x epochs / throughput(arch) / slowdown(defense)
+training    = training images x epochs / throughput(arch) / slowdown(defense, server, detector)
 evaluation  = the attack's budget (epochs x auxiliary images, or steps x test images) / its
               throughput, + the attacker's semantic classifier, LPIPS and a fixed overhead
 
@@ -11,18 +11,23 @@ differ, so the result is an estimate to size a grid with, not a promise.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from splitleak.attacks import ATTACKS
 from splitleak.attacks.base import WorkSize
 from splitleak.data import resolve_defaults
 from splitleak.defenses import DEFENSES
+from splitleak.detection import DETECTORS
+from splitleak.protocol import SERVERS
 from splitleak.sweep.grid import SweepCell
+from splitleak.training import TrainConfig
 
 # images per second, training (forward + backward), one thread
 TRAIN_IMAGES_PER_SECOND = {"small-cnn": 2400.0, "cifar-cnn": 500.0, "resnet18": 40.0}  # resnet18: 32x32, estimated (0.56 GMAC per forward)
 DEFAULT_TRAIN_IMAGES_PER_SECOND = 500.0
-# training speed relative to no defense: each defense class's `training_speed`
+# training speed relative to honest, undefended, unwatched training: the `training_speed` of the
+# defense's, the server's and the detector's classes (1.0 where a class declares none), multiplied
 # attack work in seconds on small-cnn: each attack class's `estimate_seconds`; other
 # architectures scale by their training speed
 LPIPS_PAIRS_PER_SECOND = 400.0
@@ -54,11 +59,17 @@ def _arch_factor(arch: str) -> float:
     return TRAIN_IMAGES_PER_SECOND["small-cnn"] / rate
 
 
+def training_speed(train: TrainConfig) -> float:
+    """Training throughput relative to honest, undefended training without a detector: the product
+    of the defense's, the server's and the detector's declared `training_speed`."""
+    classes = [DEFENSES[train.defense], SERVERS[train.server]] + ([DETECTORS[train.detector]] if train.detector else [])
+    return math.prod(getattr(cls, "training_speed", 1.0) for cls in classes)
+
+
 def training_seconds(cell: SweepCell) -> float:
     """Estimated seconds of one core to train the cell's model (once per checkpoint)."""
     t = cell.train
-    speed = getattr(DEFENSES[t.defense], "training_speed", 0.9)
-    rate = TRAIN_IMAGES_PER_SECOND.get(t.arch, DEFAULT_TRAIN_IMAGES_PER_SECOND) * speed
+    rate = TRAIN_IMAGES_PER_SECOND.get(t.arch, DEFAULT_TRAIN_IMAGES_PER_SECOND) * training_speed(t)
     return sizes(cell).train * t.epochs / rate + OVERHEAD_SECONDS
 
 
