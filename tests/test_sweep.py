@@ -150,6 +150,8 @@ def test_cut_all_and_defaults() -> None:
         ("[evaluate.attack_params.rmle]\nsteps = 0", "rmle steps must be a whole number >= 1"),
         ("[[defense]]\nname = \"none\"\n[[defense]]\nname = \"none\"", "lists the same cell twice"),
         ("[grid\ncut = 1", "not valid TOML"),
+        ("[grid]\nattack = [\"decoder\", \"fsha\"]", "attack 'fsha' attacks only models trained by its 'fsha' server"),
+        ("[grid]\nattack = [\"sdar-online\"]\n[train]\nserver = \"fsha\"", "trains with the 'fsha' server: set server = \"sdar\" in [train]"),
     ],
 )
 def test_bad_grid_files_exit_2_with_one_line(tmp_path: Path, capsys, text: str, message: str) -> None:
@@ -563,3 +565,10 @@ def test_cost_model_counts_the_server_and_detector_of_training() -> None:
     (cell,) = parse_grid(one.replace("[train]", '[train]\nserver = "sdar"'), source="sdar.toml").cells
     (honest_cell,) = parse_grid(one, source="honest.toml").cells
     assert training_seconds(cell) - OVERHEAD_SECONDS == pytest.approx((training_seconds(honest_cell) - OVERHEAD_SECONDS) / training_speed(sdar))
+
+
+def test_a_training_time_attack_runs_with_its_server() -> None:
+    one = QUICK.replace("alpha = [1, 5]", "alpha = [1]").replace("cut = [1, 2]", "cut = [2]")
+    text = one.replace('attack = ["decoder"]', 'attack = ["fsha", "decoder"]').replace("[train]", '[train]\nserver = "fsha"')
+    cells = parse_grid(text, source="fsha.toml").cells
+    assert [c.attack for c in cells] == ["fsha", "decoder"] and {c.train.server for c in cells} == {"fsha"}

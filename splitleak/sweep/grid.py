@@ -317,6 +317,7 @@ def study_grid(
     keys = [cell.key for cell in cells]
     if len(set(keys)) != len(keys):
         raise GridError(f"study {name!r} lists the same model twice")
+    _check_training_servers(cells)
     material = canonical({"name": name, "cells": [cell.material() for cell in cells]})
     return Grid(name=name, source=f"<study {name}>", sha256=hashlib.sha256(material.encode()).hexdigest(), cells=cells)
 
@@ -387,4 +388,18 @@ def _expand(values: Mapping[str, Any], *, data_dir: str | None, device: str | No
         if cell.key in seen:
             raise GridError(f"the grid lists the same cell twice ({cell.label}); check [grid] values and [[defense]] blocks for repeats")
         seen[cell.key] = cell
+    _check_training_servers(cells)
     return cells, name
+
+
+def _check_training_servers(cells: Sequence[SweepCell]) -> None:
+    """A training-time attack (`ThreatModel.trained_by`) needs its server in [train]: refused
+    here, before any model is trained, instead of failing each cell after its training."""
+    for cell in cells:
+        for attack in cell.evaluation.attacks:
+            server = ATTACKS[attack].threat_model.trained_by
+            if server is not None and cell.train.server != server:
+                raise GridError(
+                    f"attack {attack!r} attacks only models trained by its {server!r} server, and this grid trains with the "
+                    f"{cell.train.server!r} server: set server = \"{server}\" in [train], or drop {attack!r}"
+                )
