@@ -11,7 +11,10 @@ dCor(x, z) (V statistic) and the training time per seed (the checkpoint's log), 
 the seeds; with `--training-times`, the training time measured on a quiet machine by
 `python -m benchmarks.defense_training` instead (a sweep's own times depend on what else ran).
 Prints the Markdown table and the decision's paragraph, and saves the decision page (the Pareto
-front with the chosen setting) as a PNG.
+front with the chosen setting) as a PNG. Where attacks beyond the demo's four ran on a model (sdar
+and fora: `examples/decision_check.toml`, or `attack` extended in the study's grid), a second
+table shows, per such model, the per-image worst case over the four and over every attack that
+ran, and the newer attacks' own mean SSIM: does the decision survive them?
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ from splitleak.reports.runs import Run
 from splitleak.reports.style import report_style
 from splitleak.sweep.grid import canonical
 from splitleak.timing import training_seconds
+from splitleak.worst_case import WORST_CASE, worst_case_rows
+
+OLDER = ("decoder", "rmle", "shadow", "unsplit")  # the demo's four: the study's default attacks
+GAIN_METRICS = ("ssim", "lpips", "semantic_accuracy")
 
 
 def _model_mean(runs: list[Run], metric: str) -> float:
@@ -82,6 +89,30 @@ def row(setting: Setting, runs: list[Run], times: dict[tuple[str, str], float] |
     return "| " + " | ".join(cells) + " |"
 
 
+def _means(table, metrics=GAIN_METRICS) -> dict[str, float]:
+    rows = table[table["metric"].isin(metrics)]
+    return rows.groupby("metric")["value"].mean().to_dict()
+
+
+def newer_attacks_rows(runs: list[Run]) -> list[str]:
+    """Markdown rows for each run attacked by more than the demo's four: setting, seed, accuracy,
+    the worst case's mean SSIM, LPIPS and semantic accuracy over the four -> over every attack,
+    and each newer attack's mean SSIM (empty when no run had more)."""
+    lines = []
+    for run in runs:
+        table = run.table
+        newer = sorted(set(table["attack"]) - {*OLDER, "", WORST_CASE})
+        if not newer or not set(OLDER) <= set(table["attack"]):
+            continue
+        before = _means(worst_case_rows(table[table["attack"].isin(OLDER)]))
+        after = _means(table[table["attack"] == WORST_CASE])
+        accuracy = _model_mean([run], "accuracy")
+        gains = [f"{before.get(m, math.nan):.3f} → {after.get(m, math.nan):.3f}" for m in GAIN_METRICS]
+        own = [f"{name} {_means(table[table['attack'] == name], ('ssim',)).get('ssim', math.nan):.3f}" for name in newer]
+        lines.append("| " + " | ".join([run.defense_label, str(run.first("seed")), f"{accuracy:.3f}", *gains, ", ".join(own)]) + " |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", help="the sweep folder of examples/defense_comparison.toml")
@@ -98,6 +129,12 @@ def main() -> None:
         print(row(setting, [by_id[r] for r in setting.runs], times))
     for decision in content.decisions:
         print("\n" + decision.paragraph)
+    newer = newer_attacks_rows(content.runs)
+    if newer:
+        print(f"\nWhat the attacks beyond {', '.join(OLDER)} add (the models they ran on):\n")
+        print("| defense | seed | accuracy | worst-case SSIM, 4 → all | LPIPS, 4 → all | semantic acc., 4 → all | newer attacks' mean SSIM |")
+        print("|---|---|---|---|---|---|---|")
+        print("\n".join(newer))
     if args.png:
         with report_style():
             decision_page(content.decisions, content.subtitle).savefig(args.png, dpi=110)

@@ -78,3 +78,22 @@ def test_the_scripts_answer_bad_input_in_one_line(tmp_path):
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("splitleak: error:") and complaint in lines[0], (args, done.stderr)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_the_newer_attacks_table_compares_the_worst_case_over_the_four_and_over_all():
+    import pandas as pd
+
+    from splitleak.reports.runs import Run
+
+    ssim = {"decoder": [0.5, 0.2], "rmle": [0.1, 0.1], "shadow": [0.0, 0.0], "unsplit": [0.0, 0.0], "fora": [0.1, 0.9]}
+    ssim["worst"] = [0.5, 0.9]  # what the merge writes: the per-image worst case over every attack
+    common = {"run": "r1", "seed": 0, "defense": "dropout", "defense_params": '{"rate": 0.7}', "n": 2, "ci_low": float("nan"), "ci_high": float("nan")}
+    rows = [{**common, "attack": "", "metric": "accuracy", "value": 0.86, "sample": None}]
+    rows += [{**common, "attack": a, "metric": "ssim", "value": v, "sample": i} for a, values in ssim.items() for i, v in enumerate(values)]
+    table = pd.DataFrame(rows).astype({"sample": "Int64"})
+    module = _defense_table()
+    (line,) = module.newer_attacks_rows([Run(run="r1", label="x", table=table)])
+    assert "| 0 | 0.860 | 0.350 → 0.700 |" in line and "fora 0.500" in line
+    four = table[table["attack"] != "fora"].copy()
+    four.loc[four["attack"] == "worst", "value"] = [0.5, 0.2]
+    assert module.newer_attacks_rows([Run(run="r1", label="x", table=four)]) == []
