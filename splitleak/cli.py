@@ -400,13 +400,15 @@ def _cmd_attacks(args: argparse.Namespace) -> int:
     def mark(flag: bool) -> str:
         return "yes" if flag else "-"
 
-    header = f"{'attack':10} {'trained':10} {'encoder weights':16} {'queries':8} {'server head':12} {'aux data':9} threat model"
-    print(header)
-    for name, cls in sorted(ATTACKS.items()):
+    attacks = sorted(ATTACKS.items())
+    width = max([len("attack"), *(len(name) for name, _ in attacks)]) + 1  # plugins may have long names
+    trained_width = max([len("trained"), *(len(f"by {cls.threat_model.trained_by}") for _, cls in attacks)]) + 1
+    print(f"{'attack':{width}} {'trained':{trained_width}} {'encoder weights':16} {'queries':8} {'server head':12} {'aux data':9} threat model")
+    for name, cls in attacks:
         tm = cls.threat_model
         aux = f">= {tm.min_aux}" if tm.aux_data else "-"
         trained = f"by {tm.trained_by}" if tm.trained_by else "any"
-        print(f"{name:10} {trained:10} {mark(tm.encoder_weights):16} {mark(tm.query_access):8} {mark(tm.server_head):12} {aux:9} {tm.summary}")
+        print(f"{name:{width}} {trained:{trained_width}} {mark(tm.encoder_weights):16} {mark(tm.query_access):8} {mark(tm.server_head):12} {aux:9} {tm.summary}")
     return 0
 
 

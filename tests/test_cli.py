@@ -1,5 +1,6 @@
 """The CLI end to end on tiny digits data in a temp dir."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,10 @@ def test_attacks_lists_threat_models(capsys) -> None:
     assert "black-box" in decoder and ">= 16" in decoder and decoder.split()[1] == "any"
     fsha = next(line for line in lines if line.startswith("fsha"))
     assert fsha.split()[1:3] == ["by", "fsha"]  # a training-time attack names its server
+    fields = [[m.start() for m in re.finditer(r"(?<!\S)\S", line)] for line in lines]  # where each word starts
+    header = fields[0]
+    for line, starts in zip(lines[1:], fields[1:]):  # the second and third columns line up under their headers
+        assert starts[1] == header[1] and header[2] in starts, (lines[0], line)
 
 
 def test_attack_params_parse_json_scalars() -> None:
