@@ -239,8 +239,21 @@ def _unique_labels(settings: list[Setting]) -> tuple[Setting, ...]:
     for s in settings:
         label = ", ".join([s.label, *([s.arch] if varies("arch") else []), *([s.dataset] if varies("dataset") else [])])
         out.append(dataclasses.replace(s, label=label))
-    counts = pd.Series([s.label for s in out]).value_counts() if out else pd.Series(dtype=int)
-    return tuple(dataclasses.replace(s, label=f"{s.label} [{s.key[:6]}]") if counts[s.label] > 1 else s for s in out)
+    same: dict[str, list[Setting]] = {}
+    for s in out:
+        same.setdefault(s.label, []).append(s)
+
+    def told_apart(s: Setting) -> str:
+        """A label's suffix among settings of the same label: what attacked it where that differs
+        (a study extended by more attacks on some of its runs), else the setting's key."""
+        group = same[s.label]
+        if len(group) == 1:
+            return s.label
+        if len({g.attacks for g in group}) == len(group):
+            return f"{s.label} [{len(s.attacks)} attack{'s' if len(s.attacks) != 1 else ''}]"
+        return f"{s.label} [{s.key[:6]}]"
+
+    return tuple(dataclasses.replace(s, label=told_apart(s)) for s in out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -442,6 +455,9 @@ def caveats(decision: Decision) -> list[str]:
             out.append(f"{name}: its threat model is a malicious server during training (the {server} server); no passive evaluation covers it.")
     else:
         out.append(f"The results do not record which attacks were registered; the verdict holds against {', '.join(ran) or 'no attack'} only.")
+    partial = [name for name in ran if not all(name in s.attacks for s in decision.settings)]
+    if partial:
+        out.append(f"Not every setting faced the same attacks: {', '.join(partial)} ran on some settings only; their worst cases are over more attacks than the others'.")
     releases = sorted({r for s in decision.settings for r in s.releases})
     if releases == [1]:
         out.append("The attacker saw one release of each image; against a randomised defense an adaptive attacker combining several leaks more (docs/defenses.md).")

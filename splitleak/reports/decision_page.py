@@ -28,6 +28,7 @@ ROW = 0.24  # inches per table row
 MAX_ROWS = 14
 COLUMNS = (("Setting", 0.0), ("seeds", 1.95), ("accuracy (95% CI)", 2.45), ("worst SSIM (CI)", 3.6), ("verdict", 4.75))
 CHOICE_FILL = "#fff3c4"
+LABEL_CHARS = 34  # characters of 7.2 pt text the Setting column holds (1.95 in) with room for the mark
 
 
 def _wrap(text: str, chars: int) -> str:
@@ -72,7 +73,10 @@ def _table(fig: Figure, decisions: Sequence[Decision], top: float) -> float:
             mark + s.label + (" (baseline)" if s is d.baseline else ""), s.seeds_text(), s.accuracy.text(), s.ssim.text(), verdict,
         )
         for (_, x), cell in zip(COLUMNS, cells):
-            text_at(fig, MARGIN + x, y - ROW / 2, cell, fontsize=7.2, color=color, va="center", ha="left", weight="bold" if s is d.choice else "normal")
+            size = 7.2
+            if x == 0.0 and len(cell) > LABEL_CHARS:  # a long setting label: two smaller lines within its column and row
+                cell, size = textwrap.fill(cell, LABEL_CHARS + 4, max_lines=2, placeholder="…"), 6.0
+            text_at(fig, MARGIN + x, y - ROW / 2, cell, fontsize=size, color=color, va="center", ha="left", weight="bold" if s is d.choice else "normal", linespacing=1.0)
         swatch = VERDICT_COLORS.get(verdict, VERDICT_COLORS["unknown"])
         fig.add_artist(Rectangle(((MARGIN + COLUMNS[-1][1] - 0.1) / WIDTH, (y - ROW + 0.06) / HEIGHT), 0.06 / WIDTH, (ROW - 0.12) / HEIGHT, color=swatch, zorder=1))
         y -= ROW

@@ -207,3 +207,37 @@ def test_evaluate_records_the_registered_attacks_for_the_caveats(report_results)
 def test_runs_of_several_seeds_are_labelled_by_seed(demo_like) -> None:
     labels = [r.label for r in collect_runs(demo_like[6:9])]
     assert labels == ["NoPeek α=20, cut 2, seed 0", "NoPeek α=20, cut 2, seed 1", "NoPeek α=20, cut 2, seed 2"]
+
+
+def test_a_study_extended_by_an_attack_on_some_seeds_says_which_rows_had_it() -> None:
+    """Runs attacked by more attacks (fora added on seed 0 only) are another setting: their labels
+    say how many attacks each faced, not a hash, and the caveats say the attack sets differ."""
+    from tests.reports.synthetic import run_results
+
+    results = [run_results("none", {}, seed, 0.84, {"decoder": 0.86, "rmle": 0.8, **({"fora": 0.5} if seed == 0 else {})}) for seed in (0, 1, 2)]
+    results += [run_results("nopeek", {"alpha": 5.0}, seed, 0.83, {"decoder": 0.7, "rmle": 0.65}) for seed in (0, 1, 2)]
+    decision = _decision(results)
+    labels = sorted(s.label for s in decision.settings)
+    assert labels == ["NoPeek α=5, cut 2", "no defense, cut 2 [2 attacks]", "no defense, cut 2 [3 attacks]"]
+    assert any(c.startswith("Not every setting faced the same attacks: fora ran on some settings only") for c in decision.caveats)
+    same = _decision([r for r in results if "fora" not in set(r.table["attack"])])
+    assert not any(c.startswith("Not every setting") for c in same.caveats)
+
+
+def test_a_long_setting_label_stays_in_its_column() -> None:
+    from splitleak.reports.decision_page import COLUMNS, decision_page
+    from splitleak.reports.style import MARGIN
+    from tests.reports.synthetic import run_results
+
+    results = [run_results("none", {}, seed, 0.84, {"decoder": 0.86, "rmle": 0.8, **({"fora": 0.5} if seed == 0 else {})}) for seed in (0, 1, 2)]
+    decision = _decision(results)
+    with report_style():
+        fig = decision_page([decision], "labels")
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        width_px = fig.get_figwidth() * fig.dpi
+        seeds_left = (MARGIN + COLUMNS[1][1]) / fig.get_figwidth() * width_px
+        labels = [t for t in fig.texts if "no defense, cut 2 [" in t.get_text() and "\u2022" not in t.get_text()]  # not the caveats' bullets
+        assert len(labels) == 2
+        for text in labels:  # "no defense, cut 2 [2 attacks] (baseline)" is longer than the column at full size
+            assert text.get_window_extent(renderer).x1 < seeds_left, text.get_text()
