@@ -187,6 +187,16 @@ def test_dry_run_lists_every_cell_and_runs_nothing(quick_grid: Path, tmp_path: P
     assert not (tmp_path / "never").exists() and jobs.train.calls == []
 
 
+def test_the_decision_check_is_the_studys_seed_0_with_sdar_and_fora() -> None:
+    """examples/decision_check.toml reuses the study's checkpoints and cells: the same cell keys."""
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    study, check = load_grid(examples / "defense_comparison.toml"), load_grid(examples / "decision_check.toml")
+    assert len(study.cells) == 14 * 3 * 4 and len(check.cells) == 14 * 6
+    shared = {c.key for c in study.cells} & {c.key for c in check.cells}
+    assert shared == {c.key for c in study.cells if c.train.seed == 0}
+    assert {c.attack for c in check.cells if c.key not in shared} == {"sdar", "fora"}
+
+
 def test_example_tradeoff_grid(capsys) -> None:
     example = Path(__file__).resolve().parents[1] / "examples" / "nopeek_tradeoff.toml"
     grid = load_grid(example)
