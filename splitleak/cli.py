@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import signal
 import sys
@@ -115,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = commands.add_parser("evaluate", help="attack a checkpoint and write a tidy results folder", description="Run attacks against a checkpoint's activations and score the reconstructions.")
     ev.add_argument("checkpoint", metavar="MODEL", help="a splitleak checkpoint (.safetensors), or a model trained elsewhere: TorchScript, torch.export .pt2, or weights for --factory (docs/byo.md)")
-    ev.add_argument("--attacks", default="decoder", help="comma-separated attacks (default: decoder; `splitleak attacks` lists them)")
+    ev.add_argument("--attacks", default="decoder", help="comma-separated attacks (default: decoder; `splitleak attacks` lists them), or 'all': every attack whose threat model the checkpoint and data meet")
     ev.add_argument("--out", required=True, help="results folder to write (replaced atomically)")
     ev.add_argument("--aux-size", type=int, help="auxiliary images the attacker gets (default: the whole reserved pool, e.g. 10,000 for Fashion-MNIST; the demo gives 5,000)")
     ev.add_argument("--limit-test", "--limit", dest="limit", type=int, metavar="N",
@@ -306,13 +307,15 @@ def _dotted_params(settings: Sequence[str], option_name: str, form: str) -> dict
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from splitleak._cli.byo import target_from_args
     from splitleak._io import check_writable
-    from splitleak.evaluation import EvalConfig, evaluate
+    from splitleak.evaluation import ALL_ATTACKS, EvalConfig, attacks_that_can_run, evaluate
     from splitleak.resume import AttackProgress
 
     attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
+    every = attacks == (ALL_ATTACKS,)  # chosen once the checkpoint is loaded: what its threat models allow
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     config = EvalConfig(
-        attacks=attacks, attack_params=_attack_params(args.attack_param), budget_scale=args.budget_scale,
+        attacks=("decoder",) if every else attacks,  # with "all": replaced once the checkpoint is loaded
+        attack_params=_attack_params(args.attack_param), budget_scale=args.budget_scale,
         limit=DEFAULT_EVAL_LIMIT if args.limit is None else args.limit, dcor_samples=args.dcor_samples,
         dcor_memory=args.dcor_memory_mb * 2**20, activation_memory=args.activation_memory_mb * 2**20, lpips=None if args.lpips == "none" else args.lpips,
         lpips_weights=args.lpips_weights, require_lpips=args.require_lpips, gallery=args.gallery,
@@ -329,6 +332,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     store.claim()
     checkpoint, splits = target_from_args(args, limit_test=config.test_images_needed(), cap_test=args.limit is None)
     notes = [checkpoint.data_caveat] if checkpoint.data_caveat else []  # said when the run succeeds: a refusal stays one line
+    if every:
+        chosen, skipped = attacks_that_can_run(checkpoint, splits, config)
+        if not chosen:
+            raise InputError("--attacks all: no registered attack can run on this checkpoint and data: " + "; ".join(f"{n} needs {', '.join(g)}" for n, g in skipped.items()))
+        config = dataclasses.replace(config, attacks=chosen)
+        notes.append(f"--attacks all ran {', '.join(chosen)}" + "".join(f"; not {n} (needs {', '.join(g)})" for n, g in skipped.items()))
     if args.limit is None and len(splits.test) < DEFAULT_EVAL_LIMIT:
         if args.dcor_samples is not None and args.dcor_samples > len(splits.test):  # explicit: refused, as --limit would be
             raise InputError(f"--dcor-samples {args.dcor_samples} is larger than the {len(splits.test)} test images the data has")

@@ -237,6 +237,24 @@ def _access(
     )
 
 
+ALL_ATTACKS = "all"
+"""`evaluate --attacks all`: every registered attack whose threat model the checkpoint and data meet."""
+
+
+def attacks_that_can_run(checkpoint: Checkpoint, splits: Splits, config: EvalConfig) -> tuple[tuple[str, ...], dict[str, list[str]]]:
+    """The registered attacks (registry order) whose threat model `checkpoint` and `splits` meet
+    under `config`, and for each other attack what it would need (its threat model's gaps)."""
+    access = _access(checkpoint, splits, config, ())
+    can, cannot = [], {}
+    for name, attack in ATTACKS.items():
+        gaps = attack.threat_model.missing(access)
+        if gaps:
+            cannot[name] = gaps
+        else:
+            can.append(name)
+    return tuple(can), cannot
+
+
 def _training_server(checkpoint: Checkpoint) -> TrainingServer | None:
     """The server that trained the checkpoint, as recorded, with the modules it kept (None: not recorded)."""
     recorded = checkpoint.meta.server

@@ -122,6 +122,19 @@ def test_evaluate_default_limit_uses_the_checkpoints_smaller_test_set(tmp_path: 
     assert "limit_test=1000 is larger than the 360 images available" in capsys.readouterr().err
 
 
+def test_evaluate_attacks_all_runs_every_attack_the_checkpoint_allows(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
+    from splitleak.attacks import passive_attacks
+
+    code = main(["evaluate", str(tiny_checkpoint), "--attacks", "all", "--budget-scale", "0.01", "--limit", "30", "--dcor-samples", "30",
+                 "--lpips", "none", "--semantic-epochs", "0", "--metrics", "ssim", "--quiet", "--out", str(tmp_path / "all")])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert f"note: --attacks all ran {', '.join(passive_attacks())}; not fsha (needs a checkpoint trained by the 'fsha' server" in err
+    results = Results.load(tmp_path / "all")
+    assert set(results.table["attack"]) == {"", "worst", *passive_attacks()}
+    assert results.provenance.only.attacks["fora"]["budget"]["substitute_steps"] == 15  # the budget scale reached every attack
+
+
 @pytest.mark.parametrize("command", [["train", *TINY, "--out", "m.safetensors"], ["evaluate", "missing.safetensors", "--out", "r"], ["demo", "--out", "d"]])
 def test_threads_sets_torchs_pool_and_its_absence_leaves_it(command, tmp_path: Path, monkeypatch) -> None:
     import torch

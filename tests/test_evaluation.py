@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 
@@ -185,3 +186,18 @@ def test_ssim_on_images_smaller_than_its_window_fails_before_any_attack(tiny_che
     monkeypatch.setattr(evaluation, "make_attack", lambda *a, **k: pytest.fail("an attack was built"))
     with pytest.raises(ValueError, match="ssim needs images of at least 29x29"):
         evaluate(load_checkpoint(tiny_checkpoint), FAST, tiny_splits)
+
+
+def test_attacks_that_can_run_follow_the_threat_models(tiny_checkpoint, tiny_splits) -> None:
+    """`evaluate --attacks all`: every passive attack on an honestly trained checkpoint, in registry
+    order; the training-time attacks are left out, each with what it would need."""
+    from splitleak.attacks import ATTACKS, passive_attacks
+    from splitleak.evaluation import attacks_that_can_run
+
+    can, cannot = attacks_that_can_run(load_checkpoint(tiny_checkpoint), tiny_splits, FAST)
+    assert can == passive_attacks() and set(can) | set(cannot) == set(ATTACKS)
+    assert cannot["fsha"] == ["a checkpoint trained by the 'fsha' server (splitleak train --server fsha)"]
+    assert "sdar" in cannot["sdar-online"][0]
+    unlabelled = dataclasses.replace(tiny_splits, labelled=False)  # shadow and sdar need labelled auxiliary data
+    can, cannot = attacks_that_can_run(load_checkpoint(tiny_checkpoint), unlabelled, FAST)
+    assert {"shadow", "sdar"} <= set(cannot) and {"decoder", "rmle", "unsplit", "fora"} <= set(can)
