@@ -35,8 +35,7 @@ from splitleak.cuts import parse_cut
 from splitleak.models import get_architecture
 from splitleak.sweep import run_sweep
 from splitleak.sweep.grid import study_grid
-from splitleak.results import MODEL_LEVEL
-from splitleak.worst_case import WORST_CASE, worst_case_rows
+from splitleak.worst_case import worst_case_gain
 
 METRICS = {"ssim": "mean SSIM (higher = more leakage; < 0.3 unrecognisable)", "lpips": "mean LPIPS (lower = more leakage)", "semantic_accuracy": "semantic accuracy (attacker's classifier on reconstructions)"}
 
@@ -81,16 +80,14 @@ def newer_attacks_gain(results: Results) -> str:
     """Per model, the per-image worst case over the older attacks and over every attack that ran:
     what the newer ones add (empty text when none of them ran)."""
     table = results.table
-    if not set(table["attack"]) - {*OLDER, MODEL_LEVEL, WORST_CASE} or not set(OLDER) <= set(table["attack"]):
+    gains = worst_case_gain(table, OLDER, list(METRICS))
+    if not any(gain.extra for gain in gains):
         return ""
-    before = worst_case_rows(table[table["attack"].isin(OLDER)])
-    after = table[table["attack"] == WORST_CASE]
-    means = [frame[frame["metric"].isin(list(METRICS))].groupby(["run", "metric"], sort=False)["value"].mean() for frame in (before, after)]
     first = table.drop_duplicates("run").set_index("run")
     lines = ["| cut | defense | " + " | ".join(f"{m}: older → all" for m in METRICS) + " |", "|" + "---|" * (2 + len(METRICS))]
-    for run in dict.fromkeys(after["run"]):
-        cells = [f"{means[0].get((run, m), float('nan')):.3f} → {means[1].get((run, m), float('nan')):.3f}" for m in METRICS]
-        lines.append(f"| {first.loc[run, 'cut']} | {label(first.loc[run, 'defense'], first.loc[run, 'defense_params'])} | " + " | ".join(cells) + " |")
+    for gain in gains:
+        cells = [f"{gain.before.get(m, float('nan')):.3f} → {gain.after.get(m, float('nan')):.3f}" for m in METRICS]
+        lines.append(f"| {first.loc[gain.run, 'cut']} | {label(first.loc[gain.run, 'defense'], first.loc[gain.run, 'defense_params'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

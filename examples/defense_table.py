@@ -34,9 +34,10 @@ from splitleak.reports.runs import Run
 from splitleak.reports.style import report_style
 from splitleak.sweep.grid import canonical
 from splitleak.timing import training_seconds
-from splitleak.worst_case import WORST_CASE, worst_case_rows
+from splitleak.demo import ATTACKS_RUN
+from splitleak.worst_case import worst_case_gain
 
-OLDER = ("decoder", "rmle", "shadow", "unsplit")  # the demo's four: the study's default attacks
+OLDER = ATTACKS_RUN  # the demo's four: the study's default attacks
 GAIN_METRICS = ("ssim", "lpips", "semantic_accuracy")
 
 
@@ -89,11 +90,6 @@ def row(setting: Setting, runs: list[Run], times: dict[tuple[str, str], float] |
     return "| " + " | ".join(cells) + " |"
 
 
-def _means(table, metrics=GAIN_METRICS) -> dict[str, float]:
-    rows = table[table["metric"].isin(metrics)]
-    return rows.groupby("metric")["value"].mean().to_dict()
-
-
 def newer_attacks_rows(runs: list[Run]) -> list[str]:
     """Markdown rows for each run attacked by more than the demo's four: setting, seed, accuracy,
     the worst case's mean SSIM, LPIPS and semantic accuracy over the four -> over every attack,
@@ -101,15 +97,13 @@ def newer_attacks_rows(runs: list[Run]) -> list[str]:
     lines = []
     for run in runs:
         table = run.table
-        newer = sorted(set(table["attack"]) - {*OLDER, "", WORST_CASE})
-        if not newer or not set(OLDER) <= set(table["attack"]):
-            continue
-        before = _means(worst_case_rows(table[table["attack"].isin(OLDER)]))
-        after = _means(table[table["attack"] == WORST_CASE])
-        accuracy = _model_mean([run], "accuracy")
-        gains = [f"{before.get(m, math.nan):.3f} → {after.get(m, math.nan):.3f}" for m in GAIN_METRICS]
-        own = [f"{name} {_means(table[table['attack'] == name], ('ssim',)).get('ssim', math.nan):.3f}" for name in newer]
-        lines.append("| " + " | ".join([run.defense_label, str(run.first("seed")), f"{accuracy:.3f}", *gains, ", ".join(own)]) + " |")
+        for gain in worst_case_gain(table, OLDER, GAIN_METRICS):
+            if not gain.extra:
+                continue
+            cells = [f"{gain.before.get(m, math.nan):.3f} → {gain.after.get(m, math.nan):.3f}" for m in GAIN_METRICS]
+            ssim = table[table["metric"] == "ssim"].groupby("attack")["value"].mean()
+            own = [f"{name} {ssim.get(name, math.nan):.3f}" for name in gain.extra]
+            lines.append("| " + " | ".join([run.defense_label, str(run.first("seed")), f"{_model_mean([run], 'accuracy'):.3f}", *cells, ", ".join(own)]) + " |")
     return lines
 
 

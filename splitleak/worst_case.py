@@ -18,6 +18,9 @@ No torch: readers of results (the gate, the reports, a sweep's merge) use it too
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import pandas as pd
 
 from splitleak.metrics.specs import METRICS
@@ -63,4 +66,31 @@ def with_worst_case(table: pd.DataFrame) -> pd.DataFrame:
     return kept if added.empty else pd.concat([kept, added], ignore_index=True)
 
 
-__all__ = ["WORST_CASE", "with_worst_case", "worst_case_rows"]
+@dataclass(frozen=True)
+class WorstCaseGain:
+    """What attacks beyond a baseline set add to one run's per-image worst case: each metric's
+    mean over the baseline attacks alone (`before`) and over every attack that ran (`after`, the
+    run's recorded worst-case rows)."""
+
+    run: str
+    extra: tuple[str, ...]  # the attacks that ran beyond the baseline, sorted
+    before: dict[str, float]
+    after: dict[str, float]
+
+
+def worst_case_gain(table: pd.DataFrame, baseline: Sequence[str], metrics: Sequence[str]) -> list[WorstCaseGain]:
+    """Per run of `table` (in order) that ran every attack of `baseline`: `WorstCaseGain` for
+    `metrics` (a run without extra attacks has `extra` empty and `before` == `after`)."""
+    out = []
+    for run, rows in table.groupby("run", sort=False):
+        ran = set(rows["attack"])
+        if not set(baseline) <= ran:
+            continue
+        before = worst_case_rows(rows[rows["attack"].isin(baseline)])
+        after = rows[rows["attack"] == WORST_CASE]
+        means = [frame[frame["metric"].isin(list(metrics))].groupby("metric")["value"].mean().to_dict() for frame in (before, after)]
+        out.append(WorstCaseGain(str(run), tuple(sorted(ran - {*baseline, MODEL_LEVEL, WORST_CASE})), *means))
+    return out
+
+
+__all__ = ["WORST_CASE", "WorstCaseGain", "with_worst_case", "worst_case_gain", "worst_case_rows"]

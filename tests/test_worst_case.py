@@ -86,3 +86,20 @@ def test_worst_is_a_reserved_attack_name() -> None:
     Worst.threat_model = ThreatModel(summary="x")
     with pytest.raises(TypeError, match="reserved"):
         _check_attack(Worst)
+
+
+def test_the_gain_of_attacks_beyond_a_baseline() -> None:
+    from splitleak.worst_case import worst_case_gain
+
+    r2 = {**BASE, "run": "r2"}
+    table = with_worst_case(_table(
+        _rows("decoder", "ssim", [0.5, 0.2]), _rows("rmle", "ssim", [0.1, 0.1]), _rows("fora", "ssim", [0.1, 0.9]),
+        [dict(r2, attack="decoder", metric="ssim", value=0.4, sample=0, n=1)],  # r2: the baseline alone
+        [dict(BASE, run="r3", attack="fora", metric="ssim", value=0.3, sample=0, n=1)],  # r3 lacks the baseline: left out
+    ))
+    gains = worst_case_gain(table, ("decoder", "rmle"), ["ssim"])
+    assert [g.run for g in gains] == ["r1"]
+    (gain,) = gains
+    assert gain.extra == ("fora",) and gain.before["ssim"] == pytest.approx(0.35) and gain.after["ssim"] == pytest.approx(0.7)
+    (alone,) = worst_case_gain(table, ("decoder",), ["ssim"])[1:]
+    assert alone.run == "r2" and alone.extra == () and alone.before == alone.after == {"ssim": pytest.approx(0.4)}
