@@ -267,7 +267,7 @@ def bench_lpips(repeats: int, pairs: int, device: str) -> list[Row]:
     floor_s = best_time(floor, repeats)
     return [
         Row("lpips", f"{pairs:,} pairs 28x28 -> 64x64, AlexNet (pairs/s)", pairs / ours_s, pairs / ref_s, "pairs/s", ref_s / ours_s),
-        Row("lpips-floor", f"the same: lpips_distance (splitleak) vs the backbone's forward over both images (reference)", ours_s, floor_s, "s",
+        Row("lpips-floor", "the same: lpips_distance (splitleak) vs the backbone's forward over both images (reference)", ours_s, floor_s, "s",
             ours_s / floor_s, None, "≤ 1.2x the backbone", ours_s / floor_s <= 1.2),
     ]
 

@@ -5,7 +5,6 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from splitleak.evaluation import EvalConfig, data_config_for, evaluate
 from splitleak.models import load_checkpoint

@@ -2,7 +2,7 @@
 
 import pytest
 
-from splitleak.data import DEBIAN_FASHION_MNIST_DIR, DataConfig, DataError, load_splits
+from splitleak.data import DataConfig, DataError, load_splits
 from splitleak.evaluation import EvalConfig, evaluate
 from splitleak.models import load_checkpoint, save_checkpoint
 from splitleak.training import TrainConfig, train

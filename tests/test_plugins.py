@@ -4,7 +4,6 @@ examples/plugin/, installed here as its files plus a .dist-info with its entry p
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

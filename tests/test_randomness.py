@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import splitleak
-from splitleak._random import Stochastic, build, derive_seed, drawing_from, generator, init_module
+from splitleak._random import Stochastic, build, derive_seed, drawing_from, init_module
 from splitleak.attacks import passive_attacks
 from splitleak.defenses import make_defense
 from splitleak.evaluation import EvalConfig, evaluate

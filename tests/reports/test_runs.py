@@ -3,7 +3,6 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from splitleak.reports.runs import ReportError, collect_runs, legacy_defense_label, legacy_defense_strength
 from splitleak.records import Provenance, RunProvenance
