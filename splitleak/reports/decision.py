@@ -183,6 +183,7 @@ class Setting:
     attacks: tuple[str, ...]  # the attacks that ran (on every seed's run)
     releases: tuple[int, ...]  # releases per image the attacker combined (1: a plain passive attacker)
     registered: Mapping[str, Mapping[str, Any]]  # attacks registered where it was evaluated (from provenance)
+    tag: str = ""  # what tells it apart from settings of the same label, e.g. "[6 attacks]" (else empty)
 
     @property
     def group(self) -> tuple[str, str, Cut]:
@@ -243,17 +244,18 @@ def _unique_labels(settings: list[Setting]) -> tuple[Setting, ...]:
     for s in out:
         same.setdefault(s.label, []).append(s)
 
-    def told_apart(s: Setting) -> str:
-        """A label's suffix among settings of the same label: what attacked it where that differs
-        (a study extended by more attacks on some of its runs), else the setting's key."""
+    def tag(s: Setting) -> str:
+        """What tells a setting apart from others of the same label: what attacked it where that
+        differs (a study extended by more attacks on some of its runs), else the setting's key."""
         group = same[s.label]
         if len(group) == 1:
-            return s.label
+            return ""
         if len({g.attacks for g in group}) == len(group):
-            return f"{s.label} [{len(s.attacks)} attack{'s' if len(s.attacks) != 1 else ''}]"
-        return f"{s.label} [{s.key[:6]}]"
+            return f"[{len(s.attacks)} attack{'s' if len(s.attacks) != 1 else ''}]"
+        return f"[{s.key[:6]}]"
 
-    return tuple(dataclasses.replace(s, label=told_apart(s)) for s in out)
+    tagged = [(s, tag(s)) for s in out]
+    return tuple(dataclasses.replace(s, label=f"{s.label} {t}" if t else s.label, tag=t) for s, t in tagged)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -133,7 +133,7 @@ def _plot(fig: Figure, decisions: Sequence[Decision], left: float, bottom: float
                 _point(ax, s, x[k], y[k], (x_lo[k], x_hi[k]), (y_lo[k], y_hi[k]), defense_color(s.defense, others), cut_marker(cuts.index(s.cut)), s is d.choice)
             k += 1
     ok = np.isfinite(x) & np.isfinite(y)
-    labels = [s.defense_label + (f", cut {s.cut}" if len(cuts) > 1 else "") for s, good in zip(settings, ok) if good]
+    labels = [s.defense_label + (f", cut {s.cut}" if len(cuts) > 1 else "") + (f" {s.tag}" if s.tag else "") for s, good in zip(settings, ok) if good]
     place_labels(ax, x[ok], y[ok], labels, fontsize=7)
     ax.set_xlabel("Worst-case SSIM (per-image worst over attacks; mean over seeds, 95% CI)", fontsize=7.5)
     ax.set_ylabel("Task accuracy (mean over seeds, 95% CI)", fontsize=7.5)

@@ -220,6 +220,7 @@ def test_a_study_extended_by_an_attack_on_some_seeds_says_which_rows_had_it() ->
     labels = sorted(s.label for s in decision.settings)
     assert labels == ["NoPeek α=5, cut 2", "no defense, cut 2 [2 attacks]", "no defense, cut 2 [3 attacks]"]
     assert any(c.startswith("Not every setting faced the same attacks: fora ran on some settings only") for c in decision.caveats)
+    assert sorted(s.tag for s in decision.settings) == ["", "[2 attacks]", "[3 attacks]"]
     same = _decision([r for r in results if "fora" not in set(r.table["attack"])])
     assert not any(c.startswith("Not every setting") for c in same.caveats)
 
@@ -241,3 +242,15 @@ def test_a_long_setting_label_stays_in_its_column() -> None:
         assert len(labels) == 2
         for text in labels:  # "no defense, cut 2 [2 attacks] (baseline)" is longer than the column at full size
             assert text.get_window_extent(renderer).x1 < seeds_left, text.get_text()
+
+
+def test_the_plot_tells_settings_of_the_same_label_apart() -> None:
+    """The plot's point labels carry the tag the table's labels carry (were both "no defense")."""
+    from splitleak.reports.decision_page import decision_page
+    from tests.reports.synthetic import run_results
+
+    results = [run_results("none", {}, seed, 0.84, {"decoder": 0.86, "rmle": 0.8, **({"fora": 0.5} if seed == 0 else {})}) for seed in (0, 1, 2)]
+    with report_style():
+        fig = decision_page([_decision(results)], "labels")
+    points = sorted(t.get_text() for ax in fig.axes for t in ax.texts if t.get_text().startswith("no defense"))
+    assert points == ["no defense [2 attacks]", "no defense [3 attacks]"]
