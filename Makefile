@@ -16,7 +16,7 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(TORCH) -e .
 
-# The package and the dev extra (pytest, dcor, hypothesis, Ray) for the tests; the same venv.
+# The package and the dev extra (pytest, dcor, hypothesis, Ray, pypdfium2) for the tests; the same venv.
 install-dev: $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(TORCH) -e '.[dev]'
 
