@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--image-folder", metavar="DIR", help="train on your own images: DIR/<class>/*.png|jpg, any size (all alike); a fixed fifth is the test part (docs/data.md)")
     train.add_argument("--arch", default="small-cnn", help="a registered split architecture (default small-cnn)")
     train.add_argument("--cut", help="the cut point: a block number (small-cnn, cifar-cnn: deeper = larger) or a name (resnet18: stem, layer1..layer4); default: the architecture's default")
-    train.add_argument("--defense", default="none", help="a registered defense: none, nopeek, noise, dropout, dp-noise or a plugin's (default none)")
+    train.add_argument("--defense", default="none", help="a registered defense: none, nopeek, noise, dropout, dp-noise, adversarial (docs/defenses.md) or a plugin's (default none)")
     train.add_argument("--defense-param", action="append", default=[], metavar="DEFENSE.KEY=VALUE", help="set a defense parameter, e.g. nopeek.alpha=5 (repeatable; the defense must be --defense)")
     train.add_argument("--alpha", type=float, help="nopeek: weight of the dCor(x, z) penalty (default 1.0)")
     train.add_argument("--noise-scale", type=float, help="noise: std (gaussian) or b (laplace) of the activation noise (default 1.0)")

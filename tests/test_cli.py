@@ -177,3 +177,19 @@ def test_train_and_evaluate_share_one_name_for_the_test_limit() -> None:
         assert parser.parse_args(["evaluate", "m.safetensors", "--out", "r", flag, "7"]).limit == 7
         assert parser.parse_args(["train", "--out", "m.safetensors", flag, "7"]).limit_test == 7
     assert parser.parse_args(["evaluate", "m.safetensors", "--out", "r"]).limit is None  # the default adapts to the data
+
+
+def test_train_help_names_every_built_in_defense_server_and_detector() -> None:
+    """The parser lists these names by hand (building it imports no registry); a new defense,
+    server or detector in splitleak's own package must appear in `train --help`."""
+    from splitleak.cli import _parser
+    from splitleak.defenses import DEFENSES
+    from splitleak.detection import DETECTORS
+    from splitleak.protocol import SERVERS, server_class
+
+    server_class("honest")  # the attacks' servers register on import
+    train = next(a.choices["train"] for a in _parser()._actions if getattr(a, "choices", None) and "train" in a.choices)
+    helps = {a.dest: a.help for a in train._actions}
+    for option, registry in (("defense", DEFENSES), ("server", SERVERS), ("detector", DETECTORS)):
+        own = [name for name in registry if registry[name].__module__.startswith("splitleak.")]
+        assert own and all(re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", helps[option]) for name in own), (option, own, helps[option])
