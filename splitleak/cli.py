@@ -312,6 +312,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
     every = attacks == (ALL_ATTACKS,)  # chosen once the checkpoint is loaded: what its threat models allow
+    if ALL_ATTACKS in attacks and not every:
+        raise InputError(f"--attacks {ALL_ATTACKS!r} stands alone (every attack the checkpoint allows); got {args.attacks!r}")
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     config = EvalConfig(
         attacks=("decoder",) if every else attacks,  # with "all": replaced once the checkpoint is loaded

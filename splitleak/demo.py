@@ -49,6 +49,8 @@ def demo_attacks(names: Sequence[str] | None) -> tuple[str, ...]:
         return ATTACKS_RUN
     if tuple(names) == (ALL_PASSIVE,):
         return passive_attacks()
+    if ALL_PASSIVE in names:
+        raise InputError(f"demo attacks: {ALL_PASSIVE!r} stands alone (every passive attack), got {list(names)}")
     if not names or len(set(names)) != len(names):
         raise InputError(f"demo attacks must be distinct registered attacks, got {list(names)}")
     for name in names:

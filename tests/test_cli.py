@@ -104,6 +104,7 @@ def test_adaptive_and_observations_exclude_each_other(tmp_path: Path, tiny_check
         (["--attack-param", "rmle.steps=0"], "rmle steps must be a whole number >= 1"),
         (["--budget-scale", "0"], "budget scale must be a finite number > 0"),
         (["--observations", "0"], "observations must be a whole number from 1"),
+        (["--attacks", "all,decoder"], "--attacks 'all' stands alone"),
     ],
 )
 def test_bad_attack_options_exit_2_before_any_work(tmp_path: Path, tiny_checkpoint: Path, capsys, extra, message) -> None:

@@ -39,7 +39,7 @@ def test_attacks_default_all_or_named_and_training_time_ones_are_refused_before_
     assert demo_plan(attacks=("all",)).evaluation.attacks == passive_attacks() and {"sdar", "fora"} <= set(passive_attacks())
     assert "fsha" not in passive_attacks()
     assert demo_plan(quick=True, attacks=("decoder", "sdar")).evaluation.attacks == ("decoder", "sdar")
-    for bad, message in ((("fsha",), "trained by its 'fsha' server"), (("decoder", "nope"), "unknown attack 'nope'"), (("rmle", "rmle"), "distinct")):
+    for bad, message in ((("fsha",), "trained by its 'fsha' server"), (("decoder", "nope"), "unknown attack 'nope'"), (("rmle", "rmle"), "distinct"), (("all", "decoder"), "stands alone")):
         with pytest.raises(InputError, match=message):
             demo_plan(attacks=bad)
 
