@@ -183,7 +183,7 @@ def _parser() -> argparse.ArgumentParser:
     gt = commands.add_parser("gate", help="check a results folder against a privacy policy (exit 0 pass, 1 fail, 2 bad input)", description="Check every run of a results folder against a TOML privacy policy (thresholds and baseline regressions) and exit 0 when it passes, 1 when a rule fails, 2 on bad input. Policy reference: docs/ci.md.")
     gt.add_argument("results", nargs="?", metavar="RESULTS_DIR", help="results folder written by splitleak evaluate")
     gt.add_argument("--policy", default="splitleak-policy.toml", help="TOML policy file (default: splitleak-policy.toml)")
-    gt.add_argument("--baseline", metavar="BASELINE_DIR", help="results folder to compare with for [[baseline]] rules (without it they are skipped)")
+    gt.add_argument("--baseline", metavar="BASELINE_DIR", help="results folder to compare with for [[baseline]] rules (without it they fail: a gate does not pass what it could not check)")
     gt.add_argument("--junit", metavar="FILE", help="also write JUnit XML, one testcase per rule and run")
     gt.add_argument("--json", metavar="FILE", help="also write the verdict as JSON")
     gt.add_argument("--markdown", metavar="FILE", help="also write a Markdown summary (e.g. $GITHUB_STEP_SUMMARY)")

@@ -485,7 +485,7 @@ _STARTER_HEADER = f'''# splitleak privacy gate policy (format version {POLICY_VE
 #               for accuracy, lower). Without --baseline these rules FAIL ("no --baseline
 #               given"); delete them until you have a baseline (docs/ci.md).
 #
-# attack:    an attack name (decoder, rmle, shadow, unsplit), "worst" (each image's best
+# attack:    an attack name (`splitleak attacks` lists them: decoder, rmle, sdar, ...), "worst" (each image's best
 #            reconstruction over the attacks that ran), or omitted / "model" for model-level metrics (accuracy, dcor).
 # statistic: mean, median, p95, ci_low, ci_high (ends of the 95% bootstrap CI of the mean).
 # use:       "point" compares the statistic itself.
